@@ -1,0 +1,1 @@
+"""Time steppers of mfpde (installed as ``mfpde.solvers``)."""
