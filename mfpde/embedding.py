@@ -1,0 +1,185 @@
+"""Neuronal embeddings (Problem room): initial functions evaluated on rule nodes.
+
+An initial function maps node arrays to initial parameter values (SPEC §2):
+``w_1^0(c_1)`` → [Q1, d], ``W_l^0(c_{l−1}, c_l)`` → [Q_{l−1}, Q_l], ``v^0(c_L)`` → [QL, K],
+``b_l^0(c_l)`` → [Q_l], ``b_out`` → [K].  Built-in families:
+
+* ``constant``   — a number (or a list matching the trailing dimension);
+* ``coordinate`` — the node coordinates themselves, columns ``start, start+1, …``;
+* ``affine``     — ``mean + std · coordinate`` (index spaces carrying a standard normal law);
+* ``quantile``   — a law's quantile map applied to coordinates in (0, 1) (``normal`` or
+  ``uniform``), for index spaces carrying the uniform law;
+* ``kernel``     — ``m + s · ψ(<A c, c'>)`` with bounded ψ ∈ {tanh, sin, cos, erf, sigmoid}
+  (the correlated "bidirectional diversity" family, SPEC §4; for ``W_l`` only);
+* ``python``     — any vectorized callable (Python API only).
+
+Imports numpy, scipy, mfpde.errors only.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+from scipy import special
+
+from mfpde.errors import ConfigError
+
+PSI = {"tanh": np.tanh, "sin": np.sin, "cos": np.cos, "erf": special.erf, "sigmoid": special.expit}
+INIT_KINDS = ("constant", "coordinate", "affine", "quantile", "kernel")
+
+
+def _cols(nodes: np.ndarray, start: int, n: int, key: str) -> np.ndarray:
+    if start + n > nodes.shape[1]:
+        raise ConfigError(key, f"needs node coordinates {start}..{start + n - 1} but the index space has dimension {nodes.shape[1]}")
+    return nodes[:, start:start + n]
+
+
+@dataclass(frozen=True)
+class InitFn:
+    """An initial function of one family; ``params`` is its TOML table."""
+
+    kind: str
+    params: dict = field(default_factory=dict)
+    fn: Callable | None = None  # kind == "python"
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.kind == "python":
+            return {"kind": "python", "name": getattr(self.fn, "__name__", "callable")}
+        return {"kind": self.kind, **self.params}
+
+    def node_values(self, nodes: np.ndarray, width: int | None, key: str) -> np.ndarray:
+        """Values on one layer's nodes: shape [Q, width] (width given) or [Q] (width None)."""
+        Q = nodes.shape[0]
+        n = 1 if width is None else width
+        p = self.params
+        if self.kind == "constant":
+            val = np.broadcast_to(np.asarray(p.get("value", 0.0), dtype=float), (Q, n)).copy()
+        elif self.kind == "coordinate":
+            val = _cols(nodes, p.get("start", 0), n, key).copy()
+        elif self.kind == "affine":
+            val = p.get("mean", 0.0) + p.get("std", 1.0) * _cols(nodes, p.get("start", 0), n, key)
+        elif self.kind == "quantile":
+            u = _cols(nodes, p.get("start", 0), n, key)
+            if np.any((u <= 0) | (u >= 1)):
+                raise ConfigError(key, "the quantile map needs node coordinates strictly inside (0, 1): use a uniform rule on [0, 1]")
+            if p.get("law", "normal") == "normal":
+                val = p.get("mean", 0.0) + p.get("std", 1.0) * special.ndtri(u)
+            else:
+                lo, hi = p.get("low", 0.0), p.get("high", 1.0)
+                val = lo + (hi - lo) * u
+        elif self.kind == "python":
+            val = np.asarray(self.fn(nodes), dtype=float).reshape(Q, -1)
+        else:
+            raise ConfigError(key, f"initial function kind {self.kind!r} is only allowed for W_l (a function of two nodes)")
+        if val.shape != (Q, n):
+            raise ConfigError(key, f"initial function gave shape {val.shape}, expected {(Q, n)}")
+        return val if width is not None else val[:, 0]
+
+    def edge_values(self, nodes_prev: np.ndarray, nodes: np.ndarray, key: str) -> np.ndarray:
+        """Values W_l^0(c_{l−1}, c_l) on all node pairs: shape [Q_{l−1}, Q_l]."""
+        shape = (nodes_prev.shape[0], nodes.shape[0])
+        p = self.params
+        if self.kind == "constant":
+            return np.full(shape, float(p.get("value", 0.0)))
+        if self.kind == "kernel":
+            A = np.asarray(p.get("A", np.eye(nodes.shape[1], nodes_prev.shape[1])), dtype=float)
+            if A.shape != (nodes.shape[1], nodes_prev.shape[1]):
+                raise ConfigError(f"{key}.A", f"must have shape [dim of layer l, dim of layer l-1] = {[nodes.shape[1], nodes_prev.shape[1]]}, got {list(A.shape)}")
+            psi = PSI[p.get("psi", "tanh")]
+            return p.get("m", 0.0) + p.get("s", 1.0) * psi((nodes_prev @ A.T) @ nodes.T)
+        if self.kind == "python":
+            val = np.asarray(self.fn(nodes_prev, nodes), dtype=float)
+            if val.shape != shape:
+                raise ConfigError(key, f"initial function gave shape {val.shape}, expected {shape}")
+            return val
+        raise ConfigError(key, f"kind {self.kind!r} is not allowed for a middle weight W_l; allowed: constant, kernel")
+
+
+def constant(value=0.0) -> InitFn:
+    return InitFn("constant", {"value": value})
+
+
+def coordinate(start: int = 0) -> InitFn:
+    return InitFn("coordinate", {"start": start})
+
+
+def affine(mean=0.0, std=1.0, start: int = 0) -> InitFn:
+    return InitFn("affine", {"mean": mean, "std": std, "start": start})
+
+
+def kernel(m=0.0, s=1.0, psi: str = "tanh", A=None) -> InitFn:
+    params = {"m": m, "s": s, "psi": psi}
+    if A is not None:
+        params["A"] = np.asarray(A, dtype=float).tolist()
+    return InitFn("kernel", params)
+
+
+def python(fn: Callable) -> InitFn:
+    return InitFn("python", {}, fn)
+
+
+_ALLOWED = {
+    "constant": {"kind", "value"},
+    "coordinate": {"kind", "start"},
+    "affine": {"kind", "mean", "std", "start"},
+    "quantile": {"kind", "law", "mean", "std", "low", "high", "start"},
+    "kernel": {"kind", "m", "s", "psi", "A"},
+}
+
+
+def _num(v, key, positive=False):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ConfigError(key, f"expected a finite number, got {v!r}")
+    if positive and v <= 0:
+        raise ConfigError(key, f"must be > 0, got {v!r}")
+    return float(v)
+
+
+def make_init(spec: Any, key: str, *, edge: bool = False) -> InitFn:
+    """An initial function from a number (constant) or a table ``{kind = ..., ...}``; validated."""
+    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        return constant(_num(spec, key))
+    if isinstance(spec, list) and not edge:
+        return constant([_num(x, key) for x in spec])
+    if not isinstance(spec, Mapping):
+        raise ConfigError(key, f"expected a number or a table with kind = {' | '.join(INIT_KINDS)}, got {spec!r}")
+    kind = spec.get("kind")
+    allowed_kinds = ("constant", "kernel") if edge else ("constant", "coordinate", "affine", "quantile")
+    if kind not in allowed_kinds:
+        raise ConfigError(f"{key}.kind", f"unknown or unsuitable kind {kind!r}; allowed here: {', '.join(allowed_kinds)}")
+    for k in spec:
+        if k not in _ALLOWED[kind]:
+            raise ConfigError(f"{key}.{k}", f"unknown key for kind {kind!r}; allowed: {', '.join(sorted(_ALLOWED[kind]))}")
+    p: dict[str, Any] = {}
+    for k, v in spec.items():
+        if k == "kind":
+            continue
+        if k == "start":
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ConfigError(f"{key}.start", f"must be an integer >= 0, got {v!r}")
+            p[k] = v
+        elif k == "psi":
+            if v not in PSI:
+                raise ConfigError(f"{key}.psi", f"unknown ψ {v!r}; allowed: {', '.join(PSI)}")
+            p[k] = v
+        elif k == "law":
+            if v not in ("normal", "uniform"):
+                raise ConfigError(f"{key}.law", f"unknown law {v!r}; allowed: normal, uniform")
+            p[k] = v
+        elif k == "A":
+            try:
+                A = np.asarray(v, dtype=float)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{key}.A", "must be a matrix (list of lists of numbers)") from None
+            if A.ndim != 2 or not np.all(np.isfinite(A)):
+                raise ConfigError(f"{key}.A", "must be a finite matrix (list of lists of numbers)")
+            p[k] = A.tolist()
+        elif k == "value" and isinstance(v, list):
+            p[k] = [_num(x, f"{key}.value") for x in v]
+        else:
+            p[k] = _num(v, f"{key}.{k}", positive=(k == "std"))
+    if kind == "quantile" and p.get("law", "normal") == "uniform" and p.get("low", 0.0) >= p.get("high", 1.0):
+        raise ConfigError(f"{key}.high", "must be greater than low")
+    return InitFn(kind, p)

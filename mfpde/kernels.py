@@ -1,0 +1,251 @@
+"""Compiled forward, backward and drift of the discretized limit system (System room).
+
+These kernels are the one implementation of SPEC §2–§3 on arrays: they serve the limit
+solver (quadrature weights ω at rule nodes) and finite networks (ω = 1/n at sampled nodes)
+alike.  Dense products go through BLAS (``np.dot`` with an output buffer); the elementwise
+work (bias, φ, φ', weights, schedule factors, bias drifts) is fused into one pass per layer.
+
+Flat state ``y`` (layout in :mod:`mfpde.layout`): w1[Q1, d], b1[Q1]?, W2[Q1, Q2], b2[Q2]?, …,
+v[QL, K], b_out[K]?.  Integer layout array ``lay``: header ``[L, d, K, loss, out_act,
+out_bias, off_v, off_bout]`` then per hidden layer ``[Q, act, bias, off_W, off_b, off_ω]``.
+Work buffer per hidden layer: H, A = φ(H), P = φ'(H), S = A·ω, G (δ), each [M, Q]; then
+H_out, G_out, Ŷ, each [M, K].  After ``backward_drift`` the buffers H, P are overwritten.
+
+``sysargs`` = (lay, omega, X, Y, rho, sched, sched_flat, lossp, work, fns) is the one tuple
+every stepper passes through; its Numba type is the same for every problem, so the kernels
+and steppers compile once per machine (cached).  Imports numpy, mfpde._jit,
+mfpde.activations, mfpde.losses, mfpde.schedules only.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from mfpde._jit import njit
+from mfpde.activations import phi_dphi
+from mfpde.losses import loss_grad, misclassified
+from mfpde.schedules import evaluate as schedule_at
+
+HEADER = 8
+PER = 6
+
+
+@njit
+def work_size(lay, M):
+    """Length of the work buffer for ``M`` data points."""
+    L = lay[0]
+    n = 0
+    for i in range(L):
+        n += 5 * M * lay[HEADER + PER * i]
+    return n + 3 * M * lay[2]
+
+
+@njit
+def _buf(work, off, M, Q):
+    return work[off:off + M * Q].reshape((M, Q))
+
+
+@njit
+def forward(y, lay, omega, X, work, fns):
+    """Pre-activations, activations and derivatives of every layer for inputs X [M, d]."""
+    L = lay[0]
+    d = lay[1]
+    K = lay[2]
+    M = X.shape[0]
+    off = 0
+    offS = 0
+    Qp = d
+    for i in range(L):
+        base = HEADER + PER * i
+        Q = lay[base]
+        code = lay[base + 1]
+        hasb = lay[base + 2]
+        oW = lay[base + 3]
+        ob = lay[base + 4]
+        oo = lay[base + 5]
+        H = _buf(work, off, M, Q)
+        A = _buf(work, off + M * Q, M, Q)
+        P = _buf(work, off + 2 * M * Q, M, Q)
+        S = _buf(work, off + 3 * M * Q, M, Q)
+        if i == 0:
+            W = y[oW:oW + Q * d].reshape((Q, d))
+            np.dot(X, W.T, H)
+        else:
+            W = y[oW:oW + Qp * Q].reshape((Qp, Q))
+            np.dot(_buf(work, offS, M, Qp), W, H)
+        w = omega[oo:oo + Q]
+        if hasb:
+            b = y[ob:ob + Q]
+            for m in range(M):
+                for q in range(Q):
+                    h = H[m, q] + b[q]
+                    H[m, q] = h
+                    a, da = phi_dphi(code, h, fns)
+                    A[m, q] = a
+                    P[m, q] = da
+                    S[m, q] = a * w[q]
+        else:
+            for m in range(M):
+                for q in range(Q):
+                    a, da = phi_dphi(code, H[m, q], fns)
+                    A[m, q] = a
+                    P[m, q] = da
+                    S[m, q] = a * w[q]
+        offS = off + 3 * M * Q
+        Qp = Q
+        off += 5 * M * Q
+    Hout = _buf(work, off, M, K)
+    ov = lay[6]
+    v = y[ov:ov + Qp * K].reshape((Qp, K))
+    np.dot(_buf(work, offS, M, Qp), v, Hout)
+    if lay[5]:
+        ob = lay[7]
+        for m in range(M):
+            for k in range(K):
+                Hout[m, k] += y[ob + k]
+
+
+@njit
+def output_loss(lay, lossp, Y, rho, work, fns):
+    """Ŷ = φ_out(H_out), the ρ-weighted loss and error, and G_out = ρ ∂loss φ'_out (after forward)."""
+    L = lay[0]
+    K = lay[2]
+    M = Y.shape[0]
+    off = 0
+    for i in range(L):
+        off += 5 * M * lay[HEADER + PER * i]
+    Hout = _buf(work, off, M, K)
+    Gout = _buf(work, off + M * K, M, K)
+    Yhat = _buf(work, off + 2 * M * K, M, K)
+    code = lay[4]
+    lcode = int(lossp[0])
+    param = lossp[1]
+    dphi = np.empty(K)
+    grad = np.empty(K)
+    loss = 0.0
+    err = 0.0
+    for m in range(M):
+        for k in range(K):
+            a, da = phi_dphi(code, Hout[m, k], fns)
+            Yhat[m, k] = a
+            dphi[k] = da
+        val = loss_grad(lcode, param, Y[m], Yhat[m], grad)
+        loss += rho[m] * val
+        err += rho[m] * misclassified(Y[m], Yhat[m])
+        for k in range(K):
+            Gout[m, k] = rho[m] * grad[k] * dphi[k]
+    return loss, err
+
+
+@njit
+def backward_drift(t, y, dy, lay, omega, X, sched, sched_flat, work):
+    """SPEC §2's backward pass and the drift of every parameter into ``dy`` (after output_loss)."""
+    L = lay[0]
+    d = lay[1]
+    K = lay[2]
+    M = X.shape[0]
+    offs = np.empty(L + 1, dtype=np.int64)
+    off = 0
+    for i in range(L):
+        offs[i] = off
+        off += 5 * M * lay[HEADER + PER * i]
+    offs[L] = off
+    QL = lay[HEADER + PER * (L - 1)]
+    Gout = _buf(work, off + M * K, M, K)
+    ov = lay[6]
+    v = y[ov:ov + QL * K].reshape((QL, K))
+    dv = dy[ov:ov + QL * K].reshape((QL, K))
+    AL = _buf(work, offs[L - 1] + M * QL, M, QL)
+    xi = schedule_at(sched, sched_flat, L, t)
+    if xi != 0.0:
+        np.dot(AL.T, Gout, dv)
+        for q in range(QL):
+            for k in range(K):
+                dv[q, k] *= -xi
+    else:
+        dv[:, :] = 0.0
+    if lay[5]:
+        xib = schedule_at(sched, sched_flat, 2 * L + 1, t)
+        ob = lay[7]
+        for k in range(K):
+            s = 0.0
+            for m in range(M):
+                s += Gout[m, k]
+            dy[ob + k] = -xib * s
+    # lowest layer whose parameters move at time t: below it no backward pass is needed
+    lowest = L
+    for i in range(L):
+        base = HEADER + PER * i
+        if schedule_at(sched, sched_flat, i, t) != 0.0 or (lay[base + 2] and schedule_at(sched, sched_flat, L + 1 + i, t) != 0.0):
+            lowest = i
+            break
+    if lowest < L:
+        np.dot(Gout, v.T, _buf(work, offs[L - 1] + 4 * M * QL, M, QL))
+    for i in range(L - 1, -1, -1):
+        base = HEADER + PER * i
+        Q = lay[base]
+        hasb = lay[base + 2]
+        oW = lay[base + 3]
+        ob = lay[base + 4]
+        oo = lay[base + 5]
+        Qp = d if i == 0 else lay[base - PER]
+        xi = schedule_at(sched, sched_flat, i, t)
+        xib = schedule_at(sched, sched_flat, L + 1 + i, t) if hasb else 0.0
+        dW = dy[oW:oW + Qp * Q].reshape((Qp, Q))
+        if i < lowest:
+            dW[:, :] = 0.0
+            if hasb:
+                dy[ob:ob + Q] = 0.0
+            continue
+        H = _buf(work, offs[i], M, Q)
+        P = _buf(work, offs[i] + 2 * M * Q, M, Q)
+        G = _buf(work, offs[i] + 4 * M * Q, M, Q)
+        w = omega[oo:oo + Q]
+        if hasb:
+            db = dy[ob:ob + Q]
+            db[:] = 0.0
+            for m in range(M):
+                for q in range(Q):
+                    g = G[m, q] * P[m, q]
+                    H[m, q] = g * w[q]
+                    P[m, q] = -xi * g
+                    db[q] -= xib * g
+        else:
+            for m in range(M):
+                for q in range(Q):
+                    g = G[m, q] * P[m, q]
+                    H[m, q] = g * w[q]
+                    P[m, q] = -xi * g
+        if xi == 0.0:
+            dW[:, :] = 0.0
+        elif i == 0:
+            np.dot(P.T, X, dy[oW:oW + Q * d].reshape((Q, d)))
+        else:
+            np.dot(_buf(work, offs[i - 1] + M * Qp, M, Qp).T, P, dW)
+        if i > lowest:
+            W = y[oW:oW + Qp * Q].reshape((Qp, Q))
+            np.dot(H, W.T, _buf(work, offs[i - 1] + 4 * M * Qp, M, Qp))
+
+
+@njit
+def rhs(t, y, dy, sysargs):
+    """dy = the drift of the discretized limit system at (t, y); returns the training loss at y."""
+    lay, omega, X, Y, rho, sched, sched_flat, lossp, work, fns = sysargs
+    forward(y, lay, omega, X, work, fns)
+    loss, err = output_loss(lay, lossp, Y, rho, work, fns)
+    backward_drift(t, y, dy, lay, omega, X, sched, sched_flat, work)
+    return loss
+
+
+@njit
+def evaluate(y, lay, omega, X, Y, rho, lossp, work, fns, yhat_out):
+    """(loss, error) of state ``y`` on data (X, Y, ρ); writes Ŷ into ``yhat_out`` [M, K]."""
+    forward(y, lay, omega, X, work, fns)
+    loss, err = output_loss(lay, lossp, Y, rho, work, fns)
+    L = lay[0]
+    K = lay[2]
+    M = X.shape[0]
+    off = 0
+    for i in range(L):
+        off += 5 * M * lay[HEADER + PER * i]
+    yhat_out[:, :] = _buf(work, off + 2 * M * K, M, K)
+    return loss, err

@@ -1,0 +1,124 @@
+"""Learning-rate schedules ξ_l(t) (Problem room).
+
+Kinds: ``constant`` ξ(t) = ξ0; ``power`` ξ(t) = ξ0 / (1 + t/τ)^p; ``piecewise``
+ξ(t) = values[i] for times[i−1] ≤ t < times[i] (``len(values) == len(times) + 1``).
+ξ ≡ 0 freezes a layer.  A schedule packs into one row of a float array (``pack``) that the
+compiled kernels evaluate with :func:`evaluate`.  Imports numpy, mfpde._jit, mfpde.errors.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from mfpde._jit import njit
+from mfpde.errors import ConfigError
+
+CONSTANT, POWER, PIECEWISE = 0, 1, 2
+KINDS = {"constant": CONSTANT, "power": POWER, "piecewise": PIECEWISE}
+ROW = 6  # kind, xi0, tau, p, offset into the piecewise array, number of breakpoints
+
+
+@dataclass(frozen=True)
+class Schedule:
+    kind: str = "constant"
+    xi0: float = 1.0
+    tau: float = 1.0
+    p: float = 1.0
+    times: tuple[float, ...] = field(default_factory=tuple)
+    values: tuple[float, ...] = field(default_factory=tuple)
+
+    def __call__(self, t: float) -> float:
+        if self.kind == "constant":
+            return self.xi0
+        if self.kind == "power":
+            return self.xi0 / (1.0 + t / self.tau) ** self.p
+        i = int(np.searchsorted(np.asarray(self.times), t, side="right"))
+        return self.values[i]
+
+    @property
+    def frozen(self) -> bool:
+        """True when ξ ≡ 0 on every t."""
+        if self.kind == "piecewise":
+            return all(v == 0.0 for v in self.values)
+        return self.xi0 == 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.kind == "constant":
+            return {"kind": "constant", "xi0": self.xi0}
+        if self.kind == "power":
+            return {"kind": "power", "xi0": self.xi0, "tau": self.tau, "p": self.p}
+        return {"kind": "piecewise", "times": list(self.times), "values": list(self.values)}
+
+
+def _number(v, key, *, positive=False, nonneg=False):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ConfigError(key, f"expected a finite number, got {v!r}")
+    if positive and v <= 0:
+        raise ConfigError(key, f"must be > 0, got {v!r}")
+    if nonneg and v < 0:
+        raise ConfigError(key, f"must be >= 0 (0 freezes the layer), got {v!r}")
+    return float(v)
+
+
+def make_schedule(spec: Any, key: str) -> Schedule:
+    """A schedule from a number (constant ξ0) or a table ``{kind=..., ...}``; validated."""
+    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        return Schedule("constant", _number(spec, key, nonneg=True))
+    if not isinstance(spec, Mapping):
+        raise ConfigError(key, f"expected a number or a table with kind = {' | '.join(KINDS)}, got {spec!r}")
+    kind = spec.get("kind", "constant")
+    if kind not in KINDS:
+        raise ConfigError(f"{key}.kind", f"unknown schedule kind {kind!r}; allowed: {', '.join(KINDS)}")
+    allowed = {"constant": {"kind", "xi0"}, "power": {"kind", "xi0", "tau", "p"},
+               "piecewise": {"kind", "times", "values"}}[kind]
+    for k in spec:
+        if k not in allowed:
+            raise ConfigError(f"{key}.{k}", f"unknown key for a {kind} schedule; allowed: {', '.join(sorted(allowed))}")
+    if kind == "constant":
+        return Schedule("constant", _number(spec.get("xi0", 1.0), f"{key}.xi0", nonneg=True))
+    if kind == "power":
+        return Schedule("power", _number(spec.get("xi0", 1.0), f"{key}.xi0", nonneg=True),
+                        _number(spec.get("tau", 1.0), f"{key}.tau", positive=True),
+                        _number(spec.get("p", 1.0), f"{key}.p", nonneg=True))
+    times, values = spec.get("times"), spec.get("values")
+    if not isinstance(times, list) or not isinstance(values, list):
+        raise ConfigError(key, "a piecewise schedule needs lists 'times' and 'values'")
+    t = [_number(x, f"{key}.times", nonneg=True) for x in times]
+    v = [_number(x, f"{key}.values", nonneg=True) for x in values]
+    if len(v) != len(t) + 1:
+        raise ConfigError(f"{key}.values", f"needs len(times) + 1 = {len(t) + 1} entries, got {len(v)}")
+    if any(b <= a for a, b in zip(t, t[1:])):
+        raise ConfigError(f"{key}.times", "breakpoints must be strictly increasing")
+    return Schedule("piecewise", times=tuple(t), values=tuple(v))
+
+
+def pack(schedules: list[Schedule]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows [kind, ξ0, τ, p, offset, count] and the flat piecewise array (times then values)."""
+    rows = np.zeros((len(schedules), ROW))
+    flat: list[float] = []
+    for i, s in enumerate(schedules):
+        rows[i, :4] = (KINDS[s.kind], s.xi0, s.tau, s.p)
+        rows[i, 4] = len(flat)
+        rows[i, 5] = len(s.times)
+        flat.extend(s.times)
+        flat.extend(s.values)
+    return rows, np.asarray(flat + [0.0], dtype=float)
+
+
+@njit
+def evaluate(rows, flat, g, t):
+    """ξ_g(t) for packed schedule row ``g`` (compiled twin of ``Schedule.__call__``)."""
+    kind = int(rows[g, 0])
+    if kind == CONSTANT:
+        return rows[g, 1]
+    if kind == POWER:
+        return rows[g, 1] / (1.0 + t / rows[g, 2]) ** rows[g, 3]
+    off = int(rows[g, 4])
+    m = int(rows[g, 5])
+    i = 0
+    while i < m and flat[off + i] <= t:
+        i += 1
+    return flat[off + m + i]
