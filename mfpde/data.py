@@ -18,7 +18,7 @@ import math
 import numbers
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,15 +56,15 @@ class DataSet:
     """A weighted data set: E_Z g(Z) = Σ_m weights[m] g(X[m], Y[m]).
 
     The arrays are private float64 copies, C-contiguous and read-only.  Weights are kept as
-    given (they must sum to 1 within 1e-10, so equal weights stay exactly 1/M).  ``Y`` is always 2-D
-    (``[M, K]``; 1-D targets become ``[M, 1]``); ``X`` may be given 1-D (then d = 1).
+    given: they must sum to 1 within 1e-10 (so equal weights stay exactly 1/M).  ``Y`` is
+    always 2-D (``[M, K]``; 1-D targets become ``[M, 1]``); a 1-D ``X`` means d = 1.
     """
 
     X: np.ndarray
     Y: np.ndarray
     weights: np.ndarray
     name: str = "train"
-    source: str = field(default="arrays")
+    source: str = "arrays"
 
     def __post_init__(self):
         where = f"data set '{self.name}'"
@@ -228,13 +228,18 @@ def _read_npz(path: Path, x_key: str, y_key: str, where: str):
     import zipfile
 
     try:
-        with np.load(path, allow_pickle=False) as f:
-            keys = list(f.keys())
-            out = []
-            for k in (x_key, y_key):
-                if k not in keys:
-                    raise DataError(f"{where} has no array '{k}'; it contains {keys}.")
-                out.append(f[k])
+        with open(path, "rb") as fh:
+            f = np.load(fh, allow_pickle=False)
+            if not isinstance(f, np.lib.npyio.NpzFile):
+                raise DataError(f"{where} holds a single .npy array, expected an .npz archive "
+                                f"with arrays '{x_key}' and '{y_key}'.")
+            with f:
+                keys = list(f.keys())
+                out = []
+                for k in (x_key, y_key):
+                    if k not in keys:
+                        raise DataError(f"{where} has no array '{k}'; it contains {keys}.")
+                    out.append(f[k])
     except DataError:
         raise
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
@@ -716,6 +721,8 @@ def make_data(spec: Mapping, key: str, rng_seed: int, base_dir=None) -> DataSet:
         try:
             return law.quadrature(rule, name)
         except ConfigError as exc:
+            if exc.key != "rule":
+                raise
             raise ConfigError(rule_key, str(exc).split(": ", 1)[-1]) from None
     n = _int(spec, "sample", key)
     if "seed" in spec:

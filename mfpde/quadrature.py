@@ -1,0 +1,721 @@
+"""Quadrature rules on the index spaces (room: Problem).
+
+Every index space Ω_l and the data law carry a rule {(c_q, ω_q)} (SPEC §3): a frozen
+:class:`Rule` with nodes ``[Q, k]`` and weights ``[Q]`` whose non-tracer weights sum to 1, so
+that E f = Σ_q ω_q f(c_q) is ``rule.expect(f(rule.nodes))``.  Offered kinds, in
+:data:`RULE_KINDS` order: probabilists' Gauss–Hermite, Gauss–Legendre (uniform law), the
+Gaussian-weighted trapezoid rule of SPEC §3, tensor products, Smolyak sparse grids,
+scrambled Sobol' points, plain Monte Carlo and user-given nodes.  Zero-weight tracer nodes
+(SPEC §4) are appended with :meth:`Rule.with_tracers`.  :func:`make_rule` validates a config
+table completely before building anything and :func:`rule_to_dict` gives back the table that
+rebuilds a rule exactly (provenance).  This module imports only numpy, scipy and
+``mfpde.errors``.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import combinations_with_replacement
+
+import numpy as np
+from numpy.polynomial.hermite_e import hermegauss
+from numpy.polynomial.legendre import leggauss
+from scipy import special
+from scipy.stats import qmc
+
+from mfpde.errors import ConfigError
+
+__all__ = [
+    "RULE_KINDS", "Rule", "gauss_hermite", "gauss_legendre", "gaussian_trapezoid", "tensor",
+    "smolyak", "sobol", "monte_carlo", "user", "make_rule", "rule_to_dict",
+]
+
+RULE_KINDS = ("gauss_hermite", "gauss_legendre", "gaussian_trapezoid", "tensor", "smolyak",
+              "sobol", "monte_carlo", "user")
+MAX_NODES = 10_000_000          # total nodes of one rule (tracers and pre-merge Smolyak included)
+MAX_ENTRIES = 100_000_000       # nodes x dimension
+MAX_GAUSS_SIZE = 10_000         # 1-D Gauss-Hermite / Gauss-Legendre size per dimension
+MAX_HALF_WIDTH = 37.0           # exp(-37**2/2) ~ 1e-297 is still a normal float
+MERGE_TOL = 1e-12               # Smolyak: coincident-node tolerance (relative beyond |x| = 1)
+SMOLYAK_BASES = ("gauss_hermite", "gauss_legendre")
+LAWS = ("normal", "uniform")
+_EXACT_GAUSS_MAX = 300          # numpy's Golub-Welsch rules are used up to this size
+_SOBOL_BITS = 30
+_SOBOL_MAX_DIM = 21201          # scipy's direction numbers
+
+_LAW_KEYS = {"normal": ("mean", "std"), "uniform": ("low", "high")}
+_ALLOWED = {
+    "gauss_hermite": ("size", "mean", "std", "dim"),
+    "gauss_legendre": ("size", "low", "high", "dim"),
+    "gaussian_trapezoid": ("size", "mean", "std", "half_width", "dim"),
+    "tensor": ("rules",),
+    "smolyak": ("dim", "level", "base", "mean", "std", "low", "high"),
+    "sobol": ("size", "dim", "law", "seed", "scramble", "mean", "std", "low", "high"),
+    "monte_carlo": ("size", "dim", "law", "seed", "mean", "std", "low", "high"),
+    "user": ("nodes", "weights"),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# The rule
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class Rule:
+    """A quadrature rule: read-only nodes ``[Q, k]`` and weights ``[Q]``.
+
+    The first ``Q - n_tracers`` weights sum to 1 (they may be negative only for Smolyak
+    rules); the trailing ``n_tracers`` nodes carry weight 0 and never enter an expectation.
+    ``params`` is the TOML-serialisable provenance of the constructor.
+    """
+
+    nodes: np.ndarray
+    weights: np.ndarray
+    kind: str
+    params: dict = field(default_factory=dict)
+    n_tracers: int = 0
+
+    def __post_init__(self) -> None:
+        nodes = np.array(self.nodes, dtype=np.float64, order="C", copy=True)
+        if nodes.ndim == 1:
+            nodes = nodes.reshape(-1, 1)
+        if nodes.ndim != 2 or nodes.shape[0] < 1 or nodes.shape[1] < 1:
+            raise ConfigError("nodes", f"must be a non-empty [Q, k] array, got shape {nodes.shape}.")
+        weights = np.array(self.weights, dtype=np.float64, order="C", copy=True)
+        if weights.shape != (nodes.shape[0],):
+            raise ConfigError("weights", f"must have shape ({nodes.shape[0]},) to match the nodes, "
+                              f"got {weights.shape}.")
+        if not isinstance(self.n_tracers, (int, np.integer)) or isinstance(self.n_tracers, bool) \
+                or not 0 <= self.n_tracers < nodes.shape[0]:
+            raise ConfigError("n_tracers", f"must be an integer in [0, {nodes.shape[0] - 1}], "
+                              f"got {self.n_tracers!r}.")
+        if not np.all(np.isfinite(nodes)) or not np.all(np.isfinite(weights)):
+            raise ConfigError("nodes", "nodes and weights must be finite (no NaN or inf).")
+        q0 = nodes.shape[0] - int(self.n_tracers)
+        if np.any(weights[q0:] != 0.0):
+            raise ConfigError("weights", "tracer nodes (the last n_tracers) must have weight 0.")
+        total, scale = float(weights[:q0].sum()), float(np.abs(weights[:q0]).sum())
+        if abs(total - 1.0) > 1e-9 * max(1.0, scale):
+            raise ConfigError("weights", f"the non-tracer weights must sum to 1, got {total!r}.")
+        nodes.setflags(write=False)
+        weights.setflags(write=False)
+        object.__setattr__(self, "nodes", nodes)
+        object.__setattr__(self, "weights", weights)
+        object.__setattr__(self, "n_tracers", int(self.n_tracers))
+        object.__setattr__(self, "params", copy.deepcopy(dict(self.params)))
+
+    @property
+    def size(self) -> int:
+        """Q, the number of nodes (tracers included)."""
+        return self.nodes.shape[0]
+
+    @property
+    def dim(self) -> int:
+        """k, the dimension of the index space."""
+        return self.nodes.shape[1]
+
+    def with_tracers(self, points) -> Rule:
+        """The same rule with ``points`` ``[P, k]`` (or ``[P]`` if k == 1) appended at weight 0."""
+        pts = _tracer_array(points, self.dim, "tracers")
+        if pts.shape[0] == 0:
+            return self
+        return Rule(np.vstack([self.nodes, pts]), np.concatenate([self.weights, np.zeros(len(pts))]),
+                    self.kind, self.params, self.n_tracers + pts.shape[0])
+
+    def expect(self, values) -> np.ndarray:
+        """Σ_q ω_q values[q, ...] over the non-tracer nodes (tracer values are ignored)."""
+        values = np.asarray(values)
+        if values.ndim == 0 or values.shape[0] != self.size:
+            raise ConfigError("values", f"must have leading dimension Q = {self.size} (one row per "
+                              f"node), got shape {values.shape}.")
+        q0 = self.size - self.n_tracers
+        return np.asarray(np.tensordot(self.weights[:q0], values[:q0], axes=(0, 0)))
+
+    def describe(self) -> str:
+        """One line, e.g. ``gauss_hermite(size=16, mean=0, std=1)``."""
+        return _describe_spec(rule_to_dict(self), self.size - self.n_tracers, self.n_tracers)
+
+    def __repr__(self) -> str:
+        return f"Rule({self.describe()})"
+
+
+def rule_to_dict(rule: Rule) -> dict:
+    """The config table that :func:`make_rule` turns back into ``rule`` (same nodes and weights).
+
+    Rules of kind ``user`` (and rules built directly with a kind not in :data:`RULE_KINDS`)
+    are written as ``kind = "user"`` with their nodes and weights as lists; tracer nodes as a
+    ``tracers`` list.
+    """
+    q0 = rule.size - rule.n_tracers
+    if rule.kind in RULE_KINDS and rule.kind != "user":
+        spec = {"kind": rule.kind, **copy.deepcopy(rule.params)}
+    else:
+        spec = {"kind": "user", "nodes": rule.nodes[:q0].tolist(),
+                "weights": rule.weights[:q0].tolist()}
+    if rule.n_tracers:
+        spec["tracers"] = rule.nodes[q0:].tolist()
+    return spec
+
+
+# --------------------------------------------------------------------------------------------
+# Public constructors (all go through the validated config path)
+# --------------------------------------------------------------------------------------------
+
+def gauss_hermite(n, mean=0.0, std=1.0, *, dim: int | None = None) -> Rule:
+    """Probabilists' Gauss–Hermite rule for N(mean, std²), weights normalised to sum 1.
+
+    ``n``, ``mean``, ``std`` are scalars or length-k sequences (a tensor-product rule,
+    first coordinate varying slowest); ``dim`` sets k when all of them are scalars.  Exact
+    for polynomials of degree ≤ 2n−1 in each coordinate.  Nodes come from
+    ``numpy.polynomial.hermite_e.hermegauss`` for n ≤ 300 and from scipy's asymptotic
+    ``roots_hermitenorm`` above (numpy overflows there); at most 10 000 nodes per coordinate.
+    """
+    return _build("gauss_hermite", {"size": n, "mean": mean, "std": std, "dim": dim})
+
+
+def gauss_legendre(n, low=0.0, high=1.0, *, dim: int | None = None) -> Rule:
+    """Gauss–Legendre rule for the uniform law on [low, high] (per coordinate); exact to degree 2n−1."""
+    return _build("gauss_legendre", {"size": n, "low": low, "high": high, "dim": dim})
+
+
+def gaussian_trapezoid(n, mean=0.0, std=1.0, half_width=9.0, *, dim: int | None = None) -> Rule:
+    """SPEC §3's Gaussian-weighted trapezoid rule for N(mean, std²).
+
+    Nodes u equally spaced on [−half_width, half_width] (endpoints included; n = 1 gives the
+    single node u = 0), weights ∝ exp(−u²/2) normalised, mapped to mean + std·u.  For
+    integrands analytic in a strip the error falls like exp(−(2π/h − a)²/2) with h the
+    spacing and a the integrand's frequency, plus the truncation exp(−half_width²/2).
+    """
+    return _build("gaussian_trapezoid", {"size": n, "mean": mean, "std": std,
+                                         "half_width": half_width, "dim": dim})
+
+
+def tensor(*rules: Rule) -> Rule:
+    """Product rule: nodes are the Cartesian product (first rule varying slowest), weights multiply.
+
+    Factors must not carry tracers (add tracers to the product instead).
+    """
+    return _build("tensor", {"rules": list(rules)})
+
+
+def smolyak(dim: int, level: int, base: str = "gauss_hermite", **law) -> Rule:
+    """Smolyak sparse grid (combination technique) from 1-D rules of kind ``base``.
+
+    A(q, d) = Σ_{level ≤ |i| ≤ q} (−1)^{q−|i|} C(d−1, q−|i|) U^{i_1} ⊗ … ⊗ U^{i_d} with
+    q = level + d − 1, i_j ≥ 1, and U^i the 1-D Gauss rule of kind ``base`` with m(i) = i
+    nodes (exact to degree 2i−1).  By Novak–Ritter the grid is exact on Σ_{|i|=q} ⊗_j
+    P_{2 i_j − 1}, which contains **every polynomial of total degree ≤ 2·level − 1** (and
+    not x_1^{2·level}); level = 1 is the single node at the mean.  The linear growth m(i) = i
+    is the slowest one that gains two degrees per level, which keeps node counts small.
+    Coincident nodes (within 1e-12, relative beyond |x| = 1) are merged.  **Weights can be
+    negative**; they still sum to 1.  ``law`` is ``mean``/``std`` (base "gauss_hermite")
+    or ``low``/``high`` (base "gauss_legendre"), as scalars.
+    """
+    return _build("smolyak", {"dim": dim, "level": level, "base": base, **law})
+
+
+def sobol(n: int, dim: int, law: str = "normal", seed: int = 0, scramble: bool = True,
+          mean=0.0, std=1.0, low=0.0, high=1.0) -> Rule:
+    """Sobol' points (scipy.stats.qmc.Sobol, 30 bits, Owen scrambling by default), equal weights.
+
+    Powers of two for ``n`` are best (the balance properties need them); other n are
+    allowed and scipy's warning about them is suppressed.  Points are moved to the centre
+    of their 2^-30 dyadic cell (so none is 0, also unscrambled), then mapped to
+    N(mean, std²) by ``scipy.special.ndtri`` (law "normal") or to U[low, high].
+    """
+    return _build("sobol", {"size": n, "dim": dim, "law": law, "seed": seed,
+                            "scramble": scramble, **_law_args(law, mean, std, low, high)})
+
+
+def monte_carlo(n: int, dim: int, law: str = "normal", seed: int = 0,
+                mean=0.0, std=1.0, low=0.0, high=1.0) -> Rule:
+    """I.i.d. samples from ``numpy.random.default_rng(seed)``, equal weights 1/n."""
+    return _build("monte_carlo", {"size": n, "dim": dim, "law": law, "seed": seed,
+                                  **_law_args(law, mean, std, low, high)})
+
+
+def user(nodes, weights=None) -> Rule:
+    """User-given nodes ``[Q]`` or ``[Q, k]`` and weights (default equal).
+
+    Weights must be finite and ≥ 0 with a positive sum; they are divided by their sum
+    unless it already equals 1 up to rounding (so rebuilding a user rule is exact).
+    """
+    return _build("user", {"nodes": nodes, "weights": weights})
+
+
+def make_rule(spec: Mapping, key: str = "rule") -> Rule:
+    """Build a rule from a config table, e.g. ``{kind = "gauss_hermite", size = 16}``.
+
+    Kinds and their keys (``tracers = [[...], ...]`` is allowed on every outermost table):
+    gauss_hermite: size, mean, std, dim; gauss_legendre: size, low, high, dim;
+    gaussian_trapezoid: size, mean, std, half_width, dim; tensor: rules (list of tables);
+    smolyak: dim, level, base, mean/std or low/high; sobol: size, dim, law, seed, scramble,
+    mean/std or low/high; monte_carlo: size, dim, law, seed, mean/std or low/high;
+    user: nodes, weights.  Everything is validated before any node is computed; errors are
+    :class:`ConfigError` with keys such as ``f"{key}.size"``.
+    """
+    plan = _plan(spec, key, outermost=True)
+    return plan.build()
+
+
+# --------------------------------------------------------------------------------------------
+# Validation: a plan is a checked description that knows its size and how to build itself
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Plan:
+    size: int
+    dim: int
+    build: Callable[[], Rule]
+
+
+def _build(kind: str, spec: dict) -> Rule:
+    spec = {name: value for name, value in spec.items() if value is not None}
+    return _plan({"kind": kind, **spec}, kind, outermost=False).build()
+
+
+def _law_args(law, mean, std, low, high) -> dict:
+    return {"low": low, "high": high} if law == "uniform" else {"mean": mean, "std": std}
+
+
+def _plan(spec, key: str, outermost: bool) -> _Plan:
+    if not isinstance(spec, Mapping):
+        raise ConfigError(key, f"must be a table such as {{kind = \"gauss_hermite\", size = 16}}, "
+                          f"got {type(spec).__name__}.")
+    kind = spec.get("kind")
+    if kind is None:
+        raise ConfigError(f"{key}.kind", f"is missing; choose one of {', '.join(RULE_KINDS)}.")
+    if not isinstance(kind, str) or kind not in RULE_KINDS:
+        raise ConfigError(f"{key}.kind", f"unknown rule kind {kind!r}; choose one of "
+                          f"{', '.join(RULE_KINDS)}.")
+    allowed = ("kind",) + _ALLOWED[kind] + (("tracers",) if outermost else ())
+    unknown = [name for name in spec if name not in allowed]
+    if unknown:
+        where = "" if outermost or "tracers" not in unknown else \
+            " (tracers belong on the outermost rule only)"
+        raise ConfigError(f"{key}.{unknown[0]}", f"unknown key(s) {', '.join(map(str, unknown))}"
+                          f"{where}; allowed keys for kind = \"{kind}\" are {', '.join(allowed)}.")
+    body = {name: value for name, value in spec.items() if name not in ("kind", "tracers")}
+    plan = _CHECKS[kind](body, key)
+    tracers = None
+    if spec.get("tracers") is not None:
+        tracers = _tracer_array(spec["tracers"], plan.dim, f"{key}.tracers")
+    total = plan.size + (0 if tracers is None else tracers.shape[0])
+    _check_total(total, plan.dim, key)
+    if tracers is None or tracers.shape[0] == 0:
+        return plan
+    return _Plan(total, plan.dim, lambda: plan.build().with_tracers(tracers))
+
+
+def _check_total(size: int, dim: int, key: str) -> None:
+    if size > MAX_NODES:
+        raise ConfigError(key, f"the rule would have {size} nodes; at most {MAX_NODES} are allowed, "
+                          f"so reduce size/level or the number of tensor factors.")
+    if size * dim > MAX_ENTRIES:
+        raise ConfigError(key, f"the rule would have {size} nodes in dimension {dim}; nodes x dim "
+                          f"must stay below {MAX_ENTRIES}.")
+
+
+def _require(spec: Mapping, name: str, key: str, hint: str):
+    if spec.get(name) is None:
+        raise ConfigError(f"{key}.{name}", f"is required; give {hint}.")
+    return spec[name]
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value) -> bool:
+    return _is_int(value) or isinstance(value, (float, np.floating))
+
+
+def _int(value, key: str, low: int = 1, high: int | None = None) -> int:
+    if not _is_int(value):
+        raise ConfigError(key, f"must be an integer (not {type(value).__name__}), e.g. 16.")
+    value = int(value)
+    if value < low or (high is not None and value > high):
+        bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        raise ConfigError(key, f"must be an integer {bound}, got {value}.")
+    return value
+
+
+def _real(value, key: str) -> float:
+    if not _is_real(value):
+        raise ConfigError(key, f"must be a number (not {type(value).__name__}).")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ConfigError(key, f"must be a finite number, got {value}.")
+    return value
+
+
+def _is_sequence(value) -> bool:
+    return isinstance(value, np.ndarray) and value.ndim == 1 or \
+        isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+
+
+def _scalar_or_list(value, key: str, item: Callable):
+    """A scalar, or a non-empty list of scalars (one per coordinate), each checked by ``item``."""
+    if _is_sequence(value):
+        if len(value) == 0:
+            raise ConfigError(key, "must be a number or a non-empty list with one entry per coordinate.")
+        return [item(v, f"{key}[{i}]") for i, v in enumerate(value)]
+    return item(value, key)
+
+
+def _per_coordinate(values: dict, dim, key: str) -> int:
+    """The dimension k implied by scalar-or-list ``values`` and an optional ``dim``."""
+    lengths = {name: len(v) for name, v in values.items() if isinstance(v, list)}
+    k = dim if dim is not None else (max(lengths.values()) if lengths else 1)
+    for name, n in lengths.items():
+        if n != k:
+            raise ConfigError(f"{key}.{name}", f"has {n} entries but the rule has dimension {k}; "
+                              f"give a scalar or exactly {k} entries.")
+    return k
+
+
+def _entries(value, k: int) -> list:
+    return value if isinstance(value, list) else [value] * k
+
+
+def _check_positive(value, key: str, what: str = "positive") -> None:
+    for i, v in enumerate(_entries(value, 1 if not isinstance(value, list) else len(value))):
+        if not v > 0:
+            where = f"{key}[{i}]" if isinstance(value, list) else key
+            raise ConfigError(where, f"must be {what}, got {v}.")
+
+
+def _check_interval(low, high, key: str, k: int) -> None:
+    for i, (a, b) in enumerate(zip(_entries(low, k), _entries(high, k))):
+        if not a < b:
+            suffix = f"[{i}]" if k > 1 else ""
+            raise ConfigError(f"{key}.high{suffix}", f"must exceed low (got low = {a}, high = {b}); "
+                              f"the uniform law needs low < high.")
+
+
+def _check_gauss_like(kind: str, spec: dict, key: str) -> _Plan:
+    size_high = MAX_NODES if kind == "gaussian_trapezoid" else MAX_GAUSS_SIZE
+    size = _scalar_or_list(_require(spec, "size", key, "the number of nodes per coordinate, e.g. 16"),
+                           f"{key}.size", lambda v, k: _int(v, k, 1, size_high))
+    dim = None if spec.get("dim") is None else _int(spec["dim"], f"{key}.dim", 1, MAX_ENTRIES)
+    law_names = ("low", "high") if kind == "gauss_legendre" else ("mean", "std")
+    defaults = {"low": 0.0, "high": 1.0, "mean": 0.0, "std": 1.0}
+    law = {name: _scalar_or_list(spec.get(name, defaults[name]), f"{key}.{name}", _real)
+           for name in law_names}
+    params = {"size": size, **law}
+    if kind == "gaussian_trapezoid":
+        hw = _real(spec.get("half_width", 9.0), f"{key}.half_width")
+        if not 0 < hw <= MAX_HALF_WIDTH:
+            raise ConfigError(f"{key}.half_width", f"must be in (0, {MAX_HALF_WIDTH:g}] (nodes beyond "
+                              f"carry underflowing weight), got {hw}.")
+        params["half_width"] = hw
+    k = _per_coordinate({"size": size, **law}, dim, key)
+    if kind == "gauss_legendre":
+        _check_interval(law["low"], law["high"], key, k)
+    else:
+        _check_positive(law["std"], f"{key}.std", "positive (a standard deviation)")
+    if dim is not None:
+        params["dim"] = dim
+    sizes = _entries(size, k)
+    total = math.prod(sizes)
+    _check_total(total, k, key)
+
+    def build() -> Rule:
+        factors = []
+        for j in range(k):
+            args = [_entries(params[name], k)[j] for name in law_names]
+            if kind == "gauss_hermite":
+                factors.append(_gauss_hermite_1d(sizes[j], *args))
+            elif kind == "gauss_legendre":
+                factors.append(_gauss_legendre_1d(sizes[j], *args))
+            else:
+                factors.append(_trapezoid_1d(sizes[j], *args, params["half_width"]))
+        nodes, weights = _tensor_arrays([(x[:, None], w) for x, w in factors])
+        return Rule(nodes, weights, kind, params)
+
+    return _Plan(total, k, build)
+
+
+def _check_tensor(spec: dict, key: str) -> _Plan:
+    rules = _require(spec, "rules", key, "a non-empty list of rule tables")
+    if not _is_sequence(rules) or isinstance(rules, np.ndarray) or len(rules) == 0:
+        raise ConfigError(f"{key}.rules", "must be a non-empty list of rule tables (or Rule objects).")
+    plans = []
+    for i, factor in enumerate(rules):
+        where = f"{key}.rules[{i}]"
+        if isinstance(factor, Rule):
+            if factor.n_tracers:
+                raise ConfigError(where, "a tensor factor must not carry tracers; add them to the "
+                                  "product with with_tracers instead.")
+            plans.append(_Plan(factor.size, factor.dim, lambda r=factor: r))
+        else:
+            plans.append(_plan(factor, where, outermost=False))
+    size, dim = math.prod(p.size for p in plans), sum(p.dim for p in plans)
+    _check_total(size, dim, key)
+
+    def build() -> Rule:
+        factors = [p.build() for p in plans]
+        nodes, weights = _tensor_arrays([(r.nodes, r.weights) for r in factors])
+        return Rule(nodes, weights, "tensor", {"rules": [rule_to_dict(r) for r in factors]})
+
+    return _Plan(size, dim, build)
+
+
+def _check_smolyak(spec: dict, key: str) -> _Plan:
+    dim = _int(_require(spec, "dim", key, "the dimension, e.g. 3"), f"{key}.dim", 1, MAX_ENTRIES)
+    level = _int(_require(spec, "level", key, "the level (exact to total degree 2*level - 1)"),
+                 f"{key}.level", 1, MAX_GAUSS_SIZE)
+    base = spec.get("base", "gauss_hermite")
+    if not isinstance(base, str) or base not in SMOLYAK_BASES:
+        raise ConfigError(f"{key}.base", f"must be one of {', '.join(SMOLYAK_BASES)}, got {base!r}.")
+    names = ("mean", "std") if base == "gauss_hermite" else ("low", "high")
+    for other in ("mean", "std", "low", "high"):
+        if other not in names and other in spec:
+            raise ConfigError(f"{key}.{other}", f"is not allowed with base = \"{base}\"; "
+                              f"use {' and '.join(names)}.")
+    defaults = {"low": 0.0, "high": 1.0, "mean": 0.0, "std": 1.0}
+    law = {name: _real(spec.get(name, defaults[name]), f"{key}.{name}") for name in names}
+    if base == "gauss_hermite":
+        _check_positive(law["std"], f"{key}.std", "positive (a standard deviation)")
+    else:
+        _check_interval(law["low"], law["high"], key, 1)
+    # Nodes before merging: Σ_s [t^s] (1 - t)^(-2d) over the |j| = s = |i| - d that occur.
+    total = sum(math.comb(2 * dim - 1 + s, s) for s in range(max(0, level - dim), level))
+    _check_total(total, dim, key)
+    params = {"dim": dim, "level": level, "base": base, **law}
+
+    def build() -> Rule:
+        if base == "gauss_hermite":
+            def rule1d(m):
+                return _gauss_hermite_1d(m, law["mean"], law["std"])
+        else:
+            def rule1d(m):
+                return _gauss_legendre_1d(m, law["low"], law["high"])
+        nodes, weights = _smolyak_arrays(dim, level, rule1d)
+        return Rule(nodes, weights, "smolyak", params)
+
+    return _Plan(total, dim, build)
+
+
+def _check_sampled(kind: str, spec: dict, key: str) -> _Plan:
+    size = _int(_require(spec, "size", key, "the number of points, e.g. 1024"), f"{key}.size",
+                1, MAX_NODES)
+    dim_high = _SOBOL_MAX_DIM if kind == "sobol" else MAX_ENTRIES
+    dim = _int(_require(spec, "dim", key, "the dimension, e.g. 2"), f"{key}.dim", 1, dim_high)
+    law = spec.get("law", "normal")
+    if not isinstance(law, str) or law not in LAWS:
+        raise ConfigError(f"{key}.law", f"must be one of {', '.join(LAWS)}, got {law!r}.")
+    names = _LAW_KEYS[law]
+    for other in ("mean", "std", "low", "high"):
+        if other not in names and other in spec:
+            raise ConfigError(f"{key}.{other}", f"is not allowed with law = \"{law}\"; "
+                              f"use {' and '.join(names)}.")
+    seed = _int(spec.get("seed", 0), f"{key}.seed", 0, 2**63 - 1)
+    params = {"size": size, "dim": dim, "law": law, "seed": seed}
+    if kind == "sobol":
+        scramble = spec.get("scramble", True)
+        if not isinstance(scramble, (bool, np.bool_)):
+            raise ConfigError(f"{key}.scramble", f"must be true or false, got {scramble!r}.")
+        params["scramble"] = bool(scramble)
+    defaults = {"low": 0.0, "high": 1.0, "mean": 0.0, "std": 1.0}
+    law_values = {name: _scalar_or_list(spec.get(name, defaults[name]), f"{key}.{name}", _real)
+                  for name in names}
+    _per_coordinate(law_values, dim, key)
+    if law == "normal":
+        _check_positive(law_values["std"], f"{key}.std", "positive (a standard deviation)")
+    else:
+        _check_interval(law_values["low"], law_values["high"], key, dim)
+    params.update(law_values)
+    _check_total(size, dim, key)
+
+    def build() -> Rule:
+        if kind == "sobol":
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="The balance properties",
+                                        category=UserWarning)
+                engine = qmc.Sobol(d=dim, scramble=params["scramble"], bits=_SOBOL_BITS,
+                                   rng=np.random.default_rng(seed))
+                u = engine.random(size)
+            u = u + 2.0 ** -(_SOBOL_BITS + 1)           # centre of the dyadic cell: u in (0, 1)
+            z = special.ndtri(u) if law == "normal" else u
+        else:
+            rng = np.random.default_rng(seed)
+            z = rng.standard_normal((size, dim)) if law == "normal" else rng.random((size, dim))
+        if law == "normal":
+            nodes = np.asarray(params["mean"]) + np.asarray(params["std"]) * z
+        else:
+            low, high = np.asarray(params["low"]), np.asarray(params["high"])
+            nodes = low + (high - low) * z
+        return Rule(nodes, np.full(size, 1.0 / size), kind, params)
+
+    return _Plan(size, dim, build)
+
+
+def _numeric_array(value, key: str) -> np.ndarray:
+    try:
+        array = np.asarray(value)
+    except ValueError as exc:  # ragged nested lists
+        raise ConfigError(key, f"must be a rectangular array of numbers ({exc}).") from None
+    if array.dtype.kind not in "iuf":
+        raise ConfigError(key, f"must be an array of numbers, got dtype {array.dtype}.")
+    array = array.astype(np.float64)
+    if not np.all(np.isfinite(array)):
+        raise ConfigError(key, "must be finite (no NaN or inf).")
+    return array
+
+
+def _tracer_array(points, dim: int, key: str) -> np.ndarray:
+    if _is_sequence(points) and len(points) == 0:
+        return np.zeros((0, dim))
+    pts = _numeric_array(points, key)
+    if pts.ndim == 1 and dim == 1:
+        pts = pts.reshape(-1, 1)
+    if pts.ndim != 2 or pts.shape[1] != dim:
+        raise ConfigError(key, f"must be a [P, {dim}] list of points matching the rule's dimension"
+                          f"{' (or a flat list)' if dim == 1 else ''}, got shape {pts.shape}.")
+    return pts
+
+
+def _check_user(spec: dict, key: str) -> _Plan:
+    nodes = _numeric_array(_require(spec, "nodes", key, "a [Q, k] list of node coordinates"),
+                           f"{key}.nodes")
+    if nodes.ndim == 1:
+        nodes = nodes.reshape(-1, 1)
+    if nodes.ndim != 2 or nodes.shape[0] < 1 or nodes.shape[1] < 1:
+        raise ConfigError(f"{key}.nodes", f"must be a non-empty [Q] or [Q, k] array, got shape "
+                          f"{nodes.shape}.")
+    q, k = nodes.shape
+    _check_total(q, k, key)
+    if spec.get("weights") is None:
+        weights = np.full(q, 1.0 / q)
+    else:
+        weights = _numeric_array(spec["weights"], f"{key}.weights")
+        if weights.shape != (q,):
+            raise ConfigError(f"{key}.weights", f"must be a list of {q} weights (one per node), "
+                              f"got shape {weights.shape}.")
+        if np.any(weights < 0):
+            raise ConfigError(f"{key}.weights", "must be >= 0 (negative weights are not allowed "
+                              "for user rules).")
+        total = float(weights.sum())
+        if not total > 0:
+            raise ConfigError(f"{key}.weights", "must have a positive sum.")
+        if abs(total - 1.0) > 2.0 * (q + 1) * np.finfo(np.float64).eps:
+            weights = weights / total
+    return _Plan(q, k, lambda: Rule(nodes, weights, "user", {"size": q, "dim": k}))
+
+
+_CHECKS: dict[str, Callable[[dict, str], _Plan]] = {
+    "gauss_hermite": lambda spec, key: _check_gauss_like("gauss_hermite", spec, key),
+    "gauss_legendre": lambda spec, key: _check_gauss_like("gauss_legendre", spec, key),
+    "gaussian_trapezoid": lambda spec, key: _check_gauss_like("gaussian_trapezoid", spec, key),
+    "tensor": _check_tensor,
+    "smolyak": _check_smolyak,
+    "sobol": lambda spec, key: _check_sampled("sobol", spec, key),
+    "monte_carlo": lambda spec, key: _check_sampled("monte_carlo", spec, key),
+    "user": _check_user,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Numerics
+# --------------------------------------------------------------------------------------------
+
+def _gauss_hermite_1d(n: int, mean: float, std: float) -> tuple[np.ndarray, np.ndarray]:
+    with np.errstate(under="ignore"):
+        x, w = hermegauss(n) if n <= _EXACT_GAUSS_MAX else special.roots_hermitenorm(n)
+        w = w / w.sum()
+    return mean + std * x, w
+
+
+def _gauss_legendre_1d(n: int, low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
+    x, w = leggauss(n) if n <= _EXACT_GAUSS_MAX else special.roots_legendre(n)
+    return low + (high - low) * (x + 1.0) / 2.0, w / w.sum()
+
+
+def _trapezoid_1d(n: int, mean: float, std: float, half_width: float):
+    u = np.zeros(1) if n == 1 else np.linspace(-half_width, half_width, n)
+    with np.errstate(under="ignore"):
+        w = np.exp(-0.5 * u * u)
+    return mean + std * u, w / w.sum()
+
+
+def _tensor_arrays(factors: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Cartesian product of (nodes [Q_i, k_i], weights [Q_i]); the first factor varies slowest."""
+    index = np.indices([len(w) for _, w in factors]).reshape(len(factors), -1)
+    nodes = np.concatenate([x[i] for (x, _), i in zip(factors, index)], axis=1)
+    weights = np.ones(index.shape[1])
+    for (_, w), i in zip(factors, index):
+        weights = weights * w[i]
+    return nodes, weights
+
+
+def _smolyak_arrays(dim: int, level: int, rule1d) -> tuple[np.ndarray, np.ndarray]:
+    cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def factor(m: int):
+        if m not in cache:
+            x, w = rule1d(m)
+            cache[m] = (x[:, None], w)
+        return cache[m]
+
+    all_nodes, all_weights = [], []
+    for s in range(max(0, level - dim), level):          # s = |i| - d, i_j = j_j + 1
+        coefficient = (-1) ** (level - 1 - s) * math.comb(dim - 1, level - 1 - s)
+        for positions in combinations_with_replacement(range(dim), s):
+            j = np.bincount(np.asarray(positions, dtype=np.int64), minlength=dim)
+            nodes, weights = _tensor_arrays([factor(int(m) + 1) for m in j])
+            all_nodes.append(nodes)
+            all_weights.append(coefficient * weights)
+    return _merge_nodes(np.concatenate(all_nodes), np.concatenate(all_weights))
+
+
+def _merge_nodes(nodes: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Merge nodes whose coordinates agree within MERGE_TOL·max(1, |x|); sum their weights."""
+    labels = np.empty(nodes.shape, dtype=np.int64)
+    representatives = []
+    for c in range(nodes.shape[1]):
+        order = np.argsort(nodes[:, c], kind="stable")
+        values = nodes[order, c]
+        gap = np.diff(values) > MERGE_TOL * np.maximum(1.0, np.abs(values[1:]))
+        group = np.concatenate([[0], np.cumsum(gap)])
+        labels[order, c] = group
+        representatives.append(values[np.concatenate([[0], np.flatnonzero(gap) + 1])])
+    unique, inverse = np.unique(labels, axis=0, return_inverse=True)
+    merged = np.bincount(inverse.ravel(), weights=weights, minlength=len(unique))
+    keep = merged != 0.0
+    out = np.stack([representatives[c][unique[:, c]] for c in range(nodes.shape[1])], axis=1)
+    return out[keep], merged[keep]
+
+
+# --------------------------------------------------------------------------------------------
+# Description
+# --------------------------------------------------------------------------------------------
+
+def _format(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_format(v) for v in value) + "]"
+    return str(value)
+
+
+def _describe_spec(spec: dict, nodes: int | None = None, tracers: int = 0) -> str:
+    kind = spec["kind"]
+    if kind == "user":
+        points = np.asarray(spec["nodes"])
+        parts = [f"size={len(points)}", f"dim={1 if points.ndim == 1 else points.shape[1]}"]
+    elif kind == "tensor":
+        parts = [" x ".join(_describe_spec(r) for r in spec["rules"])]
+    else:
+        parts = [f"{name}={_format(value)}" for name, value in spec.items()
+                 if name not in ("kind", "tracers")]
+    if nodes is not None and kind != "user" and spec.get("size") != nodes:
+        parts.append(f"nodes={nodes}")
+    if tracers:
+        parts.append(f"tracers={tracers}")
+    return f"{kind}({', '.join(parts)})"

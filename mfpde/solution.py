@@ -1,0 +1,47 @@
+"""The result of a solve (Store room): saved times, observables, parameter snapshots, stats.
+
+A :class:`Solution` is filled by the controller at save times and turned into a labelled
+``xarray.Dataset`` by :func:`mfpde.io.to_xarray` (``Solution.to_xarray``).  Imports numpy
+only (io lazily).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Solution:
+    system: Any
+    stepper: dict
+    times: list[float] = field(default_factory=list)
+    observables: dict[str, list] = field(default_factory=dict)
+    state_times: list[float] = field(default_factory=list)
+    states: list[np.ndarray] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+    status: str = "running"
+    message: str = ""
+
+    def record(self, t: float, y: np.ndarray, keep_state: bool) -> None:
+        """Store the observables (and optionally the state) of ``y`` at time ``t``."""
+        self.times.append(float(t))
+        for k, v in self.system.observe(y).items():
+            self.observables.setdefault(k, []).append(np.array(v, dtype=float) if np.ndim(v) else float(v))
+        if keep_state:
+            self.state_times.append(float(t))
+            self.states.append(y.copy())
+
+    @property
+    def y(self) -> np.ndarray:
+        """The last stored state."""
+        return self.states[-1]
+
+    def observable(self, name: str) -> np.ndarray:
+        return np.asarray(self.observables[name])
+
+    def to_xarray(self):
+        from mfpde.io import to_xarray
+
+        return to_xarray(self)

@@ -1,0 +1,65 @@
+"""Stepper protocol and registry (Stepper room).
+
+Every stepper implements one method, ``advance(y, t, t_target, max_steps)``: advance the
+flat state ``y`` in place from ``t`` towards ``t_target``, taking at most ``max_steps``
+steps inside compiled code, and return an :class:`Advance` (status, time reached, steps).
+A fixed-step method lands exactly on ``t_target`` (a shorter last step if needed); an
+adaptive one chooses its own steps.  Steppers register by name (``@register``), so
+``make("rk4", system, dt=0.01)`` works and an unknown name lists the registered ones.
+Imports mfpde.errors only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from mfpde.errors import ConfigError
+
+OK, NONFINITE, BOUND, MAX_STEPS = 0, 1, 2, 3
+STATUS_TEXT = {OK: "ok", NONFINITE: "non-finite state", BOUND: "state norm exceeded its bound", MAX_STEPS: "step budget used"}
+
+
+@dataclass(frozen=True)
+class Advance:
+    status: int
+    t: float
+    steps: int
+
+
+class Stepper:
+    """Base class: subclasses set ``name``, ``order``, ``adaptive`` and implement ``advance``."""
+
+    name: ClassVar[str] = ""
+    order: ClassVar[int] = 0
+    adaptive: ClassVar[bool] = False
+    options: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, system, **options):
+        self.system = system
+        self.stats = {"steps": 0, "rejected": 0, "rhs_evals": 0, "jvps": 0}
+
+    def advance(self, y, t: float, t_target: float, max_steps: int) -> Advance:  # pragma: no cover
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        return {"stepper": self.name, "order": self.order}
+
+
+STEPPERS: dict[str, type[Stepper]] = {}
+
+
+def register(cls: type[Stepper]) -> type[Stepper]:
+    """Class decorator: make a stepper available by its ``name``."""
+    STEPPERS[cls.name] = cls
+    return cls
+
+
+def make(name: str, system, **options) -> Stepper:
+    """Instantiate the stepper registered as ``name``."""
+    cls = STEPPERS.get(name)
+    if cls is None:
+        raise ConfigError("solver.stepper", f"unknown stepper {name!r}; allowed: {', '.join(sorted(STEPPERS))}")
+    unknown = set(options) - set(cls.options)
+    if unknown:
+        raise ConfigError(f"solver.{sorted(unknown)[0]}", f"not an option of stepper {name!r}; allowed: {', '.join(cls.options) or 'none'}")
+    return cls(system, **options)

@@ -1,0 +1,168 @@
+"""The time loop (Stepper room): advance to each save time, run trackers there, collect.
+
+:func:`integrate` owns the loop: the stepper advances in compiled code up to the next save
+time (in chunks of at most ~0.25 s so the progress bar and Ctrl-C stay responsive); at save
+times the :class:`~mfpde.solution.Solution` records observables and, if asked, the state;
+trackers run at their own intervals.  A non-finite state (detected inside the compiled
+loop, within one step) raises :class:`~mfpde.errors.BlowUpError` carrying the partial
+solution, whose last entry is the last good state.  Imports numpy, tqdm, mfpde and
+solvers.base.
+"""
+from __future__ import annotations
+
+import sys
+import time as _time
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from mfpde.errors import BlowUpError, ConfigError
+from mfpde.solution import Solution
+from mfpde.solvers.base import MAX_STEPS, OK, STATUS_TEXT, Stepper
+
+
+def save_times(t_end: float, *, every: float | None = None, times: Sequence[float] | None = None,
+               t0: float = 0.0) -> np.ndarray:
+    """Sorted save times in [t0, t_end], always including t0 and t_end."""
+    if not (t_end > t0):
+        raise ConfigError("solver.t_end", f"must be > {t0}, got {t_end!r}")
+    if times is not None:
+        ts = np.asarray(times, dtype=float)
+        if ts.ndim != 1 or not np.all(np.isfinite(ts)) or np.any(ts < t0) or np.any(ts > t_end):
+            raise ConfigError("solver.save_times", f"must be finite times within [{t0}, {t_end}]")
+    elif every is not None:
+        if not (every > 0):
+            raise ConfigError("solver.save_every", f"must be > 0, got {every!r}")
+        n = int(np.floor((t_end - t0) / every * (1 + 1e-12)))
+        ts = t0 + every * np.arange(n + 1)
+    else:
+        ts = np.array([t0, t_end])
+    ts = np.unique(np.concatenate([[t0], ts, [t_end]]))
+    # merge times closer than 1e-12 relative (rounding of every*k near t_end)
+    keep = np.concatenate([[True], np.diff(ts) > 1e-12 * max(1.0, abs(t_end))])
+    ts = ts[keep]
+    ts[-1] = t_end
+    return ts
+
+
+class Tracker:
+    """Something that watches the run at save times; subclass and override ``handle``."""
+
+    def start(self, t0: float, t_end: float) -> None: ...
+    def progress(self, t: float) -> None: ...
+    def handle(self, t: float, y: np.ndarray, solution: Solution) -> None: ...
+    def finish(self) -> None: ...
+
+
+class ProgressBar(Tracker):
+    """A tqdm bar over simulated time (off when stderr is not a terminal unless forced)."""
+
+    def __init__(self, enabled: bool | None = None, desc: str = "solve"):
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.desc = desc
+        self.bar = None
+
+    def start(self, t0, t_end):
+        if self.enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=t_end - t0, desc=self.desc, unit="t", leave=False,
+                            bar_format="{l_bar}{bar}| t={n:.4g}/{total:.4g} [{elapsed}<{remaining}]")
+            self.t0 = t0
+
+    def progress(self, t):
+        if self.bar is not None:
+            self.bar.n = t - self.t0
+            self.bar.refresh()
+
+    def handle(self, t, y, solution):
+        if self.bar is not None and "loss_train" in solution.observables:
+            self.bar.set_postfix(loss=f"{solution.observables['loss_train'][-1]:.4g}", refresh=False)
+
+    def finish(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+class Callback(Tracker):
+    """Call ``fn(t, y, solution)`` at save times."""
+
+    def __init__(self, fn: Callable):
+        self.fn = fn
+
+    def handle(self, t, y, solution):
+        self.fn(t, y, solution)
+
+
+def _blame(system, t, y, dt) -> str:
+    """Name the parameter block whose drift is non-finite or largest at the last good state."""
+    with np.errstate(all="ignore"):
+        dy = system.rhs(t, y)
+    worst, worst_val = "", -1.0
+    for name, block in system.views(dy).items():
+        if not np.all(np.isfinite(block)):
+            return name
+        val = float(np.max(np.abs(block))) if block.size else 0.0
+        if val > worst_val:
+            worst, worst_val = name, val
+    return worst
+
+
+def integrate(system, stepper: Stepper, t_end: float, *, times: Iterable[float] | None = None,
+              save_every: float | None = None, parameters: str = "all", trackers: Sequence[Tracker] = (),
+              progress: bool | None = None, y0: np.ndarray | None = None, t0: float = 0.0,
+              chunk_seconds: float = 0.25) -> Solution:
+    """Solve the system from ``t0`` to ``t_end`` and return a :class:`Solution`.
+
+    ``parameters``: ``"all"`` stores the state at every save time, ``"final"`` only at the
+    end, ``"none"`` never (observables are always stored).
+    """
+    if parameters not in ("all", "final", "none"):
+        raise ConfigError("output.parameters", f"must be one of all, final, none; got {parameters!r}")
+    ts = save_times(t_end, every=save_every, times=times, t0=t0)
+    y = (system.y0 if y0 is None else np.asarray(y0, dtype=float)).copy()
+    sol = Solution(system, stepper.describe())
+    trackers = [ProgressBar(progress), *trackers]
+    for tr in trackers:
+        tr.start(t0, t_end)
+    wall0 = _time.perf_counter()
+    t = t0
+    max_steps = 1
+    sol.record(t, y, parameters == "all")
+    for tr in trackers:
+        tr.handle(t, y, sol)
+    try:
+        for target in ts[1:]:
+            while True:
+                c0 = _time.perf_counter()
+                res = stepper.advance(y, t, float(target), max_steps)
+                elapsed = _time.perf_counter() - c0
+                if res.steps > 0:
+                    per = elapsed / res.steps
+                    max_steps = int(min(max(1, chunk_seconds / max(per, 1e-9)), 10 * max_steps + 10))
+                if res.status not in (OK, MAX_STEPS):
+                    layer = _blame(system, res.t, y, getattr(stepper, "dt", 0.0))
+                    msg = (f"{STATUS_TEXT[res.status]} at t ≈ {res.t:.6g} after step {stepper.stats['steps'] + 1} "
+                           f"(largest/non-finite drift in {layer!r}); the last good state (t = {res.t:.6g}) and all "
+                           f"earlier save times are kept — reduce the step size or the learning rates")
+                    if parameters != "none" or True:
+                        sol.record(res.t, y, True)
+                    sol.status, sol.message = "blow-up", msg
+                    sol.stats.update(stepper.stats, wall_seconds=_time.perf_counter() - wall0)
+                    raise BlowUpError(msg, partial=sol, time=res.t, step=stepper.stats["steps"] + 1, layer=layer)
+                t = res.t
+                for tr in trackers:
+                    tr.progress(t)
+                if res.status == OK:
+                    break
+            t = float(target)
+            last = target == ts[-1]
+            sol.record(t, y, parameters == "all" or (parameters == "final" and last))
+            for tr in trackers:
+                tr.handle(t, y, sol)
+    finally:
+        for tr in trackers:
+            tr.finish()
+    sol.status = "completed"
+    sol.stats.update(stepper.stats, wall_seconds=_time.perf_counter() - wall0)
+    return sol

@@ -1,0 +1,155 @@
+"""Explicit Runge–Kutta steppers with a fixed step, driven by Butcher tableaux (Stepper room).
+
+One compiled engine (:func:`rk_fixed`) advances many steps per call, calling the system's
+compiled right-hand side directly, and checks the new state after every step (a non-finite
+value or a norm past ``bound`` stops it at once with the last good state kept in ``y``).
+Each scheme is a :class:`Tableau` registered by name; tests are parametrized over the
+registry.  Imports numpy, mfpde._jit, mfpde.kernels and solvers.base.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from mfpde import kernels
+from mfpde._jit import njit
+from mfpde.errors import ConfigError
+from mfpde.solvers.base import MAX_STEPS, NONFINITE, BOUND, OK, Advance, Stepper, register
+
+
+@dataclass(frozen=True)
+class Tableau:
+    name: str
+    order: int
+    a: np.ndarray
+    b: np.ndarray
+    c: np.ndarray
+
+
+TABLEAUX: dict[str, Tableau] = {}
+
+
+def _tableau(name, order, a, b):
+    a = np.array(a, dtype=float)
+    t = Tableau(name, order, a, np.array(b, dtype=float), a.sum(axis=1))
+    TABLEAUX[name] = t
+    return t
+
+
+_tableau("euler", 1, [[0.0]], [1.0])
+_tableau("heun", 2, [[0, 0], [1, 0]], [0.5, 0.5])
+_tableau("midpoint", 2, [[0, 0], [0.5, 0]], [0.0, 1.0])
+_tableau("rk3", 3, [[0, 0, 0], [0.5, 0, 0], [-1, 2, 0]], [1 / 6, 2 / 3, 1 / 6])
+_tableau("rk4", 4, [[0, 0, 0, 0], [0.5, 0, 0, 0], [0, 0.5, 0, 0], [0, 0, 1, 0]], [1 / 6, 1 / 3, 1 / 3, 1 / 6])
+
+
+@njit
+def rk_fixed(y, ynew, t, dt, nsteps, a, b, c, stages, ytmp, sysargs, bound2):
+    """``nsteps`` explicit RK steps of size dt from (t, y); returns (status, steps done).
+
+    On a non-finite or too-large state it stops before committing that step: ``y`` always
+    holds the last good state.
+    """
+    s = b.shape[0]
+    N = y.shape[0]
+    cur = y
+    nxt = ynew
+    done = 0
+    status = 0
+    for n in range(nsteps):
+        tn = t + n * dt
+        for i in range(s):
+            if i == 0:
+                kernels.rhs(tn, cur, stages[0], sysargs)
+            else:
+                for k in range(N):
+                    acc = cur[k]
+                    for j in range(i):
+                        acc += dt * a[i, j] * stages[j, k]
+                    ytmp[k] = acc
+                kernels.rhs(tn + c[i] * dt, ytmp, stages[i], sysargs)
+        nrm = 0.0
+        for k in range(N):
+            acc = cur[k]
+            for i in range(s):
+                acc += dt * b[i] * stages[i, k]
+            nxt[k] = acc
+            nrm += acc * acc
+        if not (nrm <= bound2):
+            status = 1 if not math.isfinite(nrm) else 2
+            break
+        tmp = cur
+        cur = nxt
+        nxt = tmp
+        done += 1
+    if done % 2 == 1:
+        y[:] = ynew
+    return status, done
+
+
+def grid_steps(t: float, t_target: float, dt: float) -> tuple[int, float]:
+    """Number of whole steps of size dt in [t, t_target] and the remainder (snapped to 0)."""
+    x = (t_target - t) / dt
+    n = round(x)
+    if abs(x - n) <= 1e-9 * max(1.0, abs(x)):
+        return max(int(n), 0), 0.0
+    n = math.floor(x)
+    return max(int(n), 0), t_target - (t + n * dt)
+
+
+class ExplicitRK(Stepper):
+    """Fixed-step explicit Runge–Kutta method given by a tableau."""
+
+    adaptive = False
+    options = ("dt", "bound")
+    tableau: Tableau
+
+    def __init__(self, system, dt: float, bound: float = 1e12):
+        super().__init__(system)
+        if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not (dt > 0) or not math.isfinite(dt):
+            raise ConfigError("solver.dt", f"must be a finite number > 0, got {dt!r}")
+        self.dt = float(dt)
+        self.bound2 = float(bound) ** 2
+        N = system.size
+        s = len(self.tableau.b)
+        self._stages = np.empty((s, N))
+        self._ytmp = np.empty(N)
+        self._ynew = np.empty(N)
+
+    def _run(self, y, t, dt, n):
+        tb = self.tableau
+        status, done = rk_fixed(y, self._ynew, float(t), float(dt), int(n), tb.a, tb.b, tb.c,
+                                self._stages, self._ytmp, self.system.sysargs, self.bound2)
+        self.stats["steps"] += done
+        self.stats["rhs_evals"] += done * len(tb.b) + (len(tb.b) if status else 0)
+        return status, done
+
+    def advance(self, y, t, t_target, max_steps):
+        n, rem = grid_steps(t, t_target, self.dt)
+        run = min(n, max_steps)
+        status, done = self._run(y, t, self.dt, run)
+        if status:
+            return Advance(status, t + done * self.dt, done)
+        if run < n:
+            return Advance(MAX_STEPS, t + done * self.dt, done)
+        t_now = t_target if rem == 0.0 else t + n * self.dt
+        if rem > 0.0:
+            if run >= max_steps:
+                return Advance(MAX_STEPS, t_now, done)
+            status, d2 = self._run(y, t_now, rem, 1)
+            done += d2
+            if status:
+                return Advance(status, t_now, done)
+            t_now = t_target
+        return Advance(OK, t_now, done)
+
+    def describe(self):
+        return {"stepper": self.name, "order": self.order, "dt": self.dt}
+
+
+for _name, _tb in TABLEAUX.items():
+    register(type(f"RK_{_name}", (ExplicitRK,), {"name": _name, "order": _tb.order, "tableau": _tb}))
+
+__all__ = ["TABLEAUX", "Tableau", "ExplicitRK", "rk_fixed", "grid_steps", "OK", "NONFINITE", "BOUND"]
