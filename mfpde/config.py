@@ -1,0 +1,290 @@
+"""TOML configuration → validated :class:`~mfpde.problem.Problem` and solver options (Problem room).
+
+Sections: ``[model]``, ``[rules]``, ``[init]``, ``[schedules]``, ``[data.train]``,
+``[data.test]``, ``[probes]``, ``[solver]``, ``[output]`` plus top-level ``name`` and
+``seed``; every key is documented in ``docs/config.md``.  Everything is validated before any
+work: an unknown key, a wrong type or an out-of-range value raises
+:class:`~mfpde.errors.ConfigError` naming the key and what is allowed.  Nothing from the
+file is evaluated (``tomllib`` only).  Imports the Problem-room modules only.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from mfpde import data as data_mod
+from mfpde import embedding, quadrature
+from mfpde.errors import ConfigError
+from mfpde.problem import Embedding, Model, Problem, Schedules
+from mfpde.schedules import make_schedule
+
+TOP_KEYS = ("name", "seed", "model", "rules", "init", "schedules", "data", "probes", "solver", "output")
+MODEL_KEYS = ("input_dim", "outputs", "hidden", "biases", "output_activation", "output_bias", "loss", "huber_delta")
+SOLVER_KEYS = ("stepper", "dt", "t_end", "save_every", "save_times", "bound")
+OUTPUT_KEYS = ("path", "parameters")
+MAX_STATE = 200_000_000  # doubles: refuse absurd rule sizes before allocating
+
+
+@dataclass(frozen=True)
+class SolverOptions:
+    stepper: str = "rk4"
+    dt: float = 0.01
+    t_end: float = 1.0
+    save_every: float | None = None
+    save_times: tuple[float, ...] | None = None
+    bound: float = 1e12
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    path: str | None = None
+    parameters: str = "all"
+
+
+@dataclass(frozen=True)
+class Config:
+    problem: Problem
+    solver: SolverOptions
+    output: OutputOptions
+    raw: dict
+    source: str
+
+
+def _table(v, key) -> Mapping:
+    if not isinstance(v, Mapping):
+        raise ConfigError(key, f"expected a table, got {type(v).__name__}")
+    return v
+
+
+def _check_keys(t: Mapping, allowed, key: str) -> None:
+    for k in t:
+        if k not in allowed:
+            where = f"{key}.{k}" if key else str(k)
+            raise ConfigError(where, f"unknown key; allowed in [{key or 'top level'}]: {', '.join(allowed)}")
+
+
+def _int(v, key, lo=1, hi=None) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ConfigError(key, f"expected an integer, got {v!r}")
+    if v < lo or (hi is not None and v > hi):
+        raise ConfigError(key, f"must be between {lo} and {hi}, got {v}" if hi else f"must be >= {lo}, got {v}")
+    return v
+
+
+def _float(v, key, positive=False) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ConfigError(key, f"expected a finite number, got {v!r}")
+    if positive and v <= 0:
+        raise ConfigError(key, f"must be > 0, got {v!r}")
+    return float(v)
+
+
+def _bool(v, key) -> bool:
+    if not isinstance(v, bool):
+        raise ConfigError(key, f"expected true or false, got {v!r}")
+    return v
+
+
+def _str(v, key, allowed=None) -> str:
+    if not isinstance(v, str):
+        raise ConfigError(key, f"expected a string, got {v!r}")
+    if allowed is not None and v not in allowed:
+        raise ConfigError(key, f"got {v!r}; allowed: {', '.join(allowed)}")
+    return v
+
+
+def _model(t: Mapping) -> Model:
+    _check_keys(t, MODEL_KEYS, "model")
+    for req in ("input_dim", "hidden"):
+        if req not in t:
+            raise ConfigError(f"model.{req}", "is required")
+    d = _int(t["input_dim"], "model.input_dim", 1, 1_000_000)
+    K = _int(t.get("outputs", 1), "model.outputs", 1, 100_000)
+    hidden = t["hidden"]
+    if not isinstance(hidden, list) or not hidden or not all(isinstance(a, str) for a in hidden):
+        raise ConfigError("model.hidden", "expected a non-empty list of activation names, one per hidden layer")
+    if len(hidden) > 64:
+        raise ConfigError("model.hidden", f"at most 64 hidden layers, got {len(hidden)}")
+    L = len(hidden)
+    b = t.get("biases", False)
+    if isinstance(b, list):
+        if len(b) != L:
+            raise ConfigError("model.biases", f"needs one entry per hidden layer ({L}), got {len(b)}")
+        biases = tuple(_bool(x, f"model.biases[{i}]") for i, x in enumerate(b))
+    else:
+        biases = (_bool(b, "model.biases"),) * L
+    loss = _str(t.get("loss", "squared"), "model.loss")
+    delta = _float(t.get("huber_delta", 1.0), "model.huber_delta", positive=True)
+    return Model(d, tuple(hidden), K, biases, _str(t.get("output_activation", "identity"), "model.output_activation"),
+                 _bool(t.get("output_bias", False), "model.output_bias"), loss, delta)
+
+
+def _rules(t: Mapping, L: int) -> tuple:
+    allowed = ("default",) + tuple(f"layer_{l}" for l in range(1, L + 1))
+    _check_keys(t, allowed, "rules")
+    out = []
+    for l in range(1, L + 1):
+        key = f"layer_{l}" if f"layer_{l}" in t else "default"
+        if key not in t:
+            raise ConfigError(f"rules.layer_{l}", "is required (or give rules.default for every layer)")
+        out.append(quadrature.make_rule(_table(t[key], f"rules.{key}"), f"rules.{key}"))
+    return tuple(out)
+
+
+def _init(t: Mapping, model: Model) -> Embedding:
+    L = model.L
+    allowed = ("w_1",) + tuple(f"W_{l}" for l in range(2, L + 1)) + ("v",) + tuple(f"b_{l}" for l in range(1, L + 1)) + ("b_out",)
+    _check_keys(t, allowed, "init")
+    w1 = embedding.make_init(t.get("w_1", {"kind": "coordinate"}), "init.w_1")
+    W = tuple(embedding.make_init(t.get(f"W_{l}", 0.0), f"init.W_{l}", edge=True) for l in range(2, L + 1))
+    v = embedding.make_init(t.get("v", {"kind": "coordinate"}), "init.v")
+    b = []
+    for l in range(1, L + 1):
+        if f"b_{l}" in t and not model.biases[l - 1]:
+            raise ConfigError(f"init.b_{l}", f"layer {l} has no bias (set model.biases)")
+        b.append(embedding.make_init(t[f"b_{l}"], f"init.b_{l}") if f"b_{l}" in t else None)
+    if "b_out" in t and not model.output_bias:
+        raise ConfigError("init.b_out", "the output has no bias (set model.output_bias = true)")
+    b_out = embedding.make_init(t["b_out"], "init.b_out") if "b_out" in t else None
+    return Embedding(None, w1, W, v, tuple(b), b_out)  # rules filled in by the caller
+
+
+def _schedule_list(v, key, L):
+    if isinstance(v, list):
+        if len(v) != L + 1:
+            raise ConfigError(key, f"a list needs L+1 = {L + 1} entries (layers 1..{L}, then the output), got {len(v)}")
+        return tuple(make_schedule(x, f"{key}[{i}]") for i, x in enumerate(v))
+    s = make_schedule(v, key)
+    return (s,) * (L + 1)
+
+
+def _schedules(t: Mapping, L: int) -> Schedules:
+    allowed = ("weights", "biases") + tuple(f"layer_{l}" for l in range(1, L + 2)) + tuple(f"bias_{l}" for l in range(1, L + 2))
+    _check_keys(t, allowed, "schedules")
+    w = list(_schedule_list(t.get("weights", 1.0), "schedules.weights", L))
+    b = list(_schedule_list(t.get("biases", t.get("weights", 1.0)), "schedules.biases", L))
+    for l in range(1, L + 2):
+        if f"layer_{l}" in t:
+            w[l - 1] = make_schedule(t[f"layer_{l}"], f"schedules.layer_{l}")
+        if f"bias_{l}" in t:
+            b[l - 1] = make_schedule(t[f"bias_{l}"], f"schedules.bias_{l}")
+    return Schedules(tuple(w), tuple(b))
+
+
+def _solver(t: Mapping) -> SolverOptions:
+    _check_keys(t, SOLVER_KEYS, "solver")
+    from mfpde.solvers import STEPPERS
+
+    stepper = _str(t.get("stepper", "rk4"), "solver.stepper", sorted(STEPPERS))
+    dt = _float(t.get("dt", 0.01), "solver.dt", positive=True)
+    t_end = _float(t.get("t_end", 1.0), "solver.t_end", positive=True)
+    if t_end / dt > 1e9:
+        raise ConfigError("solver.dt", f"t_end/dt = {t_end / dt:.3g} steps is more than 1e9")
+    if "save_every" in t and "save_times" in t:
+        raise ConfigError("solver.save_times", "give either save_every or save_times, not both")
+    every = _float(t["save_every"], "solver.save_every", positive=True) if "save_every" in t else None
+    times = None
+    if "save_times" in t:
+        st = t["save_times"]
+        if not isinstance(st, list) or len(st) > 1_000_000:
+            raise ConfigError("solver.save_times", "expected a list of times")
+        times = tuple(_float(x, "solver.save_times") for x in st)
+        if any(x < 0 or x > t_end for x in times):
+            raise ConfigError("solver.save_times", f"every time must lie in [0, t_end = {t_end}]")
+    bound = _float(t.get("bound", 1e12), "solver.bound", positive=True)
+    return SolverOptions(stepper, dt, t_end, every, times, bound)
+
+
+def _output(t: Mapping) -> OutputOptions:
+    _check_keys(t, OUTPUT_KEYS, "output")
+    path = _str(t["path"], "output.path") if "path" in t else None
+    return OutputOptions(path, _str(t.get("parameters", "all"), "output.parameters", ("all", "final", "none")))
+
+
+def from_dict(raw: Mapping, source: str = "<dict>", base_dir: str | Path | None = None) -> Config:
+    """Validate a configuration table and build the Problem and options."""
+    raw = _table(raw, "")
+    _check_keys(raw, TOP_KEYS, "")
+    for req in ("model", "rules", "data"):
+        if req not in raw:
+            raise ConfigError(req, f"section [{req}] is required")
+    name = _str(raw.get("name", Path(source).stem if source else "problem"), "name")
+    seed = _int(raw.get("seed", 0), "seed", 0, 2**63 - 1)
+    model = _model(_table(raw["model"], "model"))
+    rules = _rules(_table(raw["rules"], "rules"), model.L)
+    for l, r in enumerate(rules, 1):
+        if r.size > 1_000_000:
+            raise ConfigError(f"rules.layer_{l}", f"{r.size} nodes is more than 1e6")
+    sizes = [r.size for r in rules]
+    n_state = sizes[0] * model.input_dim + sum(a * b for a, b in zip(sizes, sizes[1:])) + sizes[-1] * model.outputs
+    if n_state > MAX_STATE:
+        raise ConfigError("rules", f"the state would have {n_state:.3g} entries (> {MAX_STATE:.0e}); use smaller rules")
+    emb = _init(_table(raw.get("init", {}), "init"), model)
+    emb = Embedding(rules, emb.w_1, emb.W, emb.v, emb.b, emb.b_out)
+    sched = _schedules(_table(raw.get("schedules", {}), "schedules"), model.L)
+    dt = _table(raw["data"], "data")
+    _check_keys(dt, ("train", "test"), "data")
+    if "train" not in dt:
+        raise ConfigError("data.train", "is required")
+    train = data_mod.make_data(_table(dt["train"], "data.train"), "data.train", seed, base_dir=base_dir)
+    test = data_mod.make_data(_table(dt["test"], "data.test"), "data.test", seed, base_dir=base_dir) if "test" in dt else None
+    probes = data_mod.probes(raw["probes"], model.input_dim, "probes") if "probes" in raw else None
+    solver = _solver(_table(raw.get("solver", {}), "solver"))
+    output = _output(_table(raw.get("output", {}), "output"))
+    problem = Problem(model, emb, sched, train, test, None if probes is None else np.asarray(probes),
+                      config=copy.deepcopy(dict(raw)), name=name)
+    return Config(problem, solver, output, copy.deepcopy(dict(raw)), source)
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate a TOML configuration file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("", f"config file {str(p)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("", f"cannot read config file {str(p)!r}: {exc}") from None
+    return loads(text, source=str(p), base_dir=p.parent)
+
+
+def loads(text: str, source: str = "<string>", base_dir=None) -> Config:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("", f"{source} is not valid TOML: {exc}") from None
+    return from_dict(raw, source, base_dir)
+
+
+def default_text() -> str:
+    """The embedded default configuration (two hidden tanh layers, small teacher problem)."""
+    return resources.files("mfpde").joinpath("defaults/default.toml").read_text(encoding="utf-8")
+
+
+def default() -> Config:
+    return loads(default_text(), source="default")
+
+
+def to_toml(raw: Mapping) -> str:
+    import tomli_w
+
+    return tomli_w.dumps(_plain(raw))
+
+
+def _plain(v):
+    if isinstance(v, Mapping):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return _plain(v.tolist())
+    if isinstance(v, np.generic):
+        return v.item()
+    return v

@@ -1,0 +1,154 @@
+"""Labelled output (Store room): Solution → xarray.Dataset → NetCDF (h5netcdf), and back.
+
+Schema (documented in ``docs/output.md``): dimensions ``time``, ``probe``, ``node_1`` …
+``node_L``, ``input_dim``, ``output`` and ``index_dim_l``; data variables ``loss_train``,
+``error_train``, ``loss_test``, ``error_test`` (time), ``yhat_probe`` (time, probe, output)
+and the parameters ``w_1``, ``W_l``, ``b_l``, ``v``, ``b_out`` (time, …) named as in
+SPEC §2; coordinates for node locations, weights and tracer flags; attributes with the full
+configuration (TOML text), versions, stepper, rules, statistics and creation time.  Files are
+written atomically (temporary file, fsync, rename).  Imports numpy, xarray and mfpde only.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from mfpde.errors import StoreError
+
+ENGINE = "h5netcdf"
+
+
+def _versions() -> dict[str, str]:
+    import numba
+    import scipy
+    import xarray as xr
+
+    from mfpde import __version__
+
+    return {"mfpde_version": __version__, "numpy_version": np.__version__, "scipy_version": scipy.__version__,
+            "numba_version": numba.__version__, "xarray_version": xr.__version__}
+
+
+def to_xarray(sol) -> "xr.Dataset":
+    """The labelled dataset of a :class:`~mfpde.solution.Solution`."""
+    import xarray as xr
+
+    from mfpde.config import to_toml
+
+    system = sol.system
+    prob = system.problem
+    L = prob.model.L
+    times = np.asarray(sol.times, dtype=float)
+    coords: dict = {"time": ("time", times, {"long_name": "training time t = k ε", "units": "1"})}
+    for l in range(1, L + 1):
+        rule = system.rules[l - 1]
+        n_tr = getattr(rule, "n_tracers", 0)
+        coords[f"node_{l}"] = (f"node_{l}", np.arange(rule.nodes.shape[0]), {"long_name": f"rule node of hidden layer {l}"})
+        coords[f"node_{l}_weight"] = (f"node_{l}", np.asarray(rule.weights, float), {"long_name": f"quadrature weight ω of layer {l}"})
+        coords[f"node_{l}_coord"] = ((f"node_{l}", f"index_dim_{l}"), np.asarray(rule.nodes, float),
+                                     {"long_name": f"node location c_{l} in the index space"})
+        tracer = np.zeros(rule.nodes.shape[0], dtype=np.int8)
+        if n_tr:
+            tracer[-n_tr:] = 1
+        coords[f"node_{l}_tracer"] = (f"node_{l}", tracer, {"long_name": "1 for tracer nodes (weight 0)"})
+    data_vars: dict = {}
+    labels = {"loss_train": "loss on the training law", "error_train": "classification error on the training law",
+              "loss_test": "loss on the test law", "error_test": "classification error on the test law"}
+    for k, label in labels.items():
+        if k in sol.observables:
+            data_vars[k] = ("time", np.asarray(sol.observables[k], float), {"long_name": label})
+    if "yhat_probe" in sol.observables:
+        data_vars["yhat_probe"] = (("time", "probe", "output"), np.asarray(sol.observables["yhat_probe"], float),
+                                   {"long_name": "network output ŷ(t, x) at the probe points"})
+        coords["probe_x"] = (("probe", "input_dim"), np.asarray(prob.probes, float), {"long_name": "probe input x"})
+    if sol.states:
+        st = np.asarray(sol.state_times, float)
+        same = len(st) == len(times) and np.array_equal(st, times)
+        tdim = "time" if same else "state_time"
+        if not same:
+            coords["state_time"] = ("state_time", st, {"long_name": "times at which parameters were stored"})
+        dims = system.layout.dims()
+        stacked = np.stack(sol.states)
+        for name, block in system.layout.views(stacked[0]).items():
+            off = system.layout.offset(name)
+            arr = stacked[:, off:off + block.size].reshape((len(st),) + block.shape)
+            data_vars[name] = ((tdim,) + dims[name], arr, {"long_name": f"parameter {name} at the rule nodes"})
+    stats = {f"stats_{k}": (int(v) if isinstance(v, (int, np.integer)) else float(v)) for k, v in sol.stats.items()}
+    attrs = {
+        "title": f"mfpde mean-field limit solution: {prob.name}",
+        "config": to_toml(prob.config) if prob.config else "",
+        "stepper": json.dumps(sol.stepper),
+        "rules": json.dumps([r.describe() if hasattr(r, "describe") else type(r).__name__ for r in system.rules]),
+        "depth": L,
+        "model_activations": json.dumps(list(prob.model.activations)),
+        "model_loss": prob.model.loss,
+        "train_data": getattr(prob.train, "source", ""),
+        "test_data": getattr(prob.test, "source", "") if prob.test is not None else "",
+        "status": sol.status,
+        "status_message": sol.message,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **_versions(),
+        **stats,
+    }
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+def write(ds, path: str | Path) -> Path:
+    """Write a dataset as NetCDF (h5netcdf) atomically: temp file, fsync, rename."""
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    os.close(fd)
+    try:
+        ds.to_netcdf(tmp, engine=ENGINE)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise StoreError(f"cannot write {str(path)!r}: {exc}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read(path: str | Path):
+    """Open a result file written by mfpde (loaded into memory); clear error if unreadable."""
+    import xarray as xr
+
+    p = Path(path)
+    if not p.exists():
+        raise StoreError(f"result file {str(p)!r} does not exist")
+    try:
+        with xr.open_dataset(p, engine=ENGINE) as ds:
+            return ds.load()
+    except Exception as exc:  # h5py/h5netcdf raise many types on damaged files
+        raise StoreError(f"cannot read {str(p)!r} as NetCDF/HDF5 (truncated or not an mfpde file?): {exc.__class__.__name__}") from None
+
+
+def summary(ds) -> str:
+    """A human summary of a solution dataset (used by ``mfpde show``)."""
+    lines = [ds.attrs.get("title", "mfpde dataset")]
+    lines.append(f"  status: {ds.attrs.get('status', '?')}  stepper: {ds.attrs.get('stepper', '?')}")
+    lines.append(f"  rules: {ds.attrs.get('rules', '?')}")
+    lines.append("  dims: " + ", ".join(f"{k}={v}" for k, v in ds.sizes.items()))
+    lines.append("  variables: " + ", ".join(ds.data_vars))
+    lines.append(loss_table(ds))
+    return "\n".join(lines)
+
+
+def loss_table(ds, max_rows: int = 21) -> str:
+    cols = [c for c in ("loss_train", "loss_test", "error_train", "error_test") if c in ds]
+    t = ds["time"].values
+    idx = np.unique(np.linspace(0, len(t) - 1, min(len(t), max_rows)).round().astype(int))
+    head = f"{'time':>10}" + "".join(f"{c:>14}" for c in cols)
+    rows = [head]
+    for i in idx:
+        rows.append(f"{t[i]:>10.4g}" + "".join(f"{float(ds[c].values[i]):>14.6e}" for c in cols))
+    return "\n".join(rows)
