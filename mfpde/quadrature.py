@@ -136,7 +136,11 @@ class Rule:
 
     def describe(self) -> str:
         """One line, e.g. ``gauss_hermite(size=16, mean=0, std=1)``."""
-        return _describe_spec(rule_to_dict(self), self.size - self.n_tracers, self.n_tracers)
+        q0 = self.size - self.n_tracers
+        if self.kind in RULE_KINDS and self.kind != "user":
+            return _describe_spec({"kind": self.kind, **self.params}, q0, self.n_tracers)
+        tracers = f", tracers={self.n_tracers}" if self.n_tracers else ""
+        return f"{self.kind}(size={q0}, dim={self.dim}{tracers})"
 
     def __repr__(self) -> str:
         return f"Rule({self.describe()})"
@@ -211,7 +215,7 @@ def smolyak(dim: int, level: int, base: str = "gauss_hermite", **law) -> Rule:
     not x_1^{2·level}); level = 1 is the single node at the mean.  The linear growth m(i) = i
     is the slowest one that gains two degrees per level, which keeps node counts small.
     Coincident nodes (within 1e-12, relative beyond |x| = 1) are merged.  **Weights can be
-    negative**; they still sum to 1.  ``law`` is ``mean``/``std`` (base "gauss_hermite")
+    negative**; they still sum to 1 (up to rounding that grows with C(d−1, ·)).  ``law`` is ``mean``/``std`` (base "gauss_hermite")
     or ``low``/``high`` (base "gauss_legendre"), as scalars.
     """
     return _build("smolyak", {"dim": dim, "level": level, "base": base, **law})
@@ -224,7 +228,8 @@ def sobol(n: int, dim: int, law: str = "normal", seed: int = 0, scramble: bool =
     Powers of two for ``n`` are best (the balance properties need them); other n are
     allowed and scipy's warning about them is suppressed.  Points are moved to the centre
     of their 2^-30 dyadic cell (so none is 0, also unscrambled), then mapped to
-    N(mean, std²) by ``scipy.special.ndtri`` (law "normal") or to U[low, high].
+    N(mean, std²) by ``scipy.special.ndtri`` (law "normal") or to U[low, high]; mean/std
+    are used only with law "normal", low/high only with law "uniform".
     """
     return _build("sobol", {"size": n, "dim": dim, "law": law, "seed": seed,
                             "scramble": scramble, **_law_args(law, mean, std, low, high)})
@@ -381,17 +386,17 @@ def _entries(value, k: int) -> list:
     return value if isinstance(value, list) else [value] * k
 
 
-def _check_positive(value, key: str, what: str = "positive") -> None:
-    for i, v in enumerate(_entries(value, 1 if not isinstance(value, list) else len(value))):
+def _check_positive(value, key: str, what: str) -> None:
+    for i, v in enumerate(value if isinstance(value, list) else [value]):
         if not v > 0:
-            where = f"{key}[{i}]" if isinstance(value, list) else key
-            raise ConfigError(where, f"must be {what}, got {v}.")
+            raise ConfigError(f"{key}[{i}]" if isinstance(value, list) else key,
+                              f"must be {what}, got {v}.")
 
 
 def _check_interval(low, high, key: str, k: int) -> None:
     for i, (a, b) in enumerate(zip(_entries(low, k), _entries(high, k))):
         if not a < b:
-            suffix = f"[{i}]" if k > 1 else ""
+            suffix = f"[{i}]" if isinstance(low, list) or isinstance(high, list) else ""
             raise ConfigError(f"{key}.high{suffix}", f"must exceed low (got low = {a}, high = {b}); "
                               f"the uniform law needs low < high.")
 
@@ -644,6 +649,8 @@ def _trapezoid_1d(n: int, mean: float, std: float, half_width: float):
 
 def _tensor_arrays(factors: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     """Cartesian product of (nodes [Q_i, k_i], weights [Q_i]); the first factor varies slowest."""
+    if not factors:
+        return np.zeros((1, 0)), np.ones(1)
     index = np.indices([len(w) for _, w in factors]).reshape(len(factors), -1)
     nodes = np.concatenate([x[i] for (x, _), i in zip(factors, index)], axis=1)
     weights = np.ones(index.shape[1])
@@ -661,12 +668,15 @@ def _smolyak_arrays(dim: int, level: int, rule1d) -> tuple[np.ndarray, np.ndarra
             cache[m] = (x[:, None], w)
         return cache[m]
 
+    centre, _ = factor(1)                                # the 1-node rule: the mean, weight 1
     all_nodes, all_weights = [], []
     for s in range(max(0, level - dim), level):          # s = |i| - d, i_j = j_j + 1
         coefficient = (-1) ** (level - 1 - s) * math.comb(dim - 1, level - 1 - s)
         for positions in combinations_with_replacement(range(dim), s):
-            j = np.bincount(np.asarray(positions, dtype=np.int64), minlength=dim)
-            nodes, weights = _tensor_arrays([factor(int(m) + 1) for m in j])
+            active = sorted(set(positions))              # coordinates with i_j > 1
+            sub_nodes, weights = _tensor_arrays([factor(positions.count(c) + 1) for c in active])
+            nodes = np.full((len(weights), dim), centre[0, 0])
+            nodes[:, active] = sub_nodes
             all_nodes.append(nodes)
             all_weights.append(coefficient * weights)
     return _merge_nodes(np.concatenate(all_nodes), np.concatenate(all_weights))

@@ -1,0 +1,19 @@
+"""Shared test set-up: strict floating-point errors and seeded RNGs."""
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+
+
+@pytest.fixture(autouse=True)
+def _strict_numpy():
+    old = np.seterr(all="raise", under="ignore")
+    yield
+    np.seterr(**old)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
