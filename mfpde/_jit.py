@@ -31,3 +31,18 @@ def njit(*args, parallel: bool = False, **kwargs):
 
 
 prange = numba.prange
+
+
+def _launch_threads() -> None:
+    """Start Numba's parallel runtime before any cached parallel kernel is loaded.
+
+    Cached kernels that call ``parallel=True`` kernels reference the runtime's symbols
+    (``allocate_sched`` …); loading them from the cache before the runtime is up aborts
+    with "LLVM ERROR: Symbol not found".  Starting it eagerly avoids that.
+    """
+    from numba.np.ufunc import parallel
+
+    parallel._launch_threads()
+
+
+_launch_threads()

@@ -31,7 +31,7 @@ _INV_SQRT2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _TWO_OVER_SQRTPI = 2.0 / math.sqrt(math.pi)
 
 
-@njit
+@njit(inline="always")
 def phi_dphi(code, x, fns):
     """(φ(x), φ'(x)) for activation ``code``; ``fns`` holds user pairs (φ_0, φ'_0, φ_1, ...)."""
     if code == TANH:

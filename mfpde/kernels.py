@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mfpde._jit import njit
+from mfpde._jit import njit, prange
 from mfpde.activations import phi_dphi
 from mfpde.losses import loss_grad, misclassified
 from mfpde.schedules import evaluate as schedule_at
@@ -42,6 +42,43 @@ def work_size(lay, M):
 @njit
 def _buf(work, off, M, Q):
     return work[off:off + M * Q].reshape((M, Q))
+
+
+@njit(parallel=True)
+def _activate(H, A, P, S, b, w, code, fns):
+    """Fused pass: H += b (if given); A = φ(H), P = φ'(H), S = A·ω (rows in parallel)."""
+    M, Q = H.shape
+    hasb = b.shape[0] > 0
+    for m in prange(M):
+        for q in range(Q):
+            h = H[m, q]
+            if hasb:
+                h += b[q]
+                H[m, q] = h
+            a, da = phi_dphi(code, h, fns)
+            A[m, q] = a
+            P[m, q] = da
+            S[m, q] = a * w[q]
+
+
+@njit(parallel=True)
+def _backprop(G, P, H, w, scale):
+    """Fused pass: δ = G·φ'; H = δ·ω (for the next backward product); P = scale·δ."""
+    M, Q = G.shape
+    for m in prange(M):
+        for q in range(Q):
+            g = G[m, q] * P[m, q]
+            H[m, q] = g * w[q]
+            P[m, q] = scale * g
+
+
+@njit
+def _colsum(P, out):
+    M, Q = P.shape
+    out[:] = 0.0
+    for m in range(M):
+        for q in range(Q):
+            out[q] += P[m, q]
 
 
 @njit
@@ -72,24 +109,7 @@ def forward(y, lay, omega, X, work, fns):
         else:
             W = y[oW:oW + Qp * Q].reshape((Qp, Q))
             np.dot(_buf(work, offS, M, Qp), W, H)
-        w = omega[oo:oo + Q]
-        if hasb:
-            b = y[ob:ob + Q]
-            for m in range(M):
-                for q in range(Q):
-                    h = H[m, q] + b[q]
-                    H[m, q] = h
-                    a, da = phi_dphi(code, h, fns)
-                    A[m, q] = a
-                    P[m, q] = da
-                    S[m, q] = a * w[q]
-        else:
-            for m in range(M):
-                for q in range(Q):
-                    a, da = phi_dphi(code, H[m, q], fns)
-                    A[m, q] = a
-                    P[m, q] = da
-                    S[m, q] = a * w[q]
+        _activate(H, A, P, S, y[ob:ob + Q] if hasb else y[0:0], omega[oo:oo + Q], code, fns)
         offS = off + 3 * M * Q
         Qp = Q
         off += 5 * M * Q
@@ -199,22 +219,15 @@ def backward_drift(t, y, dy, lay, omega, X, sched, sched_flat, work):
         H = _buf(work, offs[i], M, Q)
         P = _buf(work, offs[i] + 2 * M * Q, M, Q)
         G = _buf(work, offs[i] + 4 * M * Q, M, Q)
-        w = omega[oo:oo + Q]
+        scale = -xi if xi != 0.0 else 1.0
+        _backprop(G, P, H, omega[oo:oo + Q], scale)
         if hasb:
+            # P holds scale·δ_l: the bias drift is −ξ^b Σ_m δ_l = (−ξ^b/scale) Σ_m P
             db = dy[ob:ob + Q]
-            db[:] = 0.0
-            for m in range(M):
-                for q in range(Q):
-                    g = G[m, q] * P[m, q]
-                    H[m, q] = g * w[q]
-                    P[m, q] = -xi * g
-                    db[q] -= xib * g
-        else:
-            for m in range(M):
-                for q in range(Q):
-                    g = G[m, q] * P[m, q]
-                    H[m, q] = g * w[q]
-                    P[m, q] = -xi * g
+            _colsum(P, db)
+            c = -xib / scale
+            for q in range(Q):
+                db[q] *= c
         if xi == 0.0:
             dW[:, :] = 0.0
         elif i == 0:

@@ -1,0 +1,112 @@
+"""Steppers: tableau properties, observed order on the system, save times, blow-up guard."""
+import math
+
+import numpy as np
+import pytest
+
+from mfpde import embedding as E
+from mfpde import quadrature as qd
+from mfpde.data import finite_set
+from mfpde.errors import BlowUpError, ConfigError
+from mfpde.problem import Embedding, Model, Problem, Schedules
+from mfpde.schedules import Schedule
+from mfpde.solvers import STEPPERS, TABLEAUX, integrate, make, save_times
+from mfpde.solvers.explicit import grid_steps
+from mfpde.system import System
+
+
+def small_problem(xi=1.0, Q=12, schedules=None):
+    X = np.linspace(-2.0, 2.0, 11)[:, None]
+    emb = Embedding((qd.gauss_hermite(Q), qd.gauss_hermite(Q)), E.coordinate(), (E.constant(0.5),), E.coordinate())
+    sch = schedules or Schedules.constant(2, xi)
+    return Problem(Model(1, ("tanh", "tanh")), emb, sch, finite_set(X, np.tanh(2 * X)), probes=X[:3])
+
+
+@pytest.fixture(scope="module")
+def system():
+    return System(small_problem())
+
+
+@pytest.mark.parametrize("name", sorted(TABLEAUX))
+def test_tableau_is_explicit_and_consistent(name):
+    tb = TABLEAUX[name]
+    assert np.allclose(np.triu(tb.a), 0.0)             # explicit: strictly lower triangular
+    assert math.isclose(tb.b.sum(), 1.0, abs_tol=1e-15)  # order ≥ 1
+    np.testing.assert_allclose(tb.c, tb.a.sum(axis=1))   # row-sum condition
+    if tb.order >= 2:
+        assert math.isclose(tb.b @ tb.c, 0.5, abs_tol=1e-15)
+    if tb.order >= 3:
+        assert math.isclose(tb.b @ tb.c**2, 1 / 3, abs_tol=1e-15)
+        assert math.isclose(tb.b @ (tb.a @ tb.c), 1 / 6, abs_tol=1e-15)
+    if tb.order >= 4:
+        assert math.isclose(tb.b @ tb.c**3, 1 / 4, abs_tol=1e-15)
+        assert math.isclose(tb.b @ (tb.c * (tb.a @ tb.c)), 1 / 8, abs_tol=1e-15)
+        assert math.isclose(tb.b @ (tb.a @ tb.c**2), 1 / 12, abs_tol=1e-15)
+        assert math.isclose(tb.b @ (tb.a @ (tb.a @ tb.c)), 1 / 24, abs_tol=1e-15)
+
+
+@pytest.mark.parametrize("name", sorted(TABLEAUX))
+def test_observed_order_on_the_system(system, name):
+    """Global error at t = 1 against a fine RK4 reference falls like dt^order (±0.2)."""
+    ref = integrate(system, make("rk4", system, dt=1 / 1280), 1.0, parameters="final").y
+    order = TABLEAUX[name].order
+    dts = [1 / 20, 1 / 40, 1 / 80] if order < 4 else [1 / 10, 1 / 20, 1 / 40]
+    errs = [np.linalg.norm(integrate(system, make(name, system, dt=dt), 1.0, parameters="final").y - ref) for dt in dts]
+    rates = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
+    assert np.all(np.abs(rates - order) <= 0.2), (name, rates)
+
+
+def test_time_dependent_schedule_order_is_kept():
+    """Power-decay schedules are evaluated at stage times: RK4 stays fourth order."""
+    sch = Schedules(tuple(Schedule("power", 2.0, 0.5, 1.0) for _ in range(3)), tuple(Schedule("constant", 1.0) for _ in range(3)))
+    s = System(small_problem(schedules=sch))
+    ref = integrate(s, make("rk4", s, dt=1 / 1280), 1.0, parameters="final").y
+    errs = [np.linalg.norm(integrate(s, make("rk4", s, dt=dt), 1.0, parameters="final").y - ref) for dt in (1 / 10, 1 / 20, 1 / 40)]
+    rates = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
+    assert np.all(np.abs(rates - 4) <= 0.2), rates
+
+
+def test_save_times_include_ends_and_are_hit_exactly(system):
+    sol = integrate(system, make("rk4", system, dt=0.01), 0.5, times=[0.123, 0.25])
+    assert sol.times == [0.0, 0.123, 0.25, 0.5]
+    # an off-grid save time is reached by a shorter step: same state as a solve ending there
+    direct = integrate(system, make("rk4", system, dt=0.01), 0.123, parameters="final").y
+    np.testing.assert_allclose(sol.states[1], direct, rtol=0, atol=1e-15)
+    assert len(save_times(1.0, every=0.1)) == 11
+
+
+def test_grid_steps_snaps_rounding():
+    assert grid_steps(0.0, 0.3, 0.1) == (3, 0.0)
+    n, rem = grid_steps(0.0, 0.35, 0.1)
+    assert n == 3 and math.isclose(rem, 0.05)
+
+
+def test_max_steps_chunks_do_not_change_the_result(system):
+    a = integrate(system, make("heun", system, dt=0.01), 1.0, parameters="final").y
+    st = make("heun", system, dt=0.01)
+    y = system.y0.copy()
+    t = 0.0
+    while t < 1.0:
+        res = st.advance(y, t, 1.0, 7)
+        t = res.t
+    np.testing.assert_array_equal(y, a)
+
+
+def test_blow_up_stops_with_last_good_state_and_message():
+    s = System(small_problem(xi=1e6))
+    with np.errstate(all="ignore"), pytest.raises(BlowUpError) as exc:
+        integrate(s, make("euler", s, dt=0.1, bound=1e6), 100.0, save_every=1.0)
+    err = exc.value
+    assert "t ≈" in str(err) and err.partial is not None
+    last = err.partial.states[-1]
+    assert np.all(np.isfinite(last)) and np.linalg.norm(last) <= 1e6
+    assert err.partial.status == "blow-up"
+
+
+def test_unknown_stepper_lists_registered_names(system):
+    with pytest.raises(ConfigError) as exc:
+        make("rk45x", system, dt=0.1)
+    for name in STEPPERS:
+        assert name in str(exc.value)
+    with pytest.raises(ConfigError):
+        make("rk4", system, dt=-1.0)
