@@ -13,6 +13,10 @@ An initial function maps node arrays to initial parameter values (SPEC §2):
   (the correlated "bidirectional diversity" family, SPEC §4; for ``W_l`` only);
 * ``python``     — any vectorized callable (Python API only).
 
+Middle weights (``W_l``) may carry ``noise_std`` s: a finite network then adds i.i.d.
+N(0, s²) noise to W_l^0(c, c') (the i.i.d. initialization of SPEC §4, mean m_l =
+the function).  The limit ignores it: inside every expectation the noise averages out.
+
 Imports numpy, scipy, mfpde.errors only.
 """
 from __future__ import annotations
@@ -43,6 +47,11 @@ class InitFn:
     kind: str
     params: dict = field(default_factory=dict)
     fn: Callable | None = None  # kind == "python"
+
+    @property
+    def noise_std(self) -> float:
+        """Std of the i.i.d. noise finite networks add to this middle weight (0: none)."""
+        return float(self.params.get("noise_std", 0.0))
 
     def to_dict(self) -> dict[str, Any]:
         if self.kind == "python":
@@ -97,8 +106,11 @@ class InitFn:
         raise ConfigError(key, f"kind {self.kind!r} is not allowed for a middle weight W_l; allowed: constant, kernel")
 
 
-def constant(value=0.0) -> InitFn:
-    return InitFn("constant", {"value": value})
+def constant(value=0.0, noise_std: float = 0.0) -> InitFn:
+    p: dict[str, Any] = {"value": value}
+    if noise_std:
+        p["noise_std"] = float(noise_std)
+    return InitFn("constant", p)
 
 
 def coordinate(start: int = 0) -> InitFn:
@@ -109,8 +121,10 @@ def affine(mean=0.0, std=1.0, start: int = 0) -> InitFn:
     return InitFn("affine", {"mean": mean, "std": std, "start": start})
 
 
-def kernel(m=0.0, s=1.0, psi: str = "tanh", A=None) -> InitFn:
-    params = {"m": m, "s": s, "psi": psi}
+def kernel(m=0.0, s=1.0, psi: str = "tanh", A=None, noise_std: float = 0.0) -> InitFn:
+    params: dict[str, Any] = {"m": m, "s": s, "psi": psi}
+    if noise_std:
+        params["noise_std"] = float(noise_std)
     if A is not None:
         params["A"] = np.asarray(A, dtype=float).tolist()
     return InitFn("kernel", params)
@@ -150,6 +164,8 @@ def make_init(spec: Any, key: str, *, edge: bool = False) -> InitFn:
     if kind not in allowed_kinds:
         raise ConfigError(f"{key}.kind", f"unknown or unsuitable kind {kind!r}; allowed here: {', '.join(allowed_kinds)}")
     for k in spec:
+        if k == "noise_std" and edge:
+            continue
         if k not in _ALLOWED[kind]:
             raise ConfigError(f"{key}.{k}", f"unknown key for kind {kind!r}; allowed: {', '.join(sorted(_ALLOWED[kind]))}")
     p: dict[str, Any] = {}
@@ -176,6 +192,10 @@ def make_init(spec: Any, key: str, *, edge: bool = False) -> InitFn:
             if A.ndim != 2 or not np.all(np.isfinite(A)):
                 raise ConfigError(f"{key}.A", "must be a finite matrix (list of lists of numbers)")
             p[k] = A.tolist()
+        elif k == "noise_std":
+            p[k] = _num(v, f"{key}.noise_std")
+            if p[k] < 0:
+                raise ConfigError(f"{key}.noise_std", f"must be >= 0, got {v!r}")
         elif k == "value" and isinstance(v, list):
             p[k] = [_num(x, f"{key}.value") for x in v]
         else:

@@ -1,0 +1,283 @@
+"""Finite-width networks trained by mean-field SGD (Monte-Carlo engine; System + Stepper rooms).
+
+A finite network of widths n_1..n_L is the discretized system with equal weights 1/n_l at
+nodes sampled from each index space's law (SPEC §3: "one code path serves quadrature and
+Monte Carlo alike"), plus the i.i.d. noise of middle weights (``noise_std``, SPEC §4).  SGD
+is explicit Euler with Δt = ε on a minibatch: the compiled loop :func:`sgd_steps` calls the
+same :func:`mfpde.kernels.rhs` as the limit solver with the batch as data.  Modes:
+
+* ``full``      — full-batch GD on the training set (exactly Euler on the limit system's data);
+* ``online``    — fresh samples from the training *law* every step (batch B);
+* ``minibatch`` — batches of B drawn without replacement from the finite training set, epoch
+  by epoch.
+
+Randomness: one :class:`numpy.random.SeedSequence` per run, from (config hash, width,
+replica), so any single run is reproducible alone, bit for bit.  Imports numpy and mfpde.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import time as _time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from mfpde import kernels
+from mfpde._jit import njit
+from mfpde.errors import BlowUpError, ConfigError
+from mfpde.problem import Embedding, Problem
+from mfpde.system import System
+
+MODES = ("full", "online", "minibatch")
+BATCH_BYTES = 32 * 2**20  # pre-generated batch buffer per chunk
+
+
+# ----------------------------------------------------------------------------- index laws
+def sample_index_law(rule, rng: np.random.Generator, n: int) -> np.ndarray:
+    """n i.i.d. draws [n, k] from the law a rule integrates (read off its kind and params)."""
+    kind, p = rule.kind, rule.params
+    k = rule.dim
+
+    def vec(name, default):
+        v = p.get(name, default)
+        v = default if v is None else v
+        return np.broadcast_to(np.asarray(v, dtype=float), (k,))
+
+    if kind == "tensor":
+        parts = [_rule_from_dict(sub) for sub in p["rules"]]
+        return np.concatenate([sample_index_law(r, rng, n) for r in parts], axis=1)
+    law = p.get("law", "normal")
+    if kind in ("gauss_legendre",) or (kind in ("sobol", "monte_carlo") and law == "uniform") or \
+            (kind == "smolyak" and p.get("base") == "gauss_legendre"):
+        lo, hi = vec("low", 0.0), vec("high", 1.0)
+        return lo + (hi - lo) * rng.random((n, k))
+    if kind in ("gauss_hermite", "gaussian_trapezoid", "sobol", "monte_carlo", "smolyak"):
+        return vec("mean", 0.0) + vec("std", 1.0) * rng.standard_normal((n, k))
+    # user rules (and anything else): the empirical law of the nodes
+    q0 = rule.size - rule.n_tracers
+    w = np.asarray(rule.weights[:q0], dtype=float)
+    if np.any(w < 0):
+        raise ConfigError("rules", f"cannot sample from a {kind} rule with negative weights")
+    idx = rng.choice(q0, size=n, p=w / w.sum())
+    return np.array(rule.nodes[idx], dtype=float)
+
+
+def _rule_from_dict(spec):
+    from mfpde.quadrature import make_rule
+
+    return make_rule(spec, "rules")
+
+
+# ----------------------------------------------------------------------------- seeds
+def config_entropy(problem: Problem) -> int:
+    """A 128-bit integer from the problem's resolved configuration (stable across runs)."""
+    from mfpde.config import to_toml
+
+    text = to_toml(problem.config) if problem.config else repr(problem.name)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:16], "little")
+
+
+def run_seed(problem: Problem, width: int, replica: int) -> np.random.SeedSequence:
+    """The SeedSequence of one run: (config hash, width, replica)."""
+    return np.random.SeedSequence(config_entropy(problem), spawn_key=(int(width), int(replica)))
+
+
+# ----------------------------------------------------------------------------- networks
+def network_problem(problem: Problem, widths, rng: np.random.Generator, tracers=None) -> Problem:
+    """The problem whose rules are n_l i.i.d. index samples with weights 1/n_l (a finite network)."""
+    from mfpde.quadrature import user
+
+    L = problem.model.L
+    widths = _widths(widths, L)
+    rules = []
+    for l in range(L):
+        nodes = sample_index_law(problem.embedding.rules[l], rng, widths[l])
+        r = user(nodes, np.full(widths[l], 1.0 / widths[l]))
+        rules.append(r)
+    emb = problem.embedding
+    return replace(problem, embedding=Embedding(tuple(rules), emb.w_1, emb.W, emb.v, emb.b, emb.b_out))
+
+
+def _widths(widths, L: int) -> tuple[int, ...]:
+    if isinstance(widths, (int, np.integer)) and not isinstance(widths, bool):
+        widths = (int(widths),) * L
+    widths = tuple(widths)
+    if len(widths) != L or any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1 for n in widths):
+        raise ConfigError("sgd.widths", f"need {L} positive integer widths (one per hidden layer), got {widths!r}")
+    return tuple(int(n) for n in widths)
+
+
+def initial_network_state(system: System, rng: np.random.Generator) -> np.ndarray:
+    """y0 of the network: the embedding on the sampled nodes plus i.i.d. middle-weight noise."""
+    y = system.y0.copy()
+    views = system.views(y)
+    for l, fn in enumerate(system.problem.embedding.W, start=2):
+        s = fn.noise_std
+        if s > 0:
+            W = views[f"W_{l}"]
+            W += s * rng.standard_normal(W.shape)
+    return y
+
+
+# ----------------------------------------------------------------------------- compiled SGD
+@njit
+def sgd_steps(y, dy, t0, eps, n, Xb, Yb, rho, base, bound2):
+    """n Euler steps y += ε·drift(batch k); batches Xb[k], Yb[k] (or Xb[0] for every step if
+    Xb holds one batch); returns (status, steps done).
+
+    ``base`` is the system's kernel tuple; its data entries are replaced by the batch.
+    Stops before committing a non-finite (1) or too-large (2) state.
+    """
+    lay, omega, X0, Y0, rho0, sched, sched_flat, lossp, work, fns = base
+    N = y.shape[0]
+    shared = Xb.shape[0] == 1   # full batch: the same data every step
+    for k in range(n):
+        kb = 0 if shared else k
+        args = (lay, omega, Xb[kb], Yb[kb], rho, sched, sched_flat, lossp, work, fns)
+        kernels.rhs(t0 + k * eps, y, dy, args)
+        nrm = 0.0
+        for i in range(N):
+            v = y[i] + eps * dy[i]
+            nrm += v * v
+        if not (nrm <= bound2):
+            return (1 if not math.isfinite(nrm) else 2), k
+        for i in range(N):
+            y[i] += eps * dy[i]
+    return 0, n
+
+
+@dataclass
+class FiniteRun:
+    """Recorded observables of one finite-width training run."""
+
+    width: tuple[int, ...]
+    replica: int
+    times: list[float] = field(default_factory=list)
+    observables: dict[str, list] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+    status: str = "running"
+    message: str = ""
+    seed: dict[str, Any] = field(default_factory=dict)
+
+    def array(self, name: str) -> np.ndarray:
+        return np.asarray(self.observables[name], dtype=float)
+
+
+def network_statistics(system: System, y: np.ndarray, quantiles=(0.05, 0.25, 0.5, 0.75, 0.95), n_sv: int = 3) -> dict:
+    """Weight quantiles per layer; spread of pre-activations across neurons and top singular
+    values of each hidden layer's pre-activation matrix on the probe points."""
+    from mfpde.system import reference_forward
+
+    out: dict[str, np.ndarray] = {}
+    for name, block in system.views(y).items():
+        out[f"quantiles_{name}"] = np.quantile(block, quantiles)
+    probes = system.problem.probes
+    if probes is not None and len(probes):
+        Hs, _, _ = reference_forward(system, y, np.asarray(probes, float))
+        for l, H in enumerate(Hs, start=1):   # H [P, n_l]
+            out[f"h_spread_{l}"] = np.asarray(np.mean(np.std(H, axis=1)))
+            sv = np.linalg.svd(H / math.sqrt(H.shape[1]), compute_uv=False)
+            top = np.full(n_sv, 0.0)
+            top[:min(n_sv, len(sv))] = sv[:n_sv]
+            out[f"singular_values_{l}"] = top
+    return out
+
+
+def train(problem: Problem, widths, *, mode: str = "full", batch: int = 1, lr: float = 0.01,
+          t_end: float = 1.0, record_times=None, replica: int = 0, law=None, statistics: bool = True,
+          bound: float = 1e12, progress=None, seed: np.random.SeedSequence | None = None) -> FiniteRun:
+    """Train one finite network of ``widths`` by mean-field SGD (ε = ``lr``) up to ``t_end``.
+
+    Records train/test loss and error, ŷ at the probes and (``statistics``) weight
+    quantiles, pre-activation spread and top singular values at ``record_times`` (rounded to
+    the step grid t = kε).  ``law`` (a population law with ``sample``) is needed for
+    ``mode = "online"``.
+    """
+    if mode not in MODES:
+        raise ConfigError("sgd.mode", f"unknown mode {mode!r}; allowed: {', '.join(MODES)}")
+    if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
+        raise ConfigError("sgd.lr", f"must be a finite number > 0, got {lr!r}")
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+        raise ConfigError("sgd.batch", f"must be an integer >= 1, got {batch!r}")
+    if mode == "online" and law is None:
+        raise ConfigError("sgd.mode", "online SGD needs a population law for data.train (kind = teacher or gaussian_classes)")
+    if mode == "minibatch" and batch > problem.train.M:
+        raise ConfigError("sgd.batch", f"batch {batch} exceeds the training set size {problem.train.M}")
+    if mode == "minibatch" and not np.allclose(problem.train.weights, 1.0 / problem.train.M, rtol=1e-12, atol=0):
+        raise ConfigError("sgd.mode", "minibatch mode draws training points uniformly: data.train must be a finite set "
+                          "with equal weights (use mode = \"full\" or \"online\" for a quadrature-integrated law)")
+    L = problem.model.L
+    widths = _widths(widths, L)
+    ss = seed if seed is not None else run_seed(problem, widths[-1], replica)
+    init_ss, data_ss = ss.spawn(2)
+    init_rng, data_rng = np.random.default_rng(init_ss), np.random.default_rng(data_ss)
+    net = network_problem(problem, widths, init_rng)
+    system = System(net)
+    y = initial_network_state(system, init_rng)
+    n_total = int(round(t_end / lr))
+    if record_times is None:
+        record_times = [0.0, t_end]
+    rec_steps = sorted({min(n_total, max(0, int(round(t / lr)))) for t in record_times} | {0, n_total})
+    run = FiniteRun(widths, replica, seed={"entropy": str(ss.entropy), "spawn_key": list(ss.spawn_key)})
+    dy = np.empty_like(y)
+    bound2 = float(bound) ** 2
+    d, K = problem.model.input_dim, problem.model.outputs
+    M = problem.train.M
+    B = M if mode == "full" else int(batch)
+    rho = np.full(B, 1.0 / B) if mode != "full" else np.ascontiguousarray(problem.train.weights, dtype=float)
+    chunk_max = max(1, BATCH_BYTES // (8 * B * (d + K)))
+    perm = np.empty(0, dtype=np.int64)
+    pos = 0
+    Xtr, Ytr = np.asarray(problem.train.X), np.asarray(problem.train.Y)
+    Xfull = np.ascontiguousarray(system.sysargs[2][None, :, :])
+    Yfull = np.ascontiguousarray(system.sysargs[3][None, :, :])
+    batch_args = None
+    wall0 = _time.perf_counter()
+    step = 0
+
+    def record(k):
+        run.times.append(k * lr)
+        for key, v in system.observe(y).items():
+            run.observables.setdefault(key, []).append(np.array(v, dtype=float))
+        if statistics:
+            for key, v in network_statistics(system, y).items():
+                run.observables.setdefault(key, []).append(np.array(v, dtype=float))
+
+    record(0)
+    for target in rec_steps[1:]:
+        while step < target:
+            n = min(target - step, chunk_max)
+            if mode == "full":
+                status, done = sgd_steps(y, dy, step * lr, lr, n, Xfull, Yfull, rho, system.sysargs, bound2)
+            else:
+                if mode == "online":   # chunk boundaries depend on the configuration only: reproducible
+                    ds = law.sample(data_rng, n * B)
+                    Xb = np.ascontiguousarray(np.asarray(ds.X).reshape(n, B, d))
+                    Yb = np.ascontiguousarray(np.asarray(ds.Y).reshape(n, B, K))
+                else:
+                    idx = np.empty((n, B), dtype=np.int64)
+                    for k in range(n):
+                        if pos + B > len(perm):
+                            perm = data_rng.permutation(M)
+                            pos = 0
+                        idx[k] = perm[pos:pos + B]
+                        pos += B
+                    Xb = np.ascontiguousarray(Xtr[idx])
+                    Yb = np.ascontiguousarray(Ytr[idx])
+                if batch_args is None:
+                    batch_args = system.make_args(Xb[0], Yb[0], rho)
+                status, done = sgd_steps(y, dy, step * lr, lr, n, Xb, Yb, rho, batch_args, bound2)
+            step += done
+            if status:
+                run.status = "blow-up"
+                run.message = (f"{'non-finite state' if status == 1 else 'state norm exceeded its bound'} at step {step + 1} "
+                               f"(t ≈ {step * lr:.6g}, width {widths}); reduce the learning rate")
+                record(step)
+                run.stats.update(steps=step, wall_seconds=_time.perf_counter() - wall0)
+                raise BlowUpError(run.message, partial=run, time=step * lr, step=step + 1)
+        record(step)
+    run.status = "completed"
+    run.stats.update(steps=step, wall_seconds=_time.perf_counter() - wall0)
+    return run
