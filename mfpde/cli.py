@@ -1,4 +1,4 @@
-"""Command-line interface (``mfpde``): solve, show, default-config.
+"""Command-line interface (``mfpde``): solve, sgd, compare, show, default-config.
 
 ``mfpde solve [CONFIG.toml] [-o OUT.nc]`` validates the configuration (the embedded default
 when none is given), solves, prints a loss table and writes the labelled NetCDF file.
@@ -39,6 +39,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--progress", dest="progress", action="store_true", default=None, help="force the progress bar on")
     s.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     s.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    g = sub.add_parser("sgd", help="train finite-width networks by mean-field SGD (an ensemble over widths × replicas)")
+    g.add_argument("config", nargs="?", help="TOML configuration (its [sgd] section; default: the embedded example)")
+    g.add_argument("-o", "--output", default="runs.h5", help="HDF5 run store to create or append to (default runs.h5)")
+    g.add_argument("--widths", help="comma-separated widths, e.g. 64,256,1024 (default: sgd.widths)")
+    g.add_argument("--replicas", type=int, help="replicas per width (default: sgd.replicas)")
+    g.add_argument("--mode", choices=("full", "online", "minibatch"), help="training mode (default: sgd.mode)")
+    g.add_argument("--batch", type=int, help="minibatch size B (online/minibatch modes)")
+    g.add_argument("--lr", type=float, help="ε, the SGD step (default: sgd.lr or solver.dt)")
+    g.add_argument("--overwrite", action="store_true", help="start the store afresh instead of resuming")
+    g.add_argument("--progress", dest="progress", action="store_true", default=None, help="force the progress bar on")
+    g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    g.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    cp = sub.add_parser("compare", help="compare finite-width runs with the limit: errors, error × √n, fitted rate")
+    cp.add_argument("limit", help="limit solution (NetCDF from mfpde solve)")
+    cp.add_argument("runs", help="run store (HDF5 from mfpde sgd)")
+    cp.add_argument("-o", "--output", help="write the comparison as NetCDF")
+    cp.add_argument("--plot", metavar="DIR", help="write figures into DIR (needs the plot extra)")
     sh = sub.add_parser("show", help="summarize a result file")
     sh.add_argument("path")
     sub.add_parser("default-config", help="print the embedded default configuration (TOML)")
@@ -93,6 +110,41 @@ def _solve(args) -> int:
     return 0
 
 
+def _sgd(args) -> int:
+    from mfpde import config as cfg_mod
+    from mfpde.ensemble import check_widths, run_ensemble
+
+    c = cfg_mod.load(args.config) if args.config else cfg_mod.default()
+    for name in ("replicas", "batch"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise cfg_mod.ConfigError(f"--{name}", f"must be >= 1, got {v}")
+    if args.lr is not None and not args.lr > 0:
+        raise cfg_mod.ConfigError("--lr", f"must be > 0, got {args.lr}")
+    say = (lambda *a: None) if args.quiet else print
+    widths = check_widths(args.widths) if args.widths else None
+    out = run_ensemble(c, args.output, widths=widths, replicas=args.replicas, mode=args.mode, batch=args.batch,
+                       lr=args.lr, resume=not args.overwrite, progress=False if args.quiet else args.progress, say=say)
+    say(f"mfpde: wrote {out}")
+    return 0
+
+
+def _compare(args) -> int:
+    from mfpde import compare, io, runs
+
+    limit = io.read(args.limit)
+    ens = runs.read(args.runs)
+    res = compare.compare(limit, ens)
+    print(compare.table(res))
+    if args.output:
+        io.write(res, args.output)
+        print(f"mfpde: wrote {args.output}")
+    if args.plot:
+        for f in compare.plot(res, limit, ens, args.plot):
+            print(f"mfpde: wrote {f}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -104,6 +156,10 @@ def main(argv=None) -> int:
     try:
         if args.command == "solve":
             return _solve(args)
+        if args.command == "sgd":
+            return _sgd(args)
+        if args.command == "compare":
+            return _compare(args)
         if args.command == "show":
             from mfpde import io
 

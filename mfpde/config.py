@@ -25,7 +25,8 @@ from mfpde.errors import ConfigError
 from mfpde.problem import Embedding, Model, Problem, Schedules
 from mfpde.schedules import make_schedule
 
-TOP_KEYS = ("name", "seed", "model", "rules", "init", "schedules", "data", "probes", "solver", "output")
+TOP_KEYS = ("name", "seed", "model", "rules", "init", "schedules", "data", "probes", "solver", "output", "sgd")
+SGD_KEYS = ("mode", "batch", "lr", "widths", "replicas", "statistics")
 MODEL_KEYS = ("input_dim", "outputs", "hidden", "biases", "output_activation", "output_bias", "loss", "huber_delta")
 SOLVER_KEYS = ("stepper", "dt", "t_end", "save_every", "save_times", "bound")
 OUTPUT_KEYS = ("path", "parameters")
@@ -49,12 +50,25 @@ class OutputOptions:
 
 
 @dataclass(frozen=True)
+class SgdOptions:
+    """Finite-width training ([sgd]); ``lr`` is ε (default: solver.dt), time t = kε."""
+
+    mode: str = "full"
+    batch: int = 1
+    lr: float | None = None
+    widths: tuple[int, ...] = (64, 256, 1024)
+    replicas: int = 4
+    statistics: bool = True
+
+
+@dataclass(frozen=True)
 class Config:
     problem: Problem
     solver: SolverOptions
     output: OutputOptions
     raw: dict
     source: str
+    sgd: SgdOptions = SgdOptions()
 
 
 def _table(v, key) -> Mapping:
@@ -208,6 +222,19 @@ def _output(t: Mapping) -> OutputOptions:
     return OutputOptions(path, _str(t.get("parameters", "all"), "output.parameters", ("all", "final", "none")))
 
 
+def _sgd(t: Mapping) -> SgdOptions:
+    _check_keys(t, SGD_KEYS, "sgd")
+    mode = _str(t.get("mode", "full"), "sgd.mode", ("full", "online", "minibatch"))
+    batch = _int(t.get("batch", 1), "sgd.batch", 1, 10_000_000)
+    lr = _float(t["lr"], "sgd.lr", positive=True) if "lr" in t else None
+    w = t.get("widths", [64, 256, 1024])
+    if not isinstance(w, list) or not w:
+        raise ConfigError("sgd.widths", "expected a non-empty list of integer widths")
+    widths = tuple(_int(x, "sgd.widths", 1, 10_000_000) for x in w)
+    return SgdOptions(mode, batch, lr, widths, _int(t.get("replicas", 4), "sgd.replicas", 1, 100_000),
+                      _bool(t.get("statistics", True), "sgd.statistics"))
+
+
 def from_dict(raw: Mapping, source: str = "<dict>", base_dir: str | Path | None = None) -> Config:
     """Validate a configuration table and build the Problem and options."""
     raw = _table(raw, "")
@@ -238,9 +265,10 @@ def from_dict(raw: Mapping, source: str = "<dict>", base_dir: str | Path | None 
     probes = data_mod.probes(raw["probes"], model.input_dim, "probes") if "probes" in raw else None
     solver = _solver(_table(raw.get("solver", {}), "solver"))
     output = _output(_table(raw.get("output", {}), "output"))
+    sgd = _sgd(_table(raw.get("sgd", {}), "sgd"))
     problem = Problem(model, emb, sched, train, test, None if probes is None else np.asarray(probes),
                       config=copy.deepcopy(dict(raw)), name=name)
-    return Config(problem, solver, output, copy.deepcopy(dict(raw)), source)
+    return Config(problem, solver, output, copy.deepcopy(dict(raw)), source, sgd)
 
 
 def load(path: str | Path) -> Config:
