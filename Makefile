@@ -5,6 +5,8 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.mfpde-installed
 PYTEST_ARGS ?= -n 2
+# two pytest workers on two cores: one Numba and one BLAS thread each
+TEST_ENV ?= NUMBA_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 
 .PHONY: run test test-fast bench clean
 
@@ -20,10 +22,10 @@ run: $(STAMP)
 	$(VENV)/bin/mfpde solve -o out/default.nc
 
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS) -m "not slow"
+	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS) -m "not slow"
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

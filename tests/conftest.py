@@ -1,10 +1,6 @@
 """Shared test set-up: strict floating-point errors and seeded RNGs."""
-import os
-
 import numpy as np
 import pytest
-
-os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 
 @pytest.fixture(autouse=True)
