@@ -13,10 +13,15 @@ import sys
 import time
 from pathlib import Path
 
-from mfpde.errors import BlowUpError, MfpdeError
+from mfpde.errors import BlowUpError, MfpdeError, StoreError
 
 EXIT_USAGE = 2
 EXIT_BLOWUP = 3
+
+
+def _one_line(message) -> str:
+    """Keep an error message on one line even when it quotes a key or value with line breaks."""
+    return str(message).replace("\r", "\\r").replace("\n", "\\n")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -98,9 +103,9 @@ def _solve(args) -> int:
     except BlowUpError as exc:
         if exc.partial is not None:
             io.write(exc.partial.to_xarray(), out)
-            print(f"mfpde: error: {exc} (partial result written to {out})", file=sys.stderr)
+            print(f"mfpde: error: {_one_line(exc)} (partial result written to {out})", file=sys.stderr)
         else:
-            print(f"mfpde: error: {exc}", file=sys.stderr)
+            print(f"mfpde: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_BLOWUP
     ds = sol.to_xarray()
     io.write(ds, out)
@@ -163,7 +168,10 @@ def main(argv=None) -> int:
         if args.command == "show":
             from mfpde import io
 
-            print(io.summary(io.read(args.path)))
+            ds = io.read(args.path)
+            if "time" not in ds.coords:
+                raise StoreError(f"{args.path!r} is not an mfpde result file (it has no 'time' coordinate)")
+            print(io.summary(ds))
             return 0
         if args.command == "default-config":
             from mfpde.config import default_text
@@ -173,7 +181,7 @@ def main(argv=None) -> int:
         parser.print_help()
         return EXIT_USAGE
     except MfpdeError as exc:
-        print(f"mfpde: error: {exc}", file=sys.stderr)
+        print(f"mfpde: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("mfpde: interrupted", file=sys.stderr)

@@ -31,6 +31,9 @@ MODEL_KEYS = ("input_dim", "outputs", "hidden", "biases", "output_activation", "
 SOLVER_KEYS = ("stepper", "dt", "t_end", "save_every", "save_times", "bound")
 OUTPUT_KEYS = ("path", "parameters")
 MAX_STATE = 200_000_000  # doubles: refuse absurd rule sizes before allocating
+MAX_NODES = 1_000_000    # nodes of one hidden layer's rule
+MAX_DATA = 100_000_000   # numbers in one data set, teacher or probe array (checked before allocating)
+MAX_SAVES = 1_000_000    # save times of one run
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,7 @@ def _model(t: Mapping) -> Model:
 
 
 def _rules(t: Mapping, L: int) -> tuple:
+    """Validated rule plans (sizes known, nothing allocated yet), one per hidden layer."""
     allowed = ("default",) + tuple(f"layer_{l}" for l in range(1, L + 1))
     _check_keys(t, allowed, "rules")
     out = []
@@ -148,7 +152,11 @@ def _rules(t: Mapping, L: int) -> tuple:
         key = f"layer_{l}" if f"layer_{l}" in t else "default"
         if key not in t:
             raise ConfigError(f"rules.layer_{l}", "is required (or give rules.default for every layer)")
-        out.append(quadrature.make_rule(_table(t[key], f"rules.{key}"), f"rules.{key}"))
+        # quadrature has no public "validate without building"; its plan is exactly that
+        plan = quadrature._plan(_table(t[key], f"rules.{key}"), f"rules.{key}", outermost=True)
+        if plan.size > MAX_NODES:
+            raise ConfigError(f"rules.layer_{l}", f"{plan.size} nodes is more than {MAX_NODES:.0e}")
+        out.append(plan)
     return tuple(out)
 
 
@@ -167,6 +175,12 @@ def _init(t: Mapping, model: Model) -> Embedding:
     if "b_out" in t and not model.output_bias:
         raise ConfigError("init.b_out", "the output has no bias (set model.output_bias = true)")
     b_out = embedding.make_init(t["b_out"], "init.b_out") if "b_out" in t else None
+    widths = [(w1, model.input_dim, "init.w_1"), (v, model.outputs, "init.v"), (b_out, model.outputs, "init.b_out")]
+    widths += [(fn, 1, f"init.b_{l}") for l, fn in enumerate(b, 1)]
+    for fn, width, key in widths:
+        value = fn.params.get("value") if fn is not None and fn.kind == "constant" else None
+        if isinstance(value, list) and len(value) not in (1, width):
+            raise ConfigError(key, f"a list of constants needs 1 or {width} entries, got {len(value)}")
     return Embedding(None, w1, W, v, tuple(b), b_out)  # rules filled in by the caller
 
 
@@ -192,6 +206,25 @@ def _schedules(t: Mapping, L: int) -> Schedules:
     return Schedules(tuple(w), tuple(b))
 
 
+def _count(v) -> int:
+    """v if it is a positive integer, else 0 (the type checks themselves live in mfpde.data)."""
+    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
+
+
+def _check_data_size(t: Mapping, key: str) -> None:
+    """Refuse data laws whose sample or teacher would be absurdly large, before drawing them."""
+    d = _count(t.get("d", 1))
+    n = _count(t.get("sample"))
+    if n * d > MAX_DATA:
+        raise ConfigError(f"{key}.sample", f"{n} points in dimension {d} is more than {MAX_DATA:.0e} numbers")
+    teacher = t.get("teacher")
+    if isinstance(teacher, Mapping) and teacher.get("kind") == "two_layer":
+        width, k = _count(teacher.get("width", 4)), _count(teacher.get("output_dim", 1))
+        if width * (d + k) > MAX_DATA:
+            raise ConfigError(f"{key}.teacher.width", f"a teacher of width {width} with d = {d}, {k} outputs has "
+                              f"more than {MAX_DATA:.0e} weights")
+
+
 def _solver(t: Mapping) -> SolverOptions:
     _check_keys(t, SOLVER_KEYS, "solver")
     from mfpde.solvers import STEPPERS
@@ -204,6 +237,8 @@ def _solver(t: Mapping) -> SolverOptions:
     if "save_every" in t and "save_times" in t:
         raise ConfigError("solver.save_times", "give either save_every or save_times, not both")
     every = _float(t["save_every"], "solver.save_every", positive=True) if "save_every" in t else None
+    if every is not None and t_end / every > MAX_SAVES:
+        raise ConfigError("solver.save_every", f"t_end/save_every = {t_end / every:.3g} save times is more than {MAX_SAVES:.0e}")
     times = None
     if "save_times" in t:
         st = t["save_times"]
@@ -245,14 +280,12 @@ def from_dict(raw: Mapping, source: str = "<dict>", base_dir: str | Path | None 
     name = _str(raw.get("name", Path(source).stem if source else "problem"), "name")
     seed = _int(raw.get("seed", 0), "seed", 0, 2**63 - 1)
     model = _model(_table(raw["model"], "model"))
-    rules = _rules(_table(raw["rules"], "rules"), model.L)
-    for l, r in enumerate(rules, 1):
-        if r.size > 1_000_000:
-            raise ConfigError(f"rules.layer_{l}", f"{r.size} nodes is more than 1e6")
-    sizes = [r.size for r in rules]
+    plans = _rules(_table(raw["rules"], "rules"), model.L)
+    sizes = [p.size for p in plans]
     n_state = sizes[0] * model.input_dim + sum(a * b for a, b in zip(sizes, sizes[1:])) + sizes[-1] * model.outputs
     if n_state > MAX_STATE:
         raise ConfigError("rules", f"the state would have {n_state:.3g} entries (> {MAX_STATE:.0e}); use smaller rules")
+    rules = tuple(p.build() for p in plans)
     emb = _init(_table(raw.get("init", {}), "init"), model)
     emb = Embedding(rules, emb.w_1, emb.W, emb.v, emb.b, emb.b_out)
     sched = _schedules(_table(raw.get("schedules", {}), "schedules"), model.L)
@@ -260,8 +293,14 @@ def from_dict(raw: Mapping, source: str = "<dict>", base_dir: str | Path | None 
     _check_keys(dt, ("train", "test"), "data")
     if "train" not in dt:
         raise ConfigError("data.train", "is required")
+    for part in ("train", "test"):
+        if part in dt:
+            _check_data_size(_table(dt[part], f"data.{part}"), f"data.{part}")
     train = data_mod.make_data(_table(dt["train"], "data.train"), "data.train", seed, base_dir=base_dir)
     test = data_mod.make_data(_table(dt["test"], "data.test"), "data.test", seed, base_dir=base_dir) if "test" in dt else None
+    if "probes" in raw and isinstance(raw["probes"], Mapping) and _count(raw["probes"].get("size")) * model.input_dim > MAX_DATA:
+        raise ConfigError("probes.size", f"{raw['probes']['size']} probe points in dimension {model.input_dim} is "
+                          f"more than {MAX_DATA:.0e} numbers")
     probes = data_mod.probes(raw["probes"], model.input_dim, "probes") if "probes" in raw else None
     solver = _solver(_table(raw.get("solver", {}), "solver"))
     output = _output(_table(raw.get("output", {}), "output"))
