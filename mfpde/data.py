@@ -338,8 +338,9 @@ class SingleIndexTanh:
 
     def __init__(self, direction, scale: float = 1.0):
         u = np.asarray(direction, dtype=np.float64).reshape(-1)
-        if u.size < 1 or not np.all(np.isfinite(u)) or not np.linalg.norm(u) > 0:
+        if u.size < 1 or not np.all(np.isfinite(u)) or not np.any(u != 0):
             raise ConfigError("teacher.direction", f"must be a finite non-zero vector, got {direction!r}.")
+        u = u / np.max(np.abs(u))   # rescale first: the norm of huge or tiny entries must not overflow
         if not _is_number(scale) or not math.isfinite(scale):
             raise ConfigError("teacher.scale", f"must be a finite number, got {scale!r}.")
         self.direction = u / np.linalg.norm(u)
@@ -626,7 +627,7 @@ def _make_teacher(table, key: str, d: int):
         u = _numbers(table.get("direction"), f"{key}.direction")
         if u.ndim != 1 or u.size != d:
             raise ConfigError(f"{key}.direction", f"must be a list of d = {d} numbers, got shape {u.shape}.")
-        if not np.linalg.norm(u) > 0:
+        if not np.any(u != 0):
             raise ConfigError(f"{key}.direction", "must be non-zero.")
         return SingleIndexTanh(u, _float(table, "scale", key, 1.0))
     _check_keys(table, ("kind", "width", "seed", "activation", "output_dim"), key)

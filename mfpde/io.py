@@ -34,7 +34,7 @@ def _versions() -> dict[str, str]:
             "numba_version": numba.__version__, "xarray_version": xr.__version__}
 
 
-def to_xarray(sol) -> "xr.Dataset":
+def to_xarray(sol):
     """The labelled dataset of a :class:`~mfpde.solution.Solution`."""
     import xarray as xr
 
