@@ -1,0 +1,248 @@
+"""Shared pieces of the benchmarks: interleaved timing and the environment record.
+
+The benchmark machine may be shared, so a lone absolute time means little.  Every benchmark
+therefore times a kernel and its baseline *in the same loop*, alternating A, B, A, B, … (the
+order rotates each round so neither always runs first), and reports the median of the
+per-round ratios, which both sides measured under the same load.  ``environment()`` records
+what actually ran: the BLAS libraries (threadpoolctl), the Numba threading layer and thread
+counts, and the thread-related environment variables.  Imports numpy, numba, threadpoolctl.
+"""
+from __future__ import annotations
+
+import math
+import os
+import platform
+import re
+import sys
+import time
+from typing import Callable
+
+import numpy as np
+
+ENV_VARS = ("NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "OMP_NUM_THREADS", "OMP_WAIT_POLICY",
+            "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "MKL_NUM_THREADS")
+
+
+def calibrate(fn: Callable[[int], object], target: float) -> int:
+    """Repetitions n for which one call ``fn(n)`` lasts about ``target`` seconds.
+
+    Grows n until a call lasts target/8 (so fixed per-call costs do not fool the estimate),
+    then scales.
+    """
+    fn(1)                                  # warm (compile, caches, first-touch)
+    n = 1
+    while True:
+        t0 = time.perf_counter()
+        fn(n)
+        dt = time.perf_counter() - t0
+        if dt >= target / 8 or n >= 1_000_000:
+            return max(1, min(1_000_000, math.ceil(n * target / max(dt, 1e-9))))
+        n *= 4
+
+
+def interleaved(fns: dict[str, Callable[[int], object]], repeats: int, target: float) -> dict[str, list[float]]:
+    """Seconds per repetition of each function, ``repeats`` samples each, taken round-robin.
+
+    ``fn(n)`` performs n repetitions of the work being timed (a Python loop, or a loop inside
+    compiled code); n is calibrated so a sample lasts about ``target`` seconds.  Round r
+    starts at function r mod k, so load changes hit every function alike and none is always
+    first.  Sample = elapsed / n.
+    """
+    names = list(fns)
+    numbers = {k: calibrate(fns[k], target) for k in names}
+    out: dict[str, list[float]] = {k: [] for k in names}
+    for r in range(repeats):
+        for j in range(len(names)):
+            k = names[(r + j) % len(names)]
+            n = numbers[k]
+            t0 = time.perf_counter()
+            fns[k](n)
+            out[k].append((time.perf_counter() - t0) / n)
+    return out
+
+
+def repeat(fn: Callable[[], object]) -> Callable[[int], None]:
+    """``fn`` as an n-repetition Python loop, for :func:`interleaved`."""
+    def run(n: int) -> None:
+        for _ in range(n):
+            fn()
+    return run
+
+
+def median_ratio(num: list[float], den: list[float]) -> float:
+    """Median over rounds of num[r] / den[r] (paired samples from the same round)."""
+    return float(np.median(np.asarray(num) / np.asarray(den)))
+
+
+def spread(num: list[float], den: list[float]) -> tuple[float, float]:
+    """Interquartile range of the per-round ratios num[r] / den[r]."""
+    q = np.percentile(np.asarray(num) / np.asarray(den), [25, 75])
+    return float(q[0]), float(q[1])
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _blas_role(path: str) -> str:
+    if "numpy" in path:
+        return "numpy (GEMM baseline)"
+    if "scipy" in path:
+        return "scipy (Numba's np.dot in the kernels)"
+    return "other"
+
+
+def blas_info() -> list[dict]:
+    """The BLAS/OpenMP libraries loaded in this process, as threadpoolctl sees them."""
+    from threadpoolctl import threadpool_info
+
+    keep = ("user_api", "internal_api", "prefix", "version", "architecture", "num_threads", "threading_layer")
+    rows = []
+    for lib in threadpool_info():
+        row = {k: lib.get(k) for k in keep if k in lib}
+        row["file"] = os.path.basename(lib.get("filepath", ""))
+        if lib.get("user_api") == "blas":
+            row["role"] = _blas_role(lib.get("filepath", ""))
+        rows.append(row)
+    return rows
+
+
+def environment() -> dict:
+    """What ran: versions, CPU, load, BLAS libraries, Numba threading (call after a parallel kernel ran)."""
+    import numba
+    import scipy
+
+    try:
+        layer = numba.threading_layer()
+    except ValueError:                      # no parallel kernel has run yet
+        layer = "not initialised"
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = os.cpu_count()
+    return {
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "numba": numba.__version__,
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": affinity,
+        "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "numba_threading_layer": layer,
+        "numba_num_threads": int(numba.config.NUMBA_NUM_THREADS),
+        "numba_threads_in_use": int(numba.get_num_threads()),
+        "env": {k: os.environ.get(k) for k in ENV_VARS},
+        "blas": blas_info(),
+    }
+
+
+def busy_note(env: dict) -> str | None:
+    """A warning when threads are used on a machine that other processes already keep busy."""
+    load = (env.get("loadavg") or [0.0])[0]
+    cpus = env.get("cpus_usable") or 1
+    blas = max([b.get("num_threads") or 1 for b in env["blas"] if b.get("user_api") == "blas"] or [1])
+    if load > cpus - 0.5 and (env["numba_threads_in_use"] > 1 or blas > 1):
+        return (f"note: load average {load:.1f} on {cpus} CPUs while Numba uses {env['numba_threads_in_use']} and BLAS "
+                f"{blas} threads: spinning worker threads then slow small kernels a lot (docs/benchmarks.md); "
+                f"compare --threads 1")
+    return None
+
+
+def describe_environment(env: dict) -> str:
+    """A few lines for the terminal."""
+    lines = [f"python {env['python']}, numpy {env['numpy']}, scipy {env['scipy']}, numba {env['numba']}",
+             f"cpu: {env['cpu']} ({env['cpus_usable']} usable of {env['cpu_count']}); "
+             f"load average {' '.join(f'{x:.2f}' for x in env['loadavg'] or [])}",
+             f"numba: threading layer {env['numba_threading_layer']}, NUMBA_NUM_THREADS = {env['numba_num_threads']}"
+             f" (in use {env['numba_threads_in_use']})"]
+    for b in env["blas"]:
+        if b.get("user_api") == "blas":
+            lines.append(f"blas: {b.get('internal_api')} {b.get('version')} {b.get('architecture')} "
+                         f"{b.get('num_threads')} threads ({b.get('threading_layer')}) — {b.get('role')}")
+        else:
+            lines.append(f"{b.get('user_api')}: {b.get('prefix')} {b.get('num_threads')} threads")
+    set_vars = {k: v for k, v in env["env"].items() if v is not None}
+    lines.append("env: " + (", ".join(f"{k}={v}" for k, v in set_vars.items()) or "no thread variables set"))
+    return "\n".join(lines)
+
+
+JIT_MODULES = ("kernels", "activations", "losses", "schedules")   # mfpde modules with compiled code
+
+
+def _jit_imports(path: str) -> set[str]:
+    """Which of mfpde's compiled modules the source file at ``path`` imports."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    found = set()
+    for names in re.findall(r"^from mfpde import ([\w, ]+)", text, re.M):
+        found |= {n.strip() for n in names.split(",")}
+    found |= set(re.findall(r"^from mfpde\.(\w+) import", text, re.M))
+    found |= set(re.findall(r"^import mfpde\.(\w+)", text, re.M))
+    return found & set(JIT_MODULES)
+
+
+def stale_jit_caches() -> list[str]:
+    """Numba cache entries that Numba will load although compiled code they call has changed.
+
+    Numba checks only the source file of the cached function itself, so a stepper cached from
+    ``solvers/explicit.py`` keeps the kernels it was compiled with after ``mfpde/kernels.py``
+    changes.  An index ``F-*.nbi`` is reported when F is not newer than it (Numba trusts it)
+    but a compiled module F imports (directly or through others) is.
+    """
+    import mfpde
+    import mfpde.kernels
+    import mfpde.solvers.explicit
+
+    pkg = os.path.dirname(mfpde.__file__)
+    deps = {m: _jit_imports(os.path.join(pkg, m + ".py")) for m in JIT_MODULES if os.path.exists(os.path.join(pkg, m + ".py"))}
+
+    def closure(direct: set[str]) -> set[str]:
+        seen, todo = set(), list(direct)
+        while todo:
+            m = todo.pop()
+            if m in seen or m not in deps:
+                continue
+            seen.add(m)
+            todo.extend(deps[m])
+        return seen
+
+    caches = {}                              # source folder -> Numba's cache folder for it
+    for fn in (mfpde.kernels.rhs, mfpde.solvers.explicit.rk_fixed):
+        path = getattr(getattr(fn, "_cache", None), "_cache_path", None)
+        if path:                             # None when the cache is off (MFPDE_JIT_CACHE=0)
+            caches[os.path.dirname(fn.py_func.__code__.co_filename)] = path
+    stale = []
+    for d, cache in sorted(caches.items()):
+        if not os.path.isdir(cache):
+            continue
+        for entry in sorted(os.listdir(cache)):
+            src = os.path.join(d, entry.split(".", 1)[0] + ".py")
+            if not entry.endswith(".nbi") or not os.path.exists(src):
+                continue
+            written = os.path.getmtime(os.path.join(cache, entry))
+            if os.path.getmtime(src) > written:
+                continue                     # Numba recompiles this one itself
+            newer = sorted(m for m in closure(_jit_imports(src)) if os.path.getmtime(os.path.join(pkg, m + ".py")) > written)
+            if newer:
+                rel = os.path.join(cache, entry)
+                if rel.startswith(os.path.dirname(pkg) + os.sep):
+                    rel = os.path.relpath(rel, os.path.dirname(pkg))
+                stale.append(f"{rel} (older than {', '.join(m + '.py' for m in newer)})")
+    return stale
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    """A plain-text table with right-aligned columns (markdown-compatible)."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    line = lambda cells: "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths)) + " |"
+    sep = "|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|"
+    return "\n".join([line(headers), sep] + [line(r) for r in rows])
