@@ -1,20 +1,58 @@
 """The one Numba configuration of mfpde (the System and Stepper rooms import it).
 
-``njit`` is :func:`numba.njit` with the project's flags: ``cache=True`` (kernels are
-module-level and compiled once per machine; a fresh clone recompiles) and a fastmath subset
+``njit`` is :func:`numba.njit` with the project's flags: ``cache=True`` and a fastmath subset
 that keeps ``isnan``/``isfinite`` honest (``{"contract", "reassoc", "arcp"}`` without
-``nnan``/``ninf``).  Set ``MFPDE_JIT_CACHE=0`` to disable the on-disk cache.
+``nnan``/``ninf``) and ``error_model="numpy"`` (division by zero gives inf/nan, which the
+finite guards catch, instead of a branch per division that blocks vectorization).
+
+Cache policy.  Numba validates a cached function only against its *own* source file, so a
+stepper cached from ``solvers/explicit.py`` would keep running the kernels of an older
+``mfpde/kernels.py``.  mfpde therefore keys the cache directory on a hash of every source
+file of ``mfpde/`` and ``solvers/`` plus the Numba version: ``<repo>/.numba-cache/<hash>/``
+(a fresh clone, or any edit, recompiles once).  ``MFPDE_JIT_CACHE=0`` disables caching; an
+explicit ``NUMBA_CACHE_DIR`` set by the user is respected.
+
+Threads.  OpenMP's default busy-waiting makes every parallel region cost milliseconds on a
+loaded machine, so ``OMP_WAIT_POLICY=passive`` is the default here, and kernels run their
+elementwise passes serially below ``PARALLEL_MIN`` elements.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
+from pathlib import Path
 
-import numba
-from numba.core.errors import NumbaExperimentalFeatureWarning
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+_PKG = Path(__file__).resolve().parent
+_SOURCES = sorted(list(_PKG.glob("*.py")) + list((_PKG.parent / "solvers").glob("*.py")))
+
+
+def _source_hash() -> str:
+    import numba
+
+    h = hashlib.sha256(numba.__version__.encode())
+    for p in _SOURCES:
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+CACHE = os.environ.get("MFPDE_JIT_CACHE", "1") != "0"
+
+import numba  # noqa: E402
+from numba.core.errors import NumbaExperimentalFeatureWarning  # noqa: E402
+
+if CACHE and not os.environ.get("NUMBA_CACHE_DIR"):
+    CACHE_DIR = str((_PKG.parent / ".numba-cache" / _source_hash()))
+    os.environ["NUMBA_CACHE_DIR"] = CACHE_DIR
+    numba.config.CACHE_DIR = CACHE_DIR
+else:
+    CACHE_DIR = os.environ.get("NUMBA_CACHE_DIR", "")
 
 FASTMATH = frozenset({"contract", "reassoc", "arcp"})
-CACHE = os.environ.get("MFPDE_JIT_CACHE", "1") != "0"
+PARALLEL_MIN = 1 << 16   # elementwise passes on fewer elements run serially
 
 # user activations are passed to kernels as first-class functions (experimental in numba)
 warnings.filterwarnings("ignore", category=NumbaExperimentalFeatureWarning)
@@ -25,6 +63,9 @@ def njit(*args, parallel: bool = False, **kwargs):
     kwargs.setdefault("cache", CACHE)
     kwargs.setdefault("fastmath", set(FASTMATH))
     kwargs.setdefault("nogil", True)
+    # numpy semantics for float division by zero (inf/nan, no exception check): without it
+    # every division carries a branch and LLVM does not vectorize the elementwise loops
+    kwargs.setdefault("error_model", "numpy")
     if parallel:
         kwargs["parallel"] = True
     return numba.njit(*args, **kwargs)

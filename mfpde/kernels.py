@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mfpde._jit import njit, prange
-from mfpde.activations import phi_dphi
+from mfpde._jit import PARALLEL_MIN, njit, prange
+from mfpde.activations import TANH, phi_dphi, tanh_fast
 from mfpde.losses import loss_grad, misclassified
 from mfpde.schedules import evaluate as schedule_at
 
@@ -36,7 +36,16 @@ def work_size(lay, M):
     n = 0
     for i in range(L):
         n += 5 * M * lay[HEADER + PER * i]
-    return n + 3 * M * lay[2]
+    return n + 3 * M * lay[2] + 2 * lay[2]
+
+
+@njit
+def _layer_offset(lay, M, i):
+    """Offset of hidden layer i's block (H, A, P, S, G) in the work buffer."""
+    off = 0
+    for j in range(i):
+        off += 5 * M * lay[HEADER + PER * j]
+    return off
 
 
 @njit
@@ -44,32 +53,72 @@ def _buf(work, off, M, Q):
     return work[off:off + M * Q].reshape((M, Q))
 
 
-@njit(parallel=True)
-def _activate(H, A, P, S, b, w, code, fns):
-    """Fused pass: H += b (if given); A = φ(H), P = φ'(H), S = A·ω (rows in parallel)."""
-    M, Q = H.shape
-    hasb = b.shape[0] > 0
-    for m in prange(M):
+@njit(inline="always")
+def _activate_row(m, H, A, P, S, b, w, code, fns):
+    Q = H.shape[1]
+    if code == TANH:   # a loop of its own so that LLVM vectorizes tanh_fast
+        if b.shape[0] > 0:
+            for q in range(Q):
+                H[m, q] += b[q]
         for q in range(Q):
-            h = H[m, q]
-            if hasb:
-                h += b[q]
-                H[m, q] = h
+            t = tanh_fast(H[m, q])
+            A[m, q] = t
+            P[m, q] = 1.0 - t * t
+            S[m, q] = t * w[q]
+    elif b.shape[0] > 0:
+        for q in range(Q):
+            h = H[m, q] + b[q]
+            H[m, q] = h
             a, da = phi_dphi(code, h, fns)
+            A[m, q] = a
+            P[m, q] = da
+            S[m, q] = a * w[q]
+    else:
+        for q in range(Q):
+            a, da = phi_dphi(code, H[m, q], fns)
             A[m, q] = a
             P[m, q] = da
             S[m, q] = a * w[q]
 
 
 @njit(parallel=True)
+def _activate_parallel(H, A, P, S, b, w, code, fns):
+    for m in prange(H.shape[0]):
+        _activate_row(m, H, A, P, S, b, w, code, fns)
+
+
+@njit
+def _activate(H, A, P, S, b, w, code, fns):
+    """Fused pass: H += b (if given); A = φ(H), P = φ'(H), S = A·ω (rows in parallel if large)."""
+    if H.size >= PARALLEL_MIN:
+        _activate_parallel(H, A, P, S, b, w, code, fns)
+    else:
+        for m in range(H.shape[0]):
+            _activate_row(m, H, A, P, S, b, w, code, fns)
+
+
+@njit(inline="always")
+def _backprop_row(m, G, P, H, w, scale):
+    for q in range(G.shape[1]):
+        g = G[m, q] * P[m, q]
+        H[m, q] = g * w[q]
+        P[m, q] = scale * g
+
+
+@njit(parallel=True)
+def _backprop_parallel(G, P, H, w, scale):
+    for m in prange(G.shape[0]):
+        _backprop_row(m, G, P, H, w, scale)
+
+
+@njit
 def _backprop(G, P, H, w, scale):
     """Fused pass: δ = G·φ'; H = δ·ω (for the next backward product); P = scale·δ."""
-    M, Q = G.shape
-    for m in prange(M):
-        for q in range(Q):
-            g = G[m, q] * P[m, q]
-            H[m, q] = g * w[q]
-            P[m, q] = scale * g
+    if G.size >= PARALLEL_MIN:
+        _backprop_parallel(G, P, H, w, scale)
+    else:
+        for m in range(G.shape[0]):
+            _backprop_row(m, G, P, H, w, scale)
 
 
 @njit
@@ -139,8 +188,8 @@ def output_loss(lay, lossp, Y, rho, work, fns):
     code = lay[4]
     lcode = int(lossp[0])
     param = lossp[1]
-    dphi = np.empty(K)
-    grad = np.empty(K)
+    dphi = work[off + 3 * M * K:off + 3 * M * K + K]   # scratch (no allocation per call)
+    grad = work[off + 3 * M * K + K:off + 3 * M * K + 2 * K]
     loss = 0.0
     err = 0.0
     for m in range(M):
@@ -163,18 +212,15 @@ def backward_drift(t, y, dy, lay, omega, X, sched, sched_flat, work):
     d = lay[1]
     K = lay[2]
     M = X.shape[0]
-    offs = np.empty(L + 1, dtype=np.int64)
     off = 0
     for i in range(L):
-        offs[i] = off
         off += 5 * M * lay[HEADER + PER * i]
-    offs[L] = off
     QL = lay[HEADER + PER * (L - 1)]
     Gout = _buf(work, off + M * K, M, K)
     ov = lay[6]
     v = y[ov:ov + QL * K].reshape((QL, K))
     dv = dy[ov:ov + QL * K].reshape((QL, K))
-    AL = _buf(work, offs[L - 1] + M * QL, M, QL)
+    AL = _buf(work, _layer_offset(lay, M, L - 1) + M * QL, M, QL)
     xi = schedule_at(sched, sched_flat, L, t)
     if xi != 0.0:
         np.dot(AL.T, Gout, dv)
@@ -199,7 +245,7 @@ def backward_drift(t, y, dy, lay, omega, X, sched, sched_flat, work):
             lowest = i
             break
     if lowest < L:
-        np.dot(Gout, v.T, _buf(work, offs[L - 1] + 4 * M * QL, M, QL))
+        np.dot(Gout, v.T, _buf(work, _layer_offset(lay, M, L - 1) + 4 * M * QL, M, QL))
     for i in range(L - 1, -1, -1):
         base = HEADER + PER * i
         Q = lay[base]
@@ -216,9 +262,11 @@ def backward_drift(t, y, dy, lay, omega, X, sched, sched_flat, work):
             if hasb:
                 dy[ob:ob + Q] = 0.0
             continue
-        H = _buf(work, offs[i], M, Q)
-        P = _buf(work, offs[i] + 2 * M * Q, M, Q)
-        G = _buf(work, offs[i] + 4 * M * Q, M, Q)
+        oi = _layer_offset(lay, M, i)
+        op = oi - 5 * M * Qp   # previous layer's block (only used for i > 0)
+        H = _buf(work, oi, M, Q)
+        P = _buf(work, oi + 2 * M * Q, M, Q)
+        G = _buf(work, oi + 4 * M * Q, M, Q)
         scale = -xi if xi != 0.0 else 1.0
         _backprop(G, P, H, omega[oo:oo + Q], scale)
         if hasb:
@@ -233,10 +281,10 @@ def backward_drift(t, y, dy, lay, omega, X, sched, sched_flat, work):
         elif i == 0:
             np.dot(P.T, X, dy[oW:oW + Q * d].reshape((Q, d)))
         else:
-            np.dot(_buf(work, offs[i - 1] + M * Qp, M, Qp).T, P, dW)
+            np.dot(_buf(work, op + M * Qp, M, Qp).T, P, dW)
         if i > lowest:
             W = y[oW:oW + Qp * Q].reshape((Qp, Q))
-            np.dot(H, W.T, _buf(work, offs[i - 1] + 4 * M * Qp, M, Qp))
+            np.dot(H, W.T, _buf(work, op + 4 * M * Qp, M, Qp))
 
 
 @njit
