@@ -89,6 +89,8 @@ def _solve(args) -> int:
         base = Path(args.config).parent if args.config else None
         raw_cfg = cfg_mod.from_dict(raw, raw_cfg.source, base)
     c = raw_cfg
+    for note in c.notes:
+        print(f"mfpde: warning: {note}", file=sys.stderr)
     out = Path(args.output or c.output.path or f"{c.problem.name}.nc")
     say = (lambda *a: None) if args.quiet else print
     t0 = time.perf_counter()

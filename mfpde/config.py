@@ -25,7 +25,7 @@ from mfpde.errors import ConfigError
 from mfpde.problem import Embedding, Model, Problem, Schedules
 from mfpde.schedules import make_schedule
 
-TOP_KEYS = ("name", "seed", "model", "rules", "init", "schedules", "data", "probes", "solver", "output", "sgd")
+TOP_KEYS = ("name", "seed", "model", "rules", "init", "iid", "schedules", "data", "probes", "solver", "output", "sgd")
 SGD_KEYS = ("mode", "batch", "lr", "widths", "replicas", "statistics")
 MODEL_KEYS = ("input_dim", "outputs", "hidden", "biases", "output_activation", "output_bias", "loss", "huber_delta")
 SOLVER_KEYS = ("stepper", "dt", "t_end", "save_every", "save_times", "bound")
@@ -72,6 +72,7 @@ class Config:
     raw: dict
     source: str
     sgd: SgdOptions = SgdOptions()
+    notes: tuple[str, ...] = ()   # warnings about the problem (e.g. the i.i.d. degeneracy)
 
 
 def _table(v, key) -> Mapping:
@@ -274,20 +275,35 @@ def from_dict(raw: Mapping, source: str = "<dict>", base_dir: str | Path | None 
     """Validate a configuration table and build the Problem and options."""
     raw = _table(raw, "")
     _check_keys(raw, TOP_KEYS, "")
-    for req in ("model", "rules", "data"):
+    for req in ("model", "data"):
         if req not in raw:
             raise ConfigError(req, f"section [{req}] is required")
+    if "iid" in raw:
+        for other in ("rules", "init"):
+            if other in raw:
+                raise ConfigError(other, "give either [iid] (an i.i.d. initialization, reduced automatically) or [rules] + [init], not both")
+    elif "rules" not in raw:
+        raise ConfigError("rules", "section [rules] is required (or [iid] for an i.i.d. initialization)")
     name = _str(raw.get("name", Path(source).stem if source else "problem"), "name")
     seed = _int(raw.get("seed", 0), "seed", 0, 2**63 - 1)
     model = _model(_table(raw["model"], "model"))
-    plans = _rules(_table(raw["rules"], "rules"), model.L)
-    sizes = [p.size for p in plans]
+    notes: tuple[str, ...] = ()
+    if "iid" in raw:
+        from mfpde.iid import make_iid
+
+        emb, note_list = make_iid(_table(raw["iid"], "iid"), model)
+        notes = tuple(note_list)
+        sizes = [r.size for r in emb.rules]
+    else:
+        plans = _rules(_table(raw["rules"], "rules"), model.L)
+        sizes = [p.size for p in plans]
     n_state = sizes[0] * model.input_dim + sum(a * b for a, b in zip(sizes, sizes[1:])) + sizes[-1] * model.outputs
     if n_state > MAX_STATE:
         raise ConfigError("rules", f"the state would have {n_state:.3g} entries (> {MAX_STATE:.0e}); use smaller rules")
-    rules = tuple(p.build() for p in plans)
-    emb = _init(_table(raw.get("init", {}), "init"), model)
-    emb = Embedding(rules, emb.w_1, emb.W, emb.v, emb.b, emb.b_out)
+    if "iid" not in raw:
+        rules = tuple(p.build() for p in plans)
+        emb = _init(_table(raw.get("init", {}), "init"), model)
+        emb = Embedding(rules, emb.w_1, emb.W, emb.v, emb.b, emb.b_out)
     sched = _schedules(_table(raw.get("schedules", {}), "schedules"), model.L)
     dt = _table(raw["data"], "data")
     _check_keys(dt, ("train", "test"), "data")
@@ -307,7 +323,7 @@ def from_dict(raw: Mapping, source: str = "<dict>", base_dir: str | Path | None 
     sgd = _sgd(_table(raw.get("sgd", {}), "sgd"))
     problem = Problem(model, emb, sched, train, test, None if probes is None else np.asarray(probes),
                       config=copy.deepcopy(dict(raw)), name=name)
-    return Config(problem, solver, output, copy.deepcopy(dict(raw)), source, sgd)
+    return Config(problem, solver, output, copy.deepcopy(dict(raw)), source, sgd, notes)
 
 
 def load(path: str | Path) -> Config:
