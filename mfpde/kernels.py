@@ -39,6 +39,13 @@ def work_size(lay, M):
     return n + 3 * M * lay[2] + 2 * lay[2]
 
 
+@njit(inline="always")
+def _layer(lay, i):
+    """(Q, activation code, has bias, offset of W, offset of b, offset of ω) of hidden layer i."""
+    base = HEADER + PER * i
+    return lay[base], lay[base + 1], lay[base + 2], lay[base + 3], lay[base + 4], lay[base + 5]
+
+
 @njit
 def _layer_offset(lay, M, i):
     """Offset of hidden layer i's block (H, A, P, S, G) in the work buffer."""
@@ -141,13 +148,7 @@ def forward(y, lay, omega, X, work, fns):
     offS = 0
     Qp = d
     for i in range(L):
-        base = HEADER + PER * i
-        Q = lay[base]
-        code = lay[base + 1]
-        hasb = lay[base + 2]
-        oW = lay[base + 3]
-        ob = lay[base + 4]
-        oo = lay[base + 5]
+        Q, code, hasb, oW, ob, oo = _layer(lay, i)
         H = _buf(work, off, M, Q)
         A = _buf(work, off + M * Q, M, Q)
         P = _buf(work, off + 2 * M * Q, M, Q)
@@ -247,13 +248,8 @@ def backward_drift(t, y, dy, lay, omega, X, sched, sched_flat, work):
     if lowest < L:
         np.dot(Gout, v.T, _buf(work, _layer_offset(lay, M, L - 1) + 4 * M * QL, M, QL))
     for i in range(L - 1, -1, -1):
-        base = HEADER + PER * i
-        Q = lay[base]
-        hasb = lay[base + 2]
-        oW = lay[base + 3]
-        ob = lay[base + 4]
-        oo = lay[base + 5]
-        Qp = d if i == 0 else lay[base - PER]
+        Q, code, hasb, oW, ob, oo = _layer(lay, i)
+        Qp = d if i == 0 else lay[HEADER + PER * (i - 1)]
         xi = schedule_at(sched, sched_flat, i, t)
         xib = schedule_at(sched, sched_flat, L + 1 + i, t) if hasb else 0.0
         dW = dy[oW:oW + Qp * Q].reshape((Qp, Q))
