@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch", type=int, help="minibatch size B (online/minibatch modes)")
     g.add_argument("--lr", type=float, help="ε, the SGD step (default: sgd.lr or solver.dt)")
     g.add_argument("--overwrite", action="store_true", help="start the store afresh instead of resuming")
+    g.add_argument("--coupling", action="store_true", default=None,
+                   help="also solve the limit with each network's features as tracers and record the per-weight coupling error")
     g.add_argument("--progress", dest="progress", action="store_true", default=None, help="force the progress bar on")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     g.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
@@ -131,7 +133,8 @@ def _sgd(args) -> int:
     say = (lambda *a: None) if args.quiet else print
     widths = check_widths(args.widths) if args.widths else None
     out = run_ensemble(c, args.output, widths=widths, replicas=args.replicas, mode=args.mode, batch=args.batch,
-                       lr=args.lr, resume=not args.overwrite, progress=False if args.quiet else args.progress, say=say)
+                       lr=args.lr, resume=not args.overwrite, progress=False if args.quiet else args.progress, say=say,
+                       coupling=args.coupling)
     say(f"mfpde: wrote {out}")
     return 0
 

@@ -63,6 +63,9 @@ def compare(limit, runs):
         diff = runs["yhat_probe"].values - lim[None, None]        # [W, R, T, P, K]
         rms = np.sqrt(np.mean(np.sum(diff**2, axis=-1), axis=-1))  # [W, R, T]
         per_run["output_error"] = np.nanmax(rms, axis=-1)
+    blocks = [k for k in runs.data_vars if k.startswith("coupling_")]
+    if blocks:   # per-weight coupling to the ideal particles (tracers), worst block
+        per_run["coupling_error"] = np.nanmax(np.stack([runs[k].values for k in blocks]).max(axis=0), axis=-1)
     lim_loss = _aligned(limit, runs, loss_name)
     per_run["loss_error"] = np.nanmax(np.abs(runs[loss_name].values - lim_loss[None, None]), axis=-1)
     attrs = {"loss": loss_name, "expected_rate": 0.5}
@@ -83,7 +86,7 @@ def compare(limit, runs):
 
 def table(result) -> str:
     """Terminal table of a :func:`compare` result."""
-    keys = [k for k in ("output_error", "loss_error") if f"{k}_mean" in result]
+    keys = [k for k in ("output_error", "loss_error", "coupling_error") if f"{k}_mean" in result]
     head = f"{'width':>8}" + "".join(f"{k + ' mean':>20}{'± sem':>11}{'× √n':>11}" for k in keys)
     rows = [head]
     for i, n in enumerate(result["width"].values):

@@ -26,7 +26,7 @@ from mfpde.problem import Embedding, Model, Problem, Schedules
 from mfpde.schedules import make_schedule
 
 TOP_KEYS = ("name", "seed", "model", "rules", "init", "iid", "schedules", "data", "probes", "solver", "output", "sgd")
-SGD_KEYS = ("mode", "batch", "lr", "widths", "replicas", "statistics")
+SGD_KEYS = ("mode", "batch", "lr", "widths", "replicas", "statistics", "coupling")
 MODEL_KEYS = ("input_dim", "outputs", "hidden", "biases", "output_activation", "output_bias", "loss", "huber_delta")
 SOLVER_KEYS = ("stepper", "dt", "t_end", "save_every", "save_times", "bound")
 OUTPUT_KEYS = ("path", "parameters")
@@ -62,6 +62,7 @@ class SgdOptions:
     widths: tuple[int, ...] = (64, 256, 1024)
     replicas: int = 4
     statistics: bool = True
+    coupling: bool = False
 
 
 @dataclass(frozen=True)
@@ -268,7 +269,7 @@ def _sgd(t: Mapping) -> SgdOptions:
         raise ConfigError("sgd.widths", "expected a non-empty list of integer widths")
     widths = tuple(_int(x, "sgd.widths", 1, 10_000_000) for x in w)
     return SgdOptions(mode, batch, lr, widths, _int(t.get("replicas", 4), "sgd.replicas", 1, 100_000),
-                      _bool(t.get("statistics", True), "sgd.statistics"))
+                      _bool(t.get("statistics", True), "sgd.statistics"), _bool(t.get("coupling", False), "sgd.coupling"))
 
 
 def from_dict(raw: Mapping, source: str = "<dict>", base_dir: str | Path | None = None) -> Config:

@@ -21,7 +21,7 @@ def record_times(c: cfg_mod.Config):
 
 
 def run_ensemble(c: cfg_mod.Config, out: str | Path, *, widths=None, replicas=None, mode=None, batch=None,
-                 lr=None, resume: bool = True, progress: bool | None = None, say=print) -> Path:
+                 lr=None, resume: bool = True, progress: bool | None = None, say=print, coupling=None) -> Path:
     """Train every (width, replica) of the ensemble and append it to ``out``; returns the path."""
     from mfpde import __version__
 
@@ -31,6 +31,7 @@ def run_ensemble(c: cfg_mod.Config, out: str | Path, *, widths=None, replicas=No
     mode = mode or sgd.mode
     batch = int(batch or sgd.batch)
     lr = float(lr or sgd.lr or c.solver.dt)
+    coupling = sgd.coupling if coupling is None else bool(coupling)
     law = None
     if mode == "online":
         from mfpde.data import make_law
@@ -57,7 +58,7 @@ def run_ensemble(c: cfg_mod.Config, out: str | Path, *, widths=None, replicas=No
             try:
                 run = finite.train(c.problem, n, mode=mode, batch=batch, lr=lr, t_end=c.solver.t_end,
                                    record_times=times, replica=r, law=law, statistics=c.sgd.statistics,
-                                   bound=c.solver.bound)
+                                   bound=c.solver.bound, coupling=coupling)
             except BlowUpError as exc:
                 run = exc.partial
                 say(f"mfpde: warning: width {n} replica {r}: {exc}")

@@ -160,6 +160,9 @@ class FiniteRun:
     status: str = "running"
     message: str = ""
     seed: dict[str, Any] = field(default_factory=dict)
+    states: list[np.ndarray] = field(default_factory=list)   # flat states at record times (snapshots)
+    nodes: list[np.ndarray] = field(default_factory=list)    # the network's sampled features per layer
+    system: Any = None                                       # the network's System (layout, weights)
 
     def array(self, name: str) -> np.ndarray:
         return np.asarray(self.observables[name], dtype=float)
@@ -187,13 +190,17 @@ def network_statistics(system: System, y: np.ndarray, quantiles=(0.05, 0.25, 0.5
 
 def train(problem: Problem, widths, *, mode: str = "full", batch: int = 1, lr: float = 0.01,
           t_end: float = 1.0, record_times=None, replica: int = 0, law=None, statistics: bool = True,
-          bound: float = 1e12, progress=None, seed: np.random.SeedSequence | None = None) -> FiniteRun:
+          bound: float = 1e12, progress=None, seed: np.random.SeedSequence | None = None,
+          coupling: bool = False, snapshots: bool = False) -> FiniteRun:
     """Train one finite network of ``widths`` by mean-field SGD (ε = ``lr``) up to ``t_end``.
 
     Records train/test loss and error, ŷ at the probes and (``statistics``) weight
     quantiles, pre-activation spread and top singular values at ``record_times`` (rounded to
     the step grid t = kε).  ``law`` (a population law with ``sample``) is needed for
-    ``mode = "online"``.
+    ``mode = "online"``.  ``snapshots`` keeps the flat state at every record time
+    (``run.states``); ``coupling`` also solves the limit with this network's sampled
+    features as tracer nodes and records the per-weight coupling error
+    (:func:`mfpde.coupling.coupling_error`, SPEC §4 "Tracer nodes").
     """
     if mode not in MODES:
         raise ConfigError("sgd.mode", f"unknown mode {mode!r}; allowed: {', '.join(MODES)}")
@@ -237,8 +244,12 @@ def train(problem: Problem, widths, *, mode: str = "full", batch: int = 1, lr: f
     wall0 = _time.perf_counter()
     step = 0
 
+    keep = snapshots or coupling
+
     def record(k):
         run.times.append(k * lr)
+        if keep:
+            run.states.append(y.copy())
         for key, v in system.observe(y).items():
             run.observables.setdefault(key, []).append(np.array(v, dtype=float))
         if statistics:
@@ -279,5 +290,14 @@ def train(problem: Problem, widths, *, mode: str = "full", batch: int = 1, lr: f
                 raise BlowUpError(run.message, partial=run, time=step * lr, step=step + 1)
         record(step)
     run.status = "completed"
+    run.nodes = [np.array(r.nodes) for r in net.embedding.rules]
+    run.system = system
+    if coupling:
+        from mfpde.coupling import coupling_error
+
+        for key, vals in coupling_error(problem, run, lr).items():
+            run.observables[key] = list(vals)
+    if not snapshots:
+        run.states = []
     run.stats.update(steps=step, wall_seconds=_time.perf_counter() - wall0)
     return run

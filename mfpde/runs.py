@@ -39,6 +39,8 @@ def _dims_of(name: str, arr: np.ndarray) -> tuple[str, ...]:
         return _DIMS[name]
     if name.startswith("quantiles_"):
         return ("time", "quantile")
+    if name.startswith("coupling_"):
+        return ("time",)
     if name.startswith("singular_values_"):
         return ("time", "singular_value")
     return ("time",) + tuple(f"{name}_dim_{i}" for i in range(1, arr.ndim))

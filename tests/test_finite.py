@@ -203,3 +203,30 @@ def test_width_convergence_rate_is_one_half(tmp_path):
     assert 0.35 <= a["output_error_rate"] <= 0.65, compare.table(res)
     assert a["output_error_rate_ci_low"] <= 0.5 <= a["output_error_rate_ci_high"], compare.table(res)
     assert a["loss_error_rate"] >= 0.35, compare.table(res)
+
+
+def test_coupling_error_starts_at_zero_and_falls_like_inverse_sqrt_width():
+    """Tracers = the network's own features: θ_n(0) = θ*(0), and |θ_n − θ*| ~ n^{-1/2} (SPEC §4)."""
+    c = config.loads(SMALL)
+    widths = [64, 256, 1024]
+    errs = []
+    for n in widths:
+        runs = [train(c.problem, n, lr=0.05, t_end=0.5, record_times=[0.0, 0.25, 0.5], replica=r,
+                      statistics=False, coupling=True) for r in range(3)]
+        for r in runs:
+            for k in ("coupling_w_1", "coupling_W_2", "coupling_v"):
+                assert r.array(k)[0] == 0.0
+        errs.append(np.mean([max(r.array(k)[-1] for k in ("coupling_w_1", "coupling_W_2", "coupling_v")) for r in runs]))
+    rate = -np.polyfit(np.log(widths), np.log(errs), 1)[0]
+    assert 0.35 <= rate <= 0.65, (errs, rate)
+
+
+def test_compare_reports_the_coupling_error(tmp_path):
+    c = config.loads(SMALL.replace("t_end = 1.0", "t_end = 0.25").replace("save_every = 0.25", "save_every = 0.125"))
+    s = System(c.problem)
+    limit = integrate(s, make("euler", s, dt=0.05), 0.25, save_every=0.125, parameters="none").to_xarray()
+    out = run_ensemble(c, tmp_path / "runs.h5", widths=(16, 32, 64), replicas=2, say=lambda *a: None,
+                       progress=False, coupling=True)
+    res = compare.compare(limit, runs.read(out))
+    assert "coupling_error_mean" in res and np.all(res["coupling_error_mean"].values > 0)
+    assert "coupling_error" in compare.table(res)
