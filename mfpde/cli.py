@@ -97,7 +97,7 @@ def _solve(args) -> int:
     say = (lambda *a: None) if args.quiet else print
     t0 = time.perf_counter()
     system = System(c.problem)
-    stepper = solvers.make(c.solver.stepper, system, dt=c.solver.dt, bound=c.solver.bound)
+    stepper = solvers.make(c.solver.stepper, system, **c.solver.stepper_options())
     say(f"mfpde: solving {c.problem.name!r}: L = {c.problem.model.L}, nodes per layer = "
         f"{list(system.layout.sizes)}, state size = {system.size}, {c.solver.stepper} dt = {c.solver.dt}, t_end = {c.solver.t_end}")
     try:

@@ -28,7 +28,9 @@ from mfpde.schedules import make_schedule
 TOP_KEYS = ("name", "seed", "model", "rules", "init", "iid", "schedules", "data", "probes", "solver", "output", "sgd")
 SGD_KEYS = ("mode", "batch", "lr", "widths", "replicas", "statistics", "coupling")
 MODEL_KEYS = ("input_dim", "outputs", "hidden", "biases", "output_activation", "output_bias", "loss", "huber_delta")
-SOLVER_KEYS = ("stepper", "dt", "t_end", "save_every", "save_times", "bound")
+SOLVER_KEYS = ("stepper", "dt", "t_end", "save_every", "save_times", "bound",
+               "rtol", "atol", "dt0", "dt_min", "dt_max", "max_rejections", "fixed_dt")
+ADAPTIVE_KEYS = ("rtol", "atol", "dt0", "dt_min", "dt_max", "max_rejections", "fixed_dt")
 OUTPUT_KEYS = ("path", "parameters")
 MAX_STATE = 200_000_000  # doubles: refuse absurd rule sizes before allocating
 MAX_NODES = 1_000_000    # nodes of one hidden layer's rule
@@ -44,6 +46,15 @@ class SolverOptions:
     save_every: float | None = None
     save_times: tuple[float, ...] | None = None
     bound: float = 1e12
+    adaptive: tuple[tuple[str, float], ...] = ()   # rtol, atol, dt0, … for adaptive steppers
+
+    def stepper_options(self) -> dict:
+        """Keyword options for ``mfpde.solvers.make`` (only those the stepper accepts)."""
+        from mfpde.solvers import STEPPERS
+
+        accepted = STEPPERS[self.stepper].options
+        opts = {"dt": self.dt, "bound": self.bound, **dict(self.adaptive)}
+        return {k: v for k, v in opts.items() if k in accepted}
 
 
 @dataclass(frozen=True)
@@ -250,7 +261,23 @@ def _solver(t: Mapping) -> SolverOptions:
         if any(x < 0 or x > t_end for x in times):
             raise ConfigError("solver.save_times", f"every time must lie in [0, t_end = {t_end}]")
     bound = _float(t.get("bound", 1e12), "solver.bound", positive=True)
-    return SolverOptions(stepper, dt, t_end, every, times, bound)
+    adaptive = []
+    accepted = STEPPERS[stepper].options
+    for k in ADAPTIVE_KEYS:
+        if k not in t:
+            continue
+        if k not in accepted:
+            raise ConfigError(f"solver.{k}", f"is not an option of stepper {stepper!r}; it accepts: {', '.join(accepted)}")
+        if k == "max_rejections":
+            adaptive.append((k, _int(t[k], f"solver.{k}", 1, 10_000)))
+        elif k == "dt_min":
+            v = _float(t[k], f"solver.{k}")
+            if v < 0:
+                raise ConfigError(f"solver.{k}", f"must be >= 0, got {v}")
+            adaptive.append((k, v))
+        else:
+            adaptive.append((k, _float(t[k], f"solver.{k}", positive=True)))
+    return SolverOptions(stepper, dt, t_end, every, times, bound, tuple(adaptive))
 
 
 def _output(t: Mapping) -> OutputOptions:

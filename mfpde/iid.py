@@ -134,7 +134,7 @@ def _rule_for(features: list[Law], rule_spec: Mapping, key: str):
         raise ConfigError(f"{key}.kind", f"unknown rule kind {kind!r} for an i.i.d. embedding; allowed: {', '.join(PER_COORDINATE + JOINT)}")
     for n in rule_spec:
         if n not in ("kind", "size", "half_width"):
-            raise ConfigError(f"{key}.{n}", f"unknown key for a per-coordinate rule; allowed: kind, size, half_width")
+            raise ConfigError(f"{key}.{n}", "unknown key for a per-coordinate rule; allowed: kind, size, half_width")
     size = rule_spec.get("size", 32)
     parts = []
     for f in features:

@@ -6,6 +6,7 @@ Runge–Kutta family (``TABLEAUX``), and the time loop (``integrate``, trackers)
 from mfpde.solvers.base import STEPPERS, Advance, Stepper, make, register
 from mfpde.solvers.controller import Callback, ProgressBar, Tracker, integrate, save_times
 from mfpde.solvers.explicit import TABLEAUX, ExplicitRK, Tableau
+from mfpde.solvers import adaptive  # noqa: F401  (registers dopri5, bs32)
 
 __all__ = ["STEPPERS", "Advance", "Stepper", "make", "register", "Callback", "ProgressBar", "Tracker",
-           "integrate", "save_times", "TABLEAUX", "ExplicitRK", "Tableau"]
+           "integrate", "save_times", "TABLEAUX", "ExplicitRK", "Tableau", "adaptive"]

@@ -15,8 +15,9 @@ from typing import ClassVar
 
 from mfpde.errors import ConfigError
 
-OK, NONFINITE, BOUND, MAX_STEPS = 0, 1, 2, 3
-STATUS_TEXT = {OK: "ok", NONFINITE: "non-finite state", BOUND: "state norm exceeded its bound", MAX_STEPS: "step budget used"}
+OK, NONFINITE, BOUND, MAX_STEPS, STEP_SIZE = 0, 1, 2, 3, 4
+STATUS_TEXT = {OK: "ok", NONFINITE: "non-finite state", BOUND: "state norm exceeded its bound", MAX_STEPS: "step budget used",
+               STEP_SIZE: "step size fell below its minimum (too many rejected steps)"}
 
 
 @dataclass(frozen=True)

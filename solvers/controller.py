@@ -18,7 +18,7 @@ import numpy as np
 
 from mfpde.errors import BlowUpError, ConfigError
 from mfpde.solution import Solution
-from mfpde.solvers.base import MAX_STEPS, OK, STATUS_TEXT, Stepper
+from mfpde.solvers.base import MAX_STEPS, OK, STATUS_TEXT, STEP_SIZE, Stepper
 
 
 def save_times(t_end: float, *, every: float | None = None, times: Sequence[float] | None = None,
@@ -94,6 +94,14 @@ class Callback(Tracker):
         self.fn(t, y, solution)
 
 
+def _advice(stepper, status) -> str:
+    if getattr(stepper, "adaptive", False):
+        if status == STEP_SIZE:
+            return "the problem may be stiff: loosen rtol/atol, lower dt_min, or reduce the learning rates"
+        return "tighten rtol or reduce the learning rates"
+    return "reduce the step size or the learning rates"
+
+
 def _blame(system, t, y, dt) -> str:
     """Name the parameter block whose drift is non-finite or largest at the last good state."""
     with np.errstate(all="ignore"):
@@ -144,7 +152,7 @@ def integrate(system, stepper: Stepper, t_end: float, *, times: Iterable[float] 
                     layer = _blame(system, res.t, y, getattr(stepper, "dt", 0.0))
                     msg = (f"{STATUS_TEXT[res.status]} at t ≈ {res.t:.6g} after step {stepper.stats['steps'] + 1} "
                            f"(largest/non-finite drift in {layer!r}); the last good state (t = {res.t:.6g}) and all "
-                           f"earlier save times are kept — reduce the step size or the learning rates")
+                           f"earlier save times are kept — {_advice(stepper, res.status)}")
                     if parameters != "none" or True:
                         sol.record(res.t, y, True)
                     sol.status, sol.message = "blow-up", msg
