@@ -100,6 +100,10 @@ def _solve(args) -> int:
     stepper = solvers.make(c.solver.stepper, system, **c.solver.stepper_options())
     say(f"mfpde: solving {c.problem.name!r}: L = {c.problem.model.L}, nodes per layer = "
         f"{list(system.layout.sizes)}, state size = {system.size}, {c.solver.stepper} dt = {c.solver.dt}, t_end = {c.solver.t_end}")
+    if not args.quiet:
+        from mfpde.stiffness import assess
+
+        say(assess(system).report(c.solver.stepper, c.solver.dt if c.solver.stepper in ("euler", "heun", "midpoint", "rk3", "rk4") else None))
     try:
         sol = solvers.integrate(system, stepper, c.solver.t_end, times=c.solver.save_times,
                                 save_every=c.solver.save_every, parameters=c.output.parameters,
@@ -191,6 +195,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("mfpde: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into e.g. `head`
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
