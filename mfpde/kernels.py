@@ -99,6 +99,23 @@ def _activate(H, A, P, S, b, w, code, fns):
     """Fused pass: H += b (if given); A = φ(H), P = φ'(H), S = A·ω (rows in parallel if large)."""
     if H.size >= PARALLEL_MIN:
         _activate_parallel(H, A, P, S, b, w, code, fns)
+    elif code == TANH:
+        # small arrays: one long vectorized loop over all entries, then the ω scaling
+        M, Q = H.shape
+        if b.shape[0] > 0:
+            for m in range(M):
+                for q in range(Q):
+                    H[m, q] += b[q]
+        h = H.reshape(M * Q)
+        a = A.reshape(M * Q)
+        p = P.reshape(M * Q)
+        for i in range(M * Q):
+            t = tanh_fast(h[i])
+            a[i] = t
+            p[i] = 1.0 - t * t
+        for m in range(M):
+            for q in range(Q):
+                S[m, q] = A[m, q] * w[q]
     else:
         for m in range(H.shape[0]):
             _activate_row(m, H, A, P, S, b, w, code, fns)
