@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import os
 import platform
-import re
 import sys
 import time
 from typing import Callable
@@ -40,16 +39,19 @@ def calibrate(fn: Callable[[int], object], target: float) -> int:
         n *= 4
 
 
-def interleaved(fns: dict[str, Callable[[int], object]], repeats: int, target: float) -> dict[str, list[float]]:
+def interleaved(fns: dict[str, Callable[[int], object]], repeats: int, target: float,
+                numbers_out: dict[str, int] | None = None) -> dict[str, list[float]]:
     """Seconds per repetition of each function, ``repeats`` samples each, taken round-robin.
 
     ``fn(n)`` performs n repetitions of the work being timed (a Python loop, or a loop inside
     compiled code); n is calibrated so a sample lasts about ``target`` seconds.  Round r
     starts at function r mod k, so load changes hit every function alike and none is always
-    first.  Sample = elapsed / n.
+    first.  Sample = elapsed / n.  ``numbers_out``, if given, receives the calibrated n per function.
     """
     names = list(fns)
     numbers = {k: calibrate(fns[k], target) for k in names}
+    if numbers_out is not None:
+        numbers_out.update(numbers)
     out: dict[str, list[float]] = {k: [] for k in names}
     for r in range(repeats):
         for j in range(len(names)):
@@ -114,7 +116,13 @@ def blas_info() -> list[dict]:
     return rows
 
 
-def environment() -> dict:
+def env_snapshot() -> dict:
+    """The thread-related environment variables as the user set them (call before importing mfpde,
+    which sets ``OMP_WAIT_POLICY=passive`` unless it is set)."""
+    return {k: os.environ.get(k) for k in ENV_VARS}
+
+
+def environment(env_before: dict | None = None) -> dict:
     """What ran: versions, CPU, load, BLAS libraries, Numba threading (call after a parallel kernel ran)."""
     import numba
     import scipy
@@ -141,6 +149,7 @@ def environment() -> dict:
         "numba_num_threads": int(numba.config.NUMBA_NUM_THREADS),
         "numba_threads_in_use": int(numba.get_num_threads()),
         "env": {k: os.environ.get(k) for k in ENV_VARS},
+        "env_before_import": env_before,
         "blas": blas_info(),
     }
 
@@ -152,8 +161,8 @@ def busy_note(env: dict) -> str | None:
     blas = max([b.get("num_threads") or 1 for b in env["blas"] if b.get("user_api") == "blas"] or [1])
     if load > cpus - 0.5 and (env["numba_threads_in_use"] > 1 or blas > 1):
         return (f"note: load average {load:.1f} on {cpus} CPUs while Numba uses {env['numba_threads_in_use']} and BLAS "
-                f"{blas} threads: spinning worker threads then slow small kernels a lot (docs/benchmarks.md); "
-                f"compare --threads 1")
+                f"{blas} threads: a parallel call then waits for a thread whose core is taken (and OpenBLAS's "
+                f"workers spin), so results depend on the other load (docs/benchmarks.md); compare --threads 1")
     return None
 
 
@@ -170,74 +179,55 @@ def describe_environment(env: dict) -> str:
                          f"{b.get('num_threads')} threads ({b.get('threading_layer')}) — {b.get('role')}")
         else:
             lines.append(f"{b.get('user_api')}: {b.get('prefix')} {b.get('num_threads')} threads")
+    before = env.get("env_before_import") or {}
     set_vars = {k: v for k, v in env["env"].items() if v is not None}
-    lines.append("env: " + (", ".join(f"{k}={v}" for k, v in set_vars.items()) or "no thread variables set"))
+    lines.append("env: " + (", ".join(f"{k}={v}" + (" (set by mfpde)" if before and before.get(k) is None else "")
+                                      for k, v in set_vars.items()) or "no thread variables set"))
     return "\n".join(lines)
 
 
-JIT_MODULES = ("kernels", "activations", "losses", "schedules")   # mfpde modules with compiled code
+def jit_cache() -> dict:
+    """Numba's on-disk cache as mfpde uses it (call before the kernels are first loaded).
 
-
-def _jit_imports(path: str) -> set[str]:
-    """Which of mfpde's compiled modules the source file at ``path`` imports."""
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    found = set()
-    for names in re.findall(r"^from mfpde import ([\w, ]+)", text, re.M):
-        found |= {n.strip() for n in names.split(",")}
-    found |= set(re.findall(r"^from mfpde\.(\w+) import", text, re.M))
-    found |= set(re.findall(r"^import mfpde\.(\w+)", text, re.M))
-    return found & set(JIT_MODULES)
-
-
-def stale_jit_caches() -> list[str]:
-    """Numba cache entries that Numba will load although compiled code they call has changed.
-
-    Numba checks only the source file of the cached function itself, so a stepper cached from
-    ``solvers/explicit.py`` keeps the kernels it was compiled with after ``mfpde/kernels.py``
-    changes.  An index ``F-*.nbi`` is reported when F is not newer than it (Numba trusts it)
-    but a compiled module F imports (directly or through others) is.
+    mfpde keys the cache directory on a hash of every source file of ``mfpde/`` and
+    ``solvers/`` plus the Numba version (``<repo>/.numba-cache/<hash>/``), so an entry can no
+    longer run code older than the sources: a changed file means a new, empty directory and
+    one compile.  Reported: whether caching is on, the directory and its hash key, and how
+    many index files it held before this run (0: this run compiles).
     """
-    import mfpde
-    import mfpde.kernels
-    import mfpde.solvers.explicit
+    from mfpde import _jit
 
-    pkg = os.path.dirname(mfpde.__file__)
-    deps = {m: _jit_imports(os.path.join(pkg, m + ".py")) for m in JIT_MODULES if os.path.exists(os.path.join(pkg, m + ".py"))}
+    d = getattr(_jit, "CACHE_DIR", "") or ""
+    enabled = bool(getattr(_jit, "CACHE", False)) and bool(d)
+    count = 0
+    if enabled and os.path.isdir(d):
+        for _, _, files in os.walk(d):
+            count += sum(f.endswith(".nbi") for f in files)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(_jit.__file__)))
+    shown = os.path.relpath(d, root) if d.startswith(root + os.sep) else d
+    return {"enabled": enabled, "dir": shown, "key": os.path.basename(d.rstrip(os.sep)) if enabled else None,
+            "index_files_before": count}
 
-    def closure(direct: set[str]) -> set[str]:
-        seen, todo = set(), list(direct)
-        while todo:
-            m = todo.pop()
-            if m in seen or m not in deps:
-                continue
-            seen.add(m)
-            todo.extend(deps[m])
-        return seen
 
-    caches = {}                              # source folder -> Numba's cache folder for it
-    for fn in (mfpde.kernels.rhs, mfpde.solvers.explicit.rk_fixed):
-        path = getattr(getattr(fn, "_cache", None), "_cache_path", None)
-        if path:                             # None when the cache is off (MFPDE_JIT_CACHE=0)
-            caches[os.path.dirname(fn.py_func.__code__.co_filename)] = path
-    stale = []
-    for d, cache in sorted(caches.items()):
-        if not os.path.isdir(cache):
-            continue
-        for entry in sorted(os.listdir(cache)):
-            src = os.path.join(d, entry.split(".", 1)[0] + ".py")
-            if not entry.endswith(".nbi") or not os.path.exists(src):
-                continue
-            written = os.path.getmtime(os.path.join(cache, entry))
-            if os.path.getmtime(src) > written:
-                continue                     # Numba recompiles this one itself
-            newer = sorted(m for m in closure(_jit_imports(src)) if os.path.getmtime(os.path.join(pkg, m + ".py")) > written)
-            if newer:
-                rel = os.path.join(cache, entry)
-                if rel.startswith(os.path.dirname(pkg) + os.sep):
-                    rel = os.path.relpath(rel, os.path.dirname(pkg))
-                stale.append(f"{rel} (older than {', '.join(m + '.py' for m in newer)})")
-    return stale
+def describe_jit_cache(info: dict, fresh: bool) -> str:
+    if fresh or not info.get("enabled"):
+        return "numba cache: disabled" + (" (--fresh-jit: compiled in this run)" if fresh else "")
+    state = (f"warm ({info['index_files_before']} index files)" if info["index_files_before"]
+             else "empty before this run (compiled here)")
+    return f"numba cache: {info['dir']} (source hash {info['key']}), {state}"
+
+
+def git_state(repo: str) -> dict:
+    """The commit and the modified/untracked files of the working tree that ran."""
+    import subprocess
+
+    def git(*a: str) -> str:
+        try:
+            return subprocess.run(("git", "-C", repo) + a, capture_output=True, text=True, timeout=10).stdout.rstrip("\n")
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    return {"commit": git("rev-parse", "--short", "HEAD").strip(),
+            "dirty": [line[3:] for line in git("status", "--porcelain").splitlines() if line[3:]]}
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:

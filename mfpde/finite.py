@@ -133,19 +133,31 @@ def sgd_steps(y, dy, t0, eps, n, Xb, Yb, rho, base, bound2):
     lay, omega, X0, Y0, rho0, sched, sched_flat, lossp, work, fns = base
     N = y.shape[0]
     shared = Xb.shape[0] == 1   # full batch: the same data every step
+    cur = y
+    nxt = dy
+    status = 0
+    done = 0
     for k in range(n):
         kb = 0 if shared else k
         args = (lay, omega, Xb[kb], Yb[kb], rho, sched, sched_flat, lossp, work, fns)
-        kernels.rhs(t0 + k * eps, y, dy, args)
+        kernels.rhs(t0 + k * eps, cur, nxt, args)
+        # one fused pass: the new state replaces the drift in place, its norm is checked;
+        # the buffers then swap, so the previous state survives a failed check
         nrm = 0.0
         for i in range(N):
-            v = y[i] + eps * dy[i]
+            v = cur[i] + eps * nxt[i]
+            nxt[i] = v
             nrm += v * v
         if not (nrm <= bound2):
-            return (1 if not math.isfinite(nrm) else 2), k
-        for i in range(N):
-            y[i] += eps * dy[i]
-    return 0, n
+            status = 1 if not math.isfinite(nrm) else 2
+            break
+        tmp = cur
+        cur = nxt
+        nxt = tmp
+        done += 1
+    if done % 2 == 1:
+        y[:] = dy
+    return status, done
 
 
 @dataclass
