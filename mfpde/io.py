@@ -78,6 +78,13 @@ def to_xarray(sol):
             off = system.layout.offset(name)
             arr = stacked[:, off:off + block.size].reshape((len(st),) + block.shape)
             data_vars[name] = ((tdim,) + dims[name], arr, {"long_name": f"parameter {name} at the rule nodes"})
+        from mfpde.laws import QUANTILES, parameter_laws
+
+        laws = [parameter_laws(system, y) for y in sol.states]
+        coords["quantile"] = ("quantile", np.asarray(QUANTILES), {"long_name": "probability level"})
+        for name in laws[0]:
+            data_vars[f"law_{name}"] = ((tdim, "quantile"), np.stack([lw[name] for lw in laws]),
+                                        {"long_name": f"quantiles of the law of {name} at a random index (rule-weighted)"})
     stats = {f"stats_{k}": (int(v) if isinstance(v, (int, np.integer)) else float(v)) for k, v in sol.stats.items()}
     attrs = {
         "title": f"mfpde mean-field limit solution: {prob.name}",
