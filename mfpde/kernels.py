@@ -192,7 +192,7 @@ def forward(y, lay, omega, X, work, fns):
 
 
 @njit
-def output_loss(lay, lossp, Y, rho, work, fns):
+def output_loss(lay, lossp, Y, rho, work, fns, with_error=True):
     """Ŷ = φ_out(H_out), the ρ-weighted loss and error, and G_out = ρ ∂loss φ'_out (after forward)."""
     L = lay[0]
     K = lay[2]
@@ -217,7 +217,8 @@ def output_loss(lay, lossp, Y, rho, work, fns):
             dphi[k] = da
         val = loss_grad(lcode, param, Y[m], Yhat[m], grad)
         loss += rho[m] * val
-        err += rho[m] * misclassified(Y[m], Yhat[m])
+        if with_error:
+            err += rho[m] * misclassified(Y[m], Yhat[m])
         for k in range(K):
             Gout[m, k] = rho[m] * grad[k] * dphi[k]
     return loss, err
@@ -305,7 +306,7 @@ def rhs(t, y, dy, sysargs):
     """dy = the drift of the discretized limit system at (t, y); returns the training loss at y."""
     lay, omega, X, Y, rho, sched, sched_flat, lossp, work, fns = sysargs
     forward(y, lay, omega, X, work, fns)
-    loss, err = output_loss(lay, lossp, Y, rho, work, fns)
+    loss, err = output_loss(lay, lossp, Y, rho, work, fns, False)
     backward_drift(t, y, dy, lay, omega, X, sched, sched_flat, work)
     return loss
 
