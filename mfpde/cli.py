@@ -1,4 +1,5 @@
-"""Command-line interface (``mfpde``): solve, sgd, compare, show, default-config.
+"""Command-line interface (``mfpde``): solve, sgd, compare, sweep, collect, reference build,
+verify, refine, show, default-config.
 
 ``mfpde solve [CONFIG.toml] [-o OUT.nc]`` validates the configuration (the embedded default
 when none is given), solves, prints a loss table and writes the labelled NetCDF file.
@@ -65,6 +66,39 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--plot", metavar="DIR", help="write figures into DIR (needs the plot extra)")
     sh = sub.add_parser("show", help="summarize a result file")
     sh.add_argument("path")
+    sw = sub.add_parser("sweep", help="run a parameter sweep on dask.distributed (docs/sweeps.md)")
+    sw.add_argument("sweep", help="sweep description (TOML: base configuration plus [[axis]] tables)")
+    sw.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="directory of the task results and index.json")
+    where = sw.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS", help="submit to a running dask scheduler, e.g. tcp://host:8786")
+    where.add_argument("--workers", type=int, help="worker processes of the local cluster (default: the cores)")
+    sw.add_argument("--threads-per-worker", type=int, default=1, help="threads per local worker process (default 1)")
+    sw.add_argument("--numba-threads", type=int, default=1, help="Numba/BLAS threads per worker (default 1)")
+    sw.add_argument("--retries", type=int, default=2, help="resubmissions of a failing task (default 2)")
+    sw.add_argument("--retry-failed", action="store_true", help="run tasks again that failed in an earlier invocation")
+    sw.add_argument("--progress", dest="progress", action="store_true", default=None, help="force the progress bar on")
+    sw.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    sw.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    co = sub.add_parser("collect", help="combine the results of a sweep directory into one NetCDF file")
+    co.add_argument("outdir", help="sweep directory (written by mfpde sweep)")
+    co.add_argument("-o", "--output", help="NetCDF file to write (default OUTDIR/sweep.nc)")
+    rb = sub.add_parser("reference", help="stored reference solutions (docs/references.md)")
+    rbs = rb.add_subparsers(dest="reference_command")
+    rbb = rbs.add_parser("build", help="rebuild references from their configs: refinement table, NetCDF file, manifest")
+    rbb.add_argument("names", nargs="*", help="reference names (default: every NAME.toml in --dir)")
+    rbb.add_argument("--dir", help="reference folder (default: data/references)")
+    rbb.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    vf = sub.add_parser("verify", help="check the manifest, re-solve stored references and compare within their error estimates")
+    vf.add_argument("references", nargs="*", help="reference names or .nc files (default: every reference in --dir)")
+    vf.add_argument("--dir", help="reference folder (default: data/references)")
+    rf = sub.add_parser("refine", help="refinement study: rule sizes × time steps, observed orders, error estimate")
+    rf.add_argument("config", help="TOML configuration")
+    rf.add_argument("--rule-sizes", required=True, help="comma-separated largest index-rule sizes, coarse to fine, e.g. 8,16,32")
+    rf.add_argument("--data-sizes", help="comma-separated data-rule sizes, one per rule size (default: data rules as configured)")
+    rf.add_argument("--dt", help="comma-separated time steps of a fixed-step stepper, coarse to fine, e.g. 0.02,0.01")
+    rf.add_argument("--rtol", help="comma-separated rtol values of an adaptive stepper (atol scaled alike), e.g. 1e-6,1e-8")
+    rf.add_argument("-o", "--output", help="NetCDF file for the table (default NAME_refine.nc)")
+    rf.add_argument("-q", "--quiet", action="store_true", help="print only the table")
     sub.add_parser("default-config", help="print the embedded default configuration (TOML)")
     return p
 
@@ -159,6 +193,68 @@ def _compare(args) -> int:
     return 0
 
 
+def _sweep(args) -> int:
+    from mfpde import sweep
+    from mfpde.errors import ConfigError
+
+    for name in ("workers", "threads_per_worker", "numba_threads"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise ConfigError(f"--{name.replace('_', '-')}", f"must be >= 1, got {v}")
+    if args.retries < 0:
+        raise ConfigError("--retries", f"must be >= 0, got {args.retries}")
+    sw = sweep.load(args.sweep)
+    say = (lambda *a: None) if args.quiet else print
+    rep = sweep.run(sw, args.output, scheduler=args.scheduler, workers=args.workers,
+                    threads_per_worker=args.threads_per_worker, numba_threads=args.numba_threads,
+                    retries=args.retries, retry_failed=args.retry_failed,
+                    progress=False if args.quiet else args.progress, say=say)
+    if rep.failed:
+        print(f"mfpde: error: {rep.failed} of {rep.total} tasks failed (see {Path(args.output) / sweep.INDEX})",
+              file=sys.stderr)
+        return EXIT_BLOWUP
+    return 0
+
+
+def _collect(args) -> int:
+    from mfpde import sweep
+
+    print(f"mfpde: wrote {sweep.collect(args.outdir, args.output)}")
+    return 0
+
+
+def _reference(args) -> int:
+    from mfpde import references
+
+    if args.reference_command != "build":
+        print("mfpde: error: give a reference command: mfpde reference build [NAMES...]", file=sys.stderr)
+        return EXIT_USAGE
+    references.build_all(args.names, args.dir, say=(lambda *a: None) if args.quiet else print)
+    return 0
+
+
+def _verify(args) -> int:
+    from mfpde import references
+
+    results = references.verify(args.references, args.dir)
+    print(references.verify_table(results))
+    return 0 if all(r.ok for r in results) else 1
+
+
+def _refine(args) -> int:
+    from mfpde import references
+
+    try:
+        study, out = references.refine(args.config, args.rule_sizes, data_sizes=args.data_sizes, dt=args.dt,
+                                       rtol=args.rtol, output=args.output, say=(lambda *a: None) if args.quiet else print)
+    except BlowUpError as exc:
+        print(f"mfpde: error: {_one_line(exc)} (a refinement level blew up: use smaller --dt or --rtol)", file=sys.stderr)
+        return EXIT_BLOWUP
+    print(study.table())
+    print(f"mfpde: wrote {out}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -174,6 +270,16 @@ def main(argv=None) -> int:
             return _sgd(args)
         if args.command == "compare":
             return _compare(args)
+        if args.command == "sweep":
+            return _sweep(args)
+        if args.command == "collect":
+            return _collect(args)
+        if args.command == "reference":
+            return _reference(args)
+        if args.command == "verify":
+            return _verify(args)
+        if args.command == "refine":
+            return _refine(args)
         if args.command == "show":
             from mfpde import io
 

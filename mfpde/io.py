@@ -112,6 +112,9 @@ def write(ds, path: str | Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)   # mkstemp creates 0600; give the file the usual permissions
     try:
         ds.to_netcdf(tmp, engine=ENGINE)
         with open(tmp, "rb+") as f:

@@ -84,7 +84,9 @@ def test_solve_writes_netcdf_and_prints_the_loss_table(tmp_path, capsys):
     assert ds.attrs["status"] == "completed"
     # the printed table is the table of the stored file
     assert io.loss_table(ds) in stdout
-    header = stdout.splitlines()[1].split()
+    lines = stdout.splitlines()
+    assert lines[1].startswith("stiffness:")      # the stiffness report precedes the table
+    header = next(line for line in lines if line.split()[:1] == ["time"]).split()
     assert header == ["time", "loss_train", "loss_test", "error_train", "error_test"]
     assert f"wrote {out}" in stdout
     # gradient flow on the training law: the training loss does not increase
