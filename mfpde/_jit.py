@@ -7,8 +7,8 @@ finite guards catch, instead of a branch per division that blocks vectorization)
 
 Cache policy.  Numba validates a cached function only against its *own* source file, so a
 stepper cached from ``solvers/explicit.py`` would keep running the kernels of an older
-``mfpde/kernels.py``.  mfpde therefore keys the cache directory on a hash of every source
-file of ``mfpde/`` and ``solvers/`` plus the Numba version: ``<repo>/.numba-cache/<hash>/``
+``mfpde/kernels.py``.  mfpde therefore keys the cache directory on a hash of the source files
+that define kernels (``_KERNEL_MODULES`` and ``solvers/``) plus the Numba version: ``<repo>/.numba-cache/<hash>/``
 (a fresh clone, or any edit, recompiles once).  ``MFPDE_JIT_CACHE=0`` disables caching; an
 explicit ``NUMBA_CACHE_DIR`` set by the user is respected.
 
@@ -26,7 +26,10 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 _PKG = Path(__file__).resolve().parent
-_SOURCES = sorted(list(_PKG.glob("*.py")) + list((_PKG.parent / "solvers").glob("*.py")))
+# the modules that define compiled kernels (a change in any of them can change what a cached
+# kernel elsewhere inlined); pure-Python modules are left out so editing them keeps the cache
+_KERNEL_MODULES = ("_jit.py", "activations.py", "losses.py", "schedules.py", "kernels.py", "finite.py")
+_SOURCES = sorted([_PKG / m for m in _KERNEL_MODULES] + list((_PKG.parent / "solvers").glob("*.py")))
 
 
 def _source_hash() -> str:

@@ -72,10 +72,17 @@ def _rule_from_dict(spec):
 
 # ----------------------------------------------------------------------------- seeds
 def config_entropy(problem: Problem) -> int:
-    """A 128-bit integer from the problem's resolved configuration (stable across runs)."""
+    """A 128-bit integer from the sections of the configuration that define the problem.
+
+    ``[sgd]``, ``[solver]`` and ``[output]`` are left out: adding widths or replicas, or
+    saving at other times, keeps the seeds of runs already done.
+    """
     from mfpde.config import to_toml
 
-    text = to_toml(problem.config) if problem.config else repr(problem.name)
+    if problem.config:
+        text = to_toml({k: v for k, v in problem.config.items() if k not in ("sgd", "solver", "output")})
+    else:
+        text = repr(problem.name)
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:16], "little")
 
 

@@ -19,7 +19,7 @@ from mfpde.errors import ConfigError, DataError
 from mfpde.system import System
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = sorted((ROOT / "examples").glob("*.toml"))
+EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.toml") if not p.name.startswith("sweep"))
 DELETE = object()  # marker: remove the key
 
 
