@@ -354,16 +354,21 @@ def from_dict(raw: Mapping, source: str = "<dict>", base_dir: str | Path | None 
     return Config(problem, solver, output, copy.deepcopy(dict(raw)), source, sgd, notes)
 
 
+def read_text(path: str | Path, what: str = "config") -> str:
+    """The text of a user file; a missing or unreadable file is a ConfigError naming it."""
+    p = Path(path)
+    try:
+        return p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("", f"{what} file {str(p)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("", f"cannot read {what} file {str(p)!r}: {exc}") from None
+
+
 def load(path: str | Path) -> Config:
     """Read and validate a TOML configuration file."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("", f"config file {str(p)!r} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError("", f"cannot read config file {str(p)!r}: {exc}") from None
-    return loads(text, source=str(p), base_dir=p.parent)
+    return loads(read_text(p), source=str(p), base_dir=p.parent)
 
 
 def loads(text: str, source: str = "<string>", base_dir=None) -> Config:

@@ -107,14 +107,10 @@ class Sweep:
 
 def load(path: str | Path) -> Sweep:
     """Read and validate a sweep description (every point is validated; nothing runs)."""
+    from mfpde.config import read_text
+
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("", f"sweep file {str(p)!r} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError("", f"cannot read sweep file {str(p)!r}: {exc}") from None
-    return loads(text, source=str(p), base_dir=p.parent)
+    return loads(read_text(p, "sweep"), source=str(p), base_dir=p.parent)
 
 
 def loads(text: str, source: str = "<string>", base_dir: str | Path | None = None) -> Sweep:
