@@ -46,8 +46,10 @@ _tableau("rk4", 4, [[0, 0, 0, 0], [0.5, 0, 0, 0], [0, 0.5, 0, 0], [0, 0, 1, 0]],
 
 
 @njit
-def rk_fixed(y, ynew, t, dt, nsteps, a, b, c, stages, ytmp, sysargs, bound2):
-    """``nsteps`` explicit RK steps of size dt from (t, y); returns (status, steps done).
+def rk_fixed(y, ynew, t, dt, nsteps, a, b, c, stages, ytmp, sysargs, bound2, n0=0):
+    """``nsteps`` explicit RK steps of size dt; step n starts at t + (n0 + n)·dt; returns
+    (status, steps done).  Counting steps from an anchor ``t`` keeps the stage times (and so
+    time-dependent schedules) independent of how the steps are split into calls.
 
     On a non-finite or too-large state it stops before committing that step: ``y`` always
     holds the last good state.
@@ -59,7 +61,7 @@ def rk_fixed(y, ynew, t, dt, nsteps, a, b, c, stages, ytmp, sysargs, bound2):
     done = 0
     status = 0
     for n in range(nsteps):
-        tn = t + n * dt
+        tn = t + (n0 + n) * dt
         for i in range(s):
             if i == 0:
                 kernels.rhs(tn, cur, stages[0], sysargs)
@@ -117,24 +119,36 @@ class ExplicitRK(Stepper):
         self._stages = np.empty((s, N))
         self._ytmp = np.empty(N)
         self._ynew = np.empty(N)
+        self._anchor = None      # (t0, steps since t0) of the segment being advanced
+        self._t_last = None
+        self._target = None
 
-    def _run(self, y, t, dt, n):
+    def _run(self, y, t, dt, n, n0=0):
         tb = self.tableau
         status, done = rk_fixed(y, self._ynew, float(t), float(dt), int(n), tb.a, tb.b, tb.c,
-                                self._stages, self._ytmp, self.system.sysargs, self.bound2)
+                                self._stages, self._ytmp, self.system.sysargs, self.bound2, int(n0))
         self.stats["steps"] += done
         self.stats["rhs_evals"] += done * len(tb.b) + (len(tb.b) if status else 0)
         return status, done
 
     def advance(self, y, t, t_target, max_steps):
-        n, rem = grid_steps(t, t_target, self.dt)
+        # continue counting from the anchor when this call resumes where the last one stopped
+        if self._anchor is not None and t == self._t_last and t_target == self._target:
+            t0, n0 = self._anchor
+        else:
+            t0, n0 = t, 0
+        n_all, rem = grid_steps(t0, t_target, self.dt)
+        n = n_all - n0
         run = min(n, max_steps)
-        status, done = self._run(y, t, self.dt, run)
+        status, done = self._run(y, t0, self.dt, run, n0)
+        t_now = t0 + (n0 + done) * self.dt
+        self._anchor, self._t_last, self._target = (t0, n0 + done), t_now, t_target
         if status:
-            return Advance(status, t + done * self.dt, done)
+            return Advance(status, t_now, done)
         if run < n:
-            return Advance(MAX_STEPS, t + done * self.dt, done)
-        t_now = t_target if rem == 0.0 else t + n * self.dt
+            return Advance(MAX_STEPS, t_now, done)
+        t_now = t_target if rem == 0.0 else t0 + n_all * self.dt
+        self._t_last = t_now
         if rem > 0.0:
             if run >= max_steps:
                 return Advance(MAX_STEPS, t_now, done)
@@ -143,6 +157,7 @@ class ExplicitRK(Stepper):
             if status:
                 return Advance(status, t_now, done)
             t_now = t_target
+        self._anchor = None
         return Advance(OK, t_now, done)
 
     def describe(self):
