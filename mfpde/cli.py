@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--progress", dest="progress", action="store_true", default=None, help="force the progress bar on")
     s.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     s.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    s.add_argument("--checkpoint", metavar="FILE", help="write a checkpoint (HDF5, atomic) at save times")
+    s.add_argument("--checkpoint-every", type=int, default=1, metavar="K",
+                   help="checkpoint at every K-th save time (default 1)")
+    s.add_argument("--resume", action="store_true",
+                   help="continue from the --checkpoint file if it exists (the result is bit-for-bit that of an uninterrupted run)")
     g = sub.add_parser("sgd", help="train finite-width networks by mean-field SGD (an ensemble over widths × replicas)")
     g.add_argument("config", nargs="?", help="TOML configuration (its [sgd] section; default: the embedded example)")
     g.add_argument("-o", "--output", default="runs.h5", help="HDF5 run store to create or append to (default runs.h5)")
@@ -104,6 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _solve(args) -> int:
+    if args.resume and not args.checkpoint:
+        from mfpde.errors import ConfigError
+
+        raise ConfigError("--resume", "needs --checkpoint FILE")
+    if args.checkpoint_every < 1:
+        from mfpde.errors import ConfigError
+
+        raise ConfigError("--checkpoint-every", f"must be >= 1, got {args.checkpoint_every}")
     from mfpde import config as cfg_mod
     from mfpde import io, solvers
     from mfpde.system import System
@@ -141,7 +154,9 @@ def _solve(args) -> int:
     try:
         sol = solvers.integrate(system, stepper, c.solver.t_end, times=c.solver.save_times,
                                 save_every=c.solver.save_every, parameters=c.output.parameters,
-                                progress=False if args.quiet else args.progress)
+                                progress=False if args.quiet else args.progress,
+                                checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
+                                resume=args.resume)
     except BlowUpError as exc:
         if exc.partial is not None:
             io.write(exc.partial.to_xarray(), out)

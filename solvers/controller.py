@@ -10,6 +10,7 @@ solvers.base.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time as _time
 from typing import Callable, Iterable, Sequence
@@ -119,28 +120,52 @@ def _blame(system, t, y, dt) -> str:
 def integrate(system, stepper: Stepper, t_end: float, *, times: Iterable[float] | None = None,
               save_every: float | None = None, parameters: str = "all", trackers: Sequence[Tracker] = (),
               progress: bool | None = None, y0: np.ndarray | None = None, t0: float = 0.0,
-              chunk_seconds: float = 0.25) -> Solution:
+              chunk_seconds: float = 0.25, checkpoint=None, checkpoint_every: int = 1,
+              resume: bool = False) -> Solution:
     """Solve the system from ``t0`` to ``t_end`` and return a :class:`Solution`.
 
     ``parameters``: ``"all"`` stores the state at every save time, ``"final"`` only at the
-    end, ``"none"`` never (observables are always stored).
+    end, ``"none"`` never (observables are always stored).  ``checkpoint``: a file written
+    atomically at every ``checkpoint_every``-th save time (:mod:`mfpde.solvers.checkpoint`);
+    with ``resume`` and an existing file the solve continues from it (bit for bit).
     """
     if parameters not in ("all", "final", "none"):
         raise ConfigError("output.parameters", f"must be one of all, final, none; got {parameters!r}")
     ts = save_times(t_end, every=save_every, times=times, t0=t0)
     y = (system.y0 if y0 is None else np.asarray(y0, dtype=float)).copy()
     sol = Solution(system, stepper.describe())
+    ck = None
+    if checkpoint is not None:
+        from mfpde.solvers import checkpoint as ckmod
+
+        fp = ckmod.fingerprint(system, stepper, t_end, ts)
+        if resume and os.path.exists(checkpoint):
+            ck = ckmod.load(checkpoint)
+            if ck["fingerprint"] != fp:
+                raise ConfigError("--resume", f"checkpoint {str(checkpoint)!r} belongs to another problem or other solve settings")
+        ck_tracker = ckmod.Checkpoint(checkpoint, stepper, fp, checkpoint_every)
+        trackers = [ck_tracker, *trackers]   # checkpoint first: later trackers may stop the run
     trackers = [ProgressBar(progress), *trackers]
     for tr in trackers:
         tr.start(t0, t_end)
     wall0 = _time.perf_counter()
     t = t0
     max_steps = 1
-    sol.record(t, y, parameters == "all")
-    for tr in trackers:
-        tr.handle(t, y, sol)
+    if ck is None:
+        sol.record(t, y, parameters == "all")
+        for tr in trackers:
+            tr.handle(t, y, sol)
+        remaining = ts[1:]
+    else:   # continue from the checkpoint: its solution so far, state, time and stepper state
+        y[:] = ck["y"]
+        t = ck["t"]
+        sol.times, sol.state_times, sol.states = ck["times"], ck["state_times"], ck["states"]
+        sol.observables = {k: [np.asarray(x) if np.ndim(x) else float(x) for x in v] for k, v in ck["observables"].items()}
+        ckmod.restore_stepper(stepper, ck)
+        ck_tracker.index = ck["save_index"] + 1
+        remaining = ts[ts > t + 1e-12 * max(1.0, abs(t_end))]
     try:
-        for target in ts[1:]:
+        for target in remaining:
             while True:
                 c0 = _time.perf_counter()
                 res = stepper.advance(y, t, float(target), max_steps)
