@@ -28,7 +28,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 _PKG = Path(__file__).resolve().parent
 # the modules that define compiled kernels (a change in any of them can change what a cached
 # kernel elsewhere inlined); pure-Python modules are left out so editing them keeps the cache
-_KERNEL_MODULES = ("_jit.py", "activations.py", "losses.py", "schedules.py", "kernels.py", "finite.py")
+_KERNEL_MODULES = ("_jit.py", "activations.py", "losses.py", "schedules.py", "kernels.py", "finite.py", "jvp.py")
 _SOURCES = sorted([_PKG / m for m in _KERNEL_MODULES] + list((_PKG.parent / "solvers").glob("*.py")))
 
 

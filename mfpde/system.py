@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from mfpde import activations, kernels, schedules
+from mfpde import edges as edge_maps
 from mfpde.layout import Layout
 from mfpde.problem import Problem
 
@@ -27,12 +28,18 @@ class System:
         self.rules = emb.rules
         self.nodes = [np.ascontiguousarray(r.nodes, dtype=float) for r in emb.rules]
         self.weights = [np.ascontiguousarray(r.weights, dtype=float) for r in emb.rules]
-        self.layout = Layout.build(m.input_dim, m.outputs, [len(w) for w in self.weights], m.biases, m.output_bias)
+        # initial-weight index of W_2..W_L (nonlinear edges, SPEC §5): nodes ω_r and weights ρ_r
+        er = emb.edge_rules or (None,) * (m.L - 1)
+        self.edge_nodes = [np.zeros(1) if r is None else np.asarray(r.nodes, dtype=float)[:, 0] for r in er]
+        self.edge_weights = [np.ones(1) if r is None else np.asarray(r.weights, dtype=float) for r in er]
+        self.layout = Layout.build(m.input_dim, m.outputs, [len(w) for w in self.weights], m.biases, m.output_bias,
+                                   [1] + [len(w) for w in self.edge_weights])
         self.act_codes = [activations.get(a).code for a in m.activations]
         self.out_code = activations.get(m.output_activation).code
         self.loss = m.loss_spec
-        self.lay = self.layout.lay_array(self.act_codes, self.out_code, self.loss.code)
-        self.omega = np.ascontiguousarray(np.concatenate(self.weights))
+        self.edge_codes = [0] + [edge_maps.code(e) for e in m.edges]
+        self.lay = self.layout.lay_array(self.act_codes, self.out_code, self.loss.code, self.edge_codes)
+        self.omega = np.ascontiguousarray(np.concatenate(self.weights + [np.ones(1)] + self.edge_weights))
         self.sched, self.sched_flat = schedules.pack(list(problem.schedules.weights) + list(problem.schedules.biases))
         self.lossp = np.array([float(self.loss.code), self.loss.param])
         self.y0 = self.initial_state()
@@ -47,7 +54,12 @@ class System:
         L = m.L
         arrays = {"w_1": emb.w_1.node_values(self.nodes[0], m.input_dim, "init.w_1")}
         for l in range(2, L + 1):
-            arrays[f"W_{l}"] = emb.W[l - 2].edge_values(self.nodes[l - 2], self.nodes[l - 1], f"init.W_{l}")
+            W0 = emb.W[l - 2].edge_values(self.nodes[l - 2], self.nodes[l - 1], f"init.W_{l}")
+            if self.layout.omega_sizes[l - 1] > 1:   # W^0(ω, c, c') = W^0(c, c') + noise_std · ω
+                W0 = W0[None] + emb.W[l - 2].noise_std * self.edge_nodes[l - 2][:, None, None]
+            elif emb.W[l - 2].noise_std > 0 and self.edge_nodes[l - 2][0] != 0.0:
+                W0 = W0 + emb.W[l - 2].noise_std * self.edge_nodes[l - 2][0]
+            arrays[f"W_{l}"] = W0
         for l in range(1, L + 1):
             if m.biases[l - 1]:
                 fn = emb.b[l - 1] if len(emb.b) >= l else None
@@ -81,6 +93,19 @@ class System:
             dy = np.empty_like(y)
         kernels.rhs(float(t), y, dy, self.sysargs)
         return dy
+
+    def jvp(self, t: float, y: np.ndarray, u: np.ndarray, method: str = "analytic") -> np.ndarray:
+        """J(t, y)·u, J = ∂(drift)/∂y: ``"analytic"`` (:mod:`mfpde.jvp`; finite differences where
+        it does not apply, see ``mfpde.jvp.supported``), ``"fd"`` (forward) or ``"fd_central"``."""
+        from mfpde import jvp as _jvp
+
+        if method == "analytic" and _jvp.supported(self)[0]:
+            if getattr(self, "_jwork", None) is None:
+                self._jwork = np.empty(_jvp.work_size(self.lay, self.sysargs[2].shape[0]))
+            out = np.empty_like(y)
+            _jvp.jvp(float(t), y, np.ascontiguousarray(u, dtype=float), out, self.sysargs, self._jwork)
+            return out
+        return _jvp.fd_jvp(self, t, y, u, central=(method == "fd_central"))
 
     def rhs_reference(self, t: float, y: np.ndarray) -> np.ndarray:
         """Numpy transcription of SPEC §2 on the rule (the executable spec)."""
@@ -122,6 +147,15 @@ class System:
         return out
 
 
+def _edge_terms(system: System, V: dict, l: int, a_prev: np.ndarray):
+    """(W [R, Q_{l−1}, Q_l], ρ [R], σ, ∂_W σ, ∂_a σ each [M, R, Q_{l−1}, Q_l]) of middle layer l."""
+    W = V[f"W_{l}"]
+    if W.ndim == 2:
+        W = W[None]
+    rho = system.edge_weights[l - 2]
+    return (W, rho) + edge_maps.numpy_edge(system.problem.model.edges[l - 2], W[None], a_prev[:, None, :, None])
+
+
 def reference_forward(system: System, y: np.ndarray, X: np.ndarray):
     """Numpy forward pass: lists of pre-activations H_l and activations, and H_out."""
     m = system.problem.model
@@ -131,6 +165,10 @@ def reference_forward(system: System, y: np.ndarray, X: np.ndarray):
     for l in range(1, m.L + 1):
         if l == 1:
             h = X @ V["w_1"].T
+        elif m.edges[l - 2] != "linear" or V[f"W_{l}"].ndim == 3:
+            # h_l = E_ω E_{C_{l−1}} σ_l(W_l(ω, C_{l−1}, c_l), φ(h_{l−1}(C_{l−1})))
+            W, rho, sig, _, _ = _edge_terms(system, V, l, a_prev)
+            h = np.einsum("r,q,mrqk->mk", rho, system.weights[l - 2], sig)
         else:
             h = (a_prev * system.weights[l - 2]) @ V[f"W_{l}"]
         if m.biases[l - 1]:
@@ -173,12 +211,21 @@ def reference_drift(system: System, t: float, y: np.ndarray, X, Y, rho) -> np.nd
         dy["b_out"] = -sb[L](t) * (rho @ d_out)
     delta_l = (d_out @ V["v"].T) * activations.get(m.activations[L - 1]).pair(Hs[L - 1])[1]   # δ_L
     for l in range(L, 0, -1):
+        general = l > 1 and (m.edges[l - 2] != "linear" or V[f"W_{l}"].ndim == 3)
         if l == 1:
             dy["w_1"] = -sw[0](t) * ((rho[:, None] * delta_l).T @ X)
+        elif general:
+            # ∂_t W_l(ω, c, c') = −ξ_l E_Z[δ_l(Z, c') ∂_W σ_l(W_l(ω, c, c'), φ(h_{l−1}(X, c)))]
+            W, rw, _, dsw, dsa = _edge_terms(system, V, l, As[l - 2])
+            dW = -sw[l - 1](t) * np.einsum("m,mk,mrqk->rqk", rho, delta_l, dsw)
+            dy[f"W_{l}"] = dW.reshape(V[f"W_{l}"].shape)
         else:
             dy[f"W_{l}"] = -sw[l - 1](t) * (As[l - 2].T @ (rho[:, None] * delta_l))
         if m.biases[l - 1]:
             dy[f"b_{l}"] = -sb[l - 1](t) * (rho @ delta_l)
-        if l > 1:   # δ_{l−1} = E_{C_l}[δ_l W_l(c_{l−1}, C_l)] φ'_{l−1}
+        if general:   # δ_{l−1} = E_ω E_{C_l}[δ_l ∂_a σ_l(W_l(ω, c_{l−1}, C_l), φ_{l−1})] φ'_{l−1}
+            back = np.einsum("r,k,mk,mrqk->mq", rw, system.weights[l - 1], delta_l, dsa)
+            delta_l = back * activations.get(m.activations[l - 2]).pair(Hs[l - 2])[1]
+        elif l > 1:   # δ_{l−1} = E_{C_l}[δ_l W_l(c_{l−1}, C_l)] φ'_{l−1}
             delta_l = ((delta_l * system.weights[l - 1]) @ V[f"W_{l}"].T) * activations.get(m.activations[l - 2]).pair(Hs[l - 2])[1]
     return system.layout.pack(dy)
