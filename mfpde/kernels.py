@@ -7,14 +7,18 @@ work (bias, φ, φ', weights, schedule factors, bias drifts) is fused into one p
 
 Flat state ``y`` (layout in :mod:`mfpde.layout`): w1[Q1, d], b1[Q1]?, W2[Q1, Q2], b2[Q2]?, …,
 v[QL, K], b_out[K]?.  Integer layout array ``lay``: header ``[L, d, K, loss, out_act,
-out_bias, off_v, off_bout]`` then per hidden layer ``[Q, act, bias, off_W, off_b, off_ω]``.
+out_bias, off_v, off_bout]`` then per hidden layer ``[Q, act, bias, off_W, off_b, off_ω, edge,
+R, off_ρ]``: ``edge`` is the edge-map code of :mod:`mfpde.edges` (0 = linear) and R the size of
+the initial-weight rule whose weights ρ sit at ``omega[off_ρ:off_ρ + R]`` (``docs/edges.md``);
+a layer with a nonlinear edge or R > 1 takes the elementwise passes of :func:`_edge_pass` instead of
+the BLAS products.
 Work buffer per hidden layer: H, A = φ(H), P = φ'(H), S = A·ω, G (δ), each [M, Q]; then
 H_out, G_out, Ŷ, each [M, K].  After ``backward_drift`` the buffers H, P are overwritten.
 
 ``sysargs`` = (lay, omega, X, Y, rho, sched, sched_flat, lossp, work, fns) is the one tuple
 every stepper passes through; its Numba type is the same for every problem, so the kernels
 and steppers compile once per machine (cached).  Imports numpy, mfpde._jit,
-mfpde.activations, mfpde.losses, mfpde.schedules only.
+mfpde.activations, mfpde.edges, mfpde.losses, mfpde.schedules only.
 """
 from __future__ import annotations
 
@@ -22,11 +26,12 @@ import numpy as np
 
 from mfpde._jit import PARALLEL_MIN, njit, prange
 from mfpde.activations import TANH, phi_dphi, tanh_fast
+from mfpde.edges import edge as edge_map
 from mfpde.losses import loss_grad, misclassified
 from mfpde.schedules import evaluate as schedule_at
 
 HEADER = 8
-PER = 6
+PER = 9
 
 
 @njit
@@ -44,6 +49,100 @@ def _layer(lay, i):
     """(Q, activation code, has bias, offset of W, offset of b, offset of ω) of hidden layer i."""
     base = HEADER + PER * i
     return lay[base], lay[base + 1], lay[base + 2], lay[base + 3], lay[base + 4], lay[base + 5]
+
+
+@njit(inline="always")
+def _edge(lay, i):
+    """(edge-map code, R, offset of the initial-weight rule weights ρ in ω) of hidden layer i."""
+    base = HEADER + PER * i
+    return lay[base + 6], lay[base + 7], lay[base + 8]
+
+
+@njit(inline="always")
+def _general_edge(lay, i):
+    """True when hidden layer i > 0 needs the elementwise edge path (nonlinear map or R > 1)."""
+    base = HEADER + PER * i
+    return i > 0 and (lay[base + 6] != 0 or lay[base + 7] > 1)
+
+
+@njit(inline="always")
+def _edge_forward_row(m, H, A, w, W, rho, code):
+    R, Qp, Q = W.shape
+    for k in range(Q):
+        H[m, k] = 0.0
+    for r in range(R):
+        for q in range(Qp):
+            a = A[m, q]
+            c = rho[r] * w[q]
+            for k in range(Q):
+                s, _, _ = edge_map(code, W[r, q, k], a)
+                H[m, k] += c * s
+
+
+@njit(inline="always")
+def _edge_drift_row(rq, P, A, W, dW, code):
+    M, Q = P.shape
+    Qp = W.shape[1]
+    r = rq // Qp
+    q = rq - r * Qp
+    for k in range(Q):
+        dW[r, q, k] = 0.0
+    for m in range(M):
+        a = A[m, q]
+        for k in range(Q):
+            _, dw, _ = edge_map(code, W[r, q, k], a)
+            dW[r, q, k] += P[m, k] * dw
+
+
+@njit(inline="always")
+def _edge_backward_row(m, Hd, A, W, rho, G, code):
+    R, Qp, Q = W.shape
+    for q in range(Qp):
+        a = A[m, q]
+        acc = 0.0
+        for r in range(R):
+            s = 0.0
+            for k in range(Q):
+                _, _, da = edge_map(code, W[r, q, k], a)
+                s += Hd[m, k] * da
+            acc += rho[r] * s
+        G[m, q] = acc
+
+
+@njit(parallel=True)
+def _edge_parallel(which, H, A, w, W, rho, P, dW, G, code):
+    if which == 0:
+        for m in prange(A.shape[0]):
+            _edge_forward_row(m, H, A, w, W, rho, code)
+    elif which == 1:
+        for rq in prange(W.shape[0] * W.shape[1]):
+            _edge_drift_row(rq, P, A, W, dW, code)
+    else:
+        for m in prange(A.shape[0]):
+            _edge_backward_row(m, H, A, W, rho, G, code)
+
+
+@njit
+def _edge_pass(which, H, A, w, W, rho, P, dW, G, code):
+    """One elementwise pass of a general-edge layer (SPEC §5, nonlinear edges):
+
+    * which = 0 (forward):  H[m, q'] = Σ_r ρ_r Σ_q ω_q σ(W[r, q, q'], A[m, q]);
+    * which = 1 (drift):    dW[r, q, q'] = Σ_m P[m, q'] ∂_W σ(W[r, q, q'], A[m, q])  (P = scale·δ_l);
+    * which = 2 (backward): G[m, q] = Σ_r ρ_r Σ_q' H[m, q'] ∂_a σ(W[r, q, q'], A[m, q])  (H = δ_l·ω_l).
+
+    A = φ(h_{l−1}) [M, Q_{l−1}], W [R, Q_{l−1}, Q_l]; rows in parallel when the pass is large.
+    """
+    if A.shape[0] * W.size >= PARALLEL_MIN:
+        _edge_parallel(which, H, A, w, W, rho, P, dW, G, code)
+    elif which == 0:
+        for m in range(A.shape[0]):
+            _edge_forward_row(m, H, A, w, W, rho, code)
+    elif which == 1:
+        for rq in range(W.shape[0] * W.shape[1]):
+            _edge_drift_row(rq, P, A, W, dW, code)
+    else:
+        for m in range(A.shape[0]):
+            _edge_backward_row(m, H, A, W, rho, G, code)
 
 
 @njit
@@ -173,6 +272,11 @@ def forward(y, lay, omega, X, work, fns):
         if i == 0:
             W = y[oW:oW + Q * d].reshape((Q, d))
             np.dot(X, W.T, H)
+        elif _general_edge(lay, i):
+            ecode, R, orho = _edge(lay, i)
+            W3 = y[oW:oW + R * Qp * Q].reshape((R, Qp, Q))
+            _edge_pass(0, H, _buf(work, offS - 2 * M * Qp, M, Qp), omega[oo - Qp:oo], W3, omega[orho:orho + R],
+                       H, W3, H, ecode)
         else:
             W = y[oW:oW + Qp * Q].reshape((Qp, Q))
             np.dot(_buf(work, offS, M, Qp), W, H)
@@ -270,7 +374,9 @@ def backward_drift(t, y, dy, lay, omega, X, sched, sched_flat, work):
         Qp = d if i == 0 else lay[HEADER + PER * (i - 1)]
         xi = schedule_at(sched, sched_flat, i, t)
         xib = schedule_at(sched, sched_flat, L + 1 + i, t) if hasb else 0.0
-        dW = dy[oW:oW + Qp * Q].reshape((Qp, Q))
+        general = _general_edge(lay, i)
+        ecode, R, orho = _edge(lay, i)
+        dW = dy[oW:oW + R * Qp * Q].reshape((R * Qp, Q))
         if i < lowest:
             dW[:, :] = 0.0
             if hasb:
@@ -290,6 +396,17 @@ def backward_drift(t, y, dy, lay, omega, X, sched, sched_flat, work):
             c = -xib / scale
             for q in range(Q):
                 db[q] *= c
+        if general:
+            W3 = y[oW:oW + R * Qp * Q].reshape((R, Qp, Q))
+            Aprev = _buf(work, op + M * Qp, M, Qp)
+            rho_e = omega[orho:orho + R]
+            if xi == 0.0:
+                dW[:, :] = 0.0
+            else:
+                _edge_pass(1, H, Aprev, rho_e, W3, rho_e, P, dy[oW:oW + R * Qp * Q].reshape((R, Qp, Q)), P, ecode)
+            if i > lowest:
+                _edge_pass(2, H, Aprev, rho_e, W3, rho_e, P, W3, _buf(work, op + 4 * M * Qp, M, Qp), ecode)
+            continue
         if xi == 0.0:
             dW[:, :] = 0.0
         elif i == 0:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from mfpde import activations, losses
+from mfpde import edges as edge_maps
 from mfpde.embedding import InitFn
 from mfpde.errors import ConfigError
 from mfpde.schedules import Schedule
@@ -31,6 +32,7 @@ class Model:
     output_bias: bool = False
     loss: str = "squared"
     huber_delta: float = 1.0
+    edges: tuple[str, ...] | None = None      # edge maps σ_l of W_2..W_L (mfpde.edges; None: all linear)
 
     def __post_init__(self):
         if isinstance(self.input_dim, bool) or not isinstance(self.input_dim, (int, np.integer)) or self.input_dim < 1:
@@ -47,6 +49,17 @@ class Model:
         if len(self.biases) != len(self.activations):
             raise ConfigError("model.biases", f"needs one entry per hidden layer ({len(self.activations)}), got {len(self.biases)}")
         losses.get(self.loss, self.huber_delta if self.loss == "huber" else None, self.outputs)
+        if self.edges is None:
+            object.__setattr__(self, "edges", ("linear",) * (len(self.activations) - 1))
+        if isinstance(self.edges, str) or len(self.edges) != len(self.activations) - 1:
+            raise ConfigError("model.edges", f"needs one edge map per middle weight W_2..W_L ({len(self.activations) - 1}), "
+                              f"got {self.edges!r}")
+        for i, e in enumerate(self.edges):
+            edge_maps.code(e, key=f"model.edges[{i}]")
+
+    @property
+    def nonlinear_edges(self) -> bool:
+        return any(e != "linear" for e in self.edges)
 
     @property
     def L(self) -> int:
@@ -67,6 +80,7 @@ class Embedding:
     v: InitFn
     b: tuple[InitFn | None, ...] = ()          # b_1..b_L (None: zero / no bias)
     b_out: InitFn | None = None
+    edge_rules: tuple[Any, ...] = ()           # per W_2..W_L: 1-D rule of the standardized initial noise ω (or None)
 
 
 @dataclass(frozen=True)
@@ -111,3 +125,14 @@ class Problem:
             p = np.asarray(self.probes, dtype=float)
             if p.ndim != 2 or p.shape[1] != self.model.input_dim:
                 raise ConfigError("probes", f"probe points must have shape [P, {self.model.input_dim}], got {list(p.shape)}")
+        er = self.embedding.edge_rules
+        if er and len(er) != L - 1:
+            raise ConfigError("rules", f"needs one initial-weight rule (or none) per middle weight W_2..W_L ({L - 1}), got {len(er)}")
+        for l in range(2, L + 1):
+            rule = er[l - 2] if er else None
+            if rule is not None and (rule.dim != 1 or rule.n_tracers):
+                raise ConfigError(f"rules.omega_{l}", f"the initial-weight rule must be one-dimensional without tracers, got dimension {rule.dim}")
+            if self.model.edges[l - 2] != "linear" and self.embedding.W[l - 2].noise_std > 0 and rule is None:
+                raise ConfigError(f"rules.omega_{l}", f"W_{l} has a nonlinear edge map ({self.model.edges[l - 2]}) and i.i.d. "
+                                  f"initial noise (noise_std = {self.embedding.W[l - 2].noise_std}): its drift depends on the "
+                                  "noise, which then needs a 1-D rule of its own (SPEC §5, docs/edges.md)")
