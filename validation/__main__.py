@@ -1,0 +1,5 @@
+import sys
+
+from validation.runner import main
+
+sys.exit(main())
