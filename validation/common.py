@@ -12,6 +12,7 @@ import json
 import math
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -101,13 +102,14 @@ def record_times(t_end: float, every: float) -> list[float]:
 
 def ensemble(c: cfg_mod.Config, store: Path, widths, replicas: int, *, mode: str = "full", batch: int = 1,
              lr: float | Callable[[Any], float], t_end: float, every: float, law=None, statistics: bool = False,
-             seed: Callable[[Any, int], np.random.SeedSequence] | None = None, say=print) -> Path:
+             seed: Callable[[Any, int], np.random.SeedSequence] | None = None, say=print, append: bool = False,
+             replica_offset: int = 0) -> Path:
     """Train every (width, replica) with mfpde.finite.train and write them to a fresh HDF5 run store.
 
     ``widths`` are ints or per-layer tuples; ``lr`` may depend on the width (ε = 1/N); ``seed``
     overrides the default per-run seed (used when the last-layer width repeats across runs).
     """
-    if store.exists():
+    if store.exists() and not append:
         store.unlink()
     lr_desc = "per width (see the study)" if callable(lr) else float(lr)
     attrs = {"config": cfg_mod.to_toml(c.raw), "mode": mode, "batch": batch, "lr": str(lr_desc), "t_end": t_end,
@@ -117,7 +119,7 @@ def ensemble(c: cfg_mod.Config, store: Path, widths, replicas: int, *, mode: str
     with runs.RunStore(store, "a", attrs=attrs) as st:
         for n in widths:
             eps = lr(n) if callable(lr) else float(lr)
-            for r in range(replicas):
+            for r in range(replica_offset, replica_offset + replicas):
                 ss = seed(n, r) if seed is not None else None
                 try:
                     run = finite.train(c.problem, n, mode=mode, batch=batch, lr=eps, t_end=t_end, record_times=times,
@@ -129,6 +131,35 @@ def ensemble(c: cfg_mod.Config, store: Path, widths, replicas: int, *, mode: str
     say(f"  ensemble {store.name}: widths {list(widths)} × {replicas} replicas, {mode}"
         f"{'' if mode == 'full' else f' B={batch}'}: {time.perf_counter() - t0:.1f} s")
     return store
+
+
+@contextmanager
+def fixed_layer_nodes(layer: int, rule):
+    """Finite networks built inside this block use exactly ``rule``'s nodes for hidden layer
+    ``layer`` (0-based) instead of sampling them.
+
+    mfpde.finite.train samples every layer's index nodes i.i.d.; SS's sequential limit needs
+    networks that share their last-layer features with an intermediate limit.  This wraps
+    ``mfpde.finite.network_problem`` for the duration of the block (feature request: a
+    ``fixed_nodes`` argument of ``finite.train``).
+    """
+    from dataclasses import replace
+
+    orig = finite.network_problem
+
+    def patched(problem, widths, rng, *args, **kw):
+        net = orig(problem, widths, rng, *args, **kw)
+        rules = list(net.embedding.rules)
+        if rules[layer].size != rule.size:
+            raise ValueError(f"layer {layer + 1} has {rules[layer].size} neurons but the fixed rule {rule.size} nodes")
+        rules[layer] = rule
+        return replace(net, embedding=replace(net.embedding, rules=tuple(rules)))
+
+    finite.network_problem = patched
+    try:
+        yield
+    finally:
+        finite.network_problem = orig
 
 
 # ----------------------------------------------------------------------------- rates
