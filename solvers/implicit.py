@@ -1,0 +1,611 @@
+"""Implicit (diagonally implicit Runge–Kutta) steppers for stiff layer rates (Stepper room).
+
+Registered: ``backward_euler`` (order 1, L-stable) and ``implicit_midpoint`` (order 2,
+A-stable, symplectic) with a fixed step, and ``sdirk4`` (Hairer–Wanner's L-stable,
+stiffly accurate 5-stage SDIRK of order 4 with an embedded order-3 solution, γ = 1/4) with
+error control.  Every stage solves  Z − hγ f(t + c h, Z) = ψ  by a simplified Newton
+iteration with the Jacobian J = ∂f/∂y frozen at a linearization point (t_J, y_J):
+
+* ``linear_solver = "dense"``: J assembled from N analytic Jacobian–vector products
+  (:mod:`mfpde.jvp`), LU of (I − hγJ) by LAPACK; J and the LU are kept across steps and
+  refreshed only when Newton converges slowly (rate > ``theta_refresh``) or fails (modified
+  Newton, as in Hairer's RADAU5/SDIRK4 codes);
+* ``"gmres"``: matrix-free, each Krylov iteration one JVP at (t_J, y_J);
+* ``"minres"``: the same operator made symmetric: the drift is −Ξ M⁻¹ ∇R (M = products of rule
+  weights, Ξ = per-block rates), so D⁻¹J with D = Ξ M⁻¹ is the (negative) Hessian of the risk and
+  D^{-1/2}(I − hγJ)D^{1/2} is symmetric; MINRES runs on it (positive rule weights required);
+* ``"auto"``: dense up to ``dense_max`` unknowns, else gmres.
+
+``jacobian = "fd"`` replaces the analytic JVPs by forward differences (one RHS each; also the
+automatic fallback where :func:`mfpde.jvp.supported` says no).  The stepping loop is Python
+(each step does linear algebra anyway); the right-hand side and the JVPs are compiled.
+
+Statistics: steps, rejected, rhs_evals, jvps (J·u products, analytic or FD), linearizations
+(base passes of the analytic JVP, ≈ 1 RHS each), jacobians (dense assemblies), lu
+(factorizations), newton_iterations, linear_iterations, newton_failures, and
+rhs_equivalent = rhs_evals + jvps + linearizations.  Imports numpy, scipy, mfpde.jvp,
+mfpde.errors and solvers.base/explicit.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse.linalg as spla
+
+from mfpde import jvp as J_
+from mfpde.errors import ConfigError
+from mfpde.solvers.base import BOUND, MAX_STEPS, NONFINITE, OK, STATUS_TEXT, STEP_SIZE, Advance, Stepper, register
+from mfpde.solvers.explicit import grid_steps
+
+NEWTON = 5
+STATUS_TEXT.setdefault(NEWTON, "Newton iteration of an implicit stage did not converge")
+
+
+@dataclass(frozen=True)
+class DirkTableau:
+    name: str
+    order: int
+    a: np.ndarray
+    b: np.ndarray
+    c: np.ndarray
+    b_hat: np.ndarray | None = None
+    embedded_order: int = 0
+
+    @property
+    def stages(self) -> int:
+        return len(self.b)
+
+
+DIRK_TABLEAUX: dict[str, DirkTableau] = {}
+
+
+def _dirk(name, order, a, b, b_hat=None, embedded_order=0):
+    a = np.array(a, dtype=float)
+    tb = DirkTableau(name, order, a, np.array(b, float), a.sum(axis=1),
+                     None if b_hat is None else np.array(b_hat, float), embedded_order)
+    DIRK_TABLEAUX[name] = tb
+    return tb
+
+
+_dirk("backward_euler", 1, [[1.0]], [1.0])
+_dirk("implicit_midpoint", 2, [[0.5]], [1.0])
+# Hairer & Wanner, Solving ODEs II, Table IV.6.5 (SDIRK4, L-stable, stiffly accurate)
+_dirk("sdirk4", 4,
+      [[1 / 4, 0, 0, 0, 0],
+       [1 / 2, 1 / 4, 0, 0, 0],
+       [17 / 50, -1 / 25, 1 / 4, 0, 0],
+       [371 / 1360, -137 / 2720, 15 / 544, 1 / 4, 0],
+       [25 / 24, -49 / 48, 125 / 16, -85 / 12, 1 / 4]],
+      [25 / 24, -49 / 48, 125 / 16, -85 / 12, 1 / 4],
+      [59 / 48, -17 / 96, 225 / 32, -85 / 12, 0], 3)
+
+LINEAR_SOLVERS = ("auto", "dense", "gmres", "minres")
+JACOBIANS = ("analytic", "fd")
+SAFETY, FACTOR_MIN, FACTOR_MAX = 0.9, 0.2, 5.0
+
+
+def _num(value, key, *, low=0.0, strict=False, inf_ok=False, none_ok=False, high=None):
+    if value is None and none_ok:
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok:
+        value = float(value)
+        ok = (value > low if strict else value >= low) and (math.isfinite(value) or (inf_ok and value == math.inf))
+        if ok and high is not None:
+            ok = value < high
+    if not ok:
+        rng = f"{'>' if strict else '≥'} {low:g}" + (f" and < {high:g}" if high is not None else "")
+        raise ConfigError(f"solver.{key}", f"must be a {'' if inf_ok else 'finite '}number {rng}"
+                                           f"{' or None' if none_ok else ''}, got {value!r}")
+    return value
+
+
+def _int(value, key, low, high):
+    if isinstance(value, bool) or not isinstance(value, int) or not (low <= value <= high):
+        raise ConfigError(f"solver.{key}", f"must be an integer in [{low}, {high}], got {value!r}")
+    return value
+
+
+def _choice(value, key, allowed):
+    if value not in allowed:
+        raise ConfigError(f"solver.{key}", f"must be one of {', '.join(allowed)}; got {value!r}")
+    return value
+
+
+class ImplicitDIRK(Stepper):
+    """Common machinery: Newton on the stages, Jacobian / LU / Krylov management, statistics."""
+
+    tableau: DirkTableau
+    common_options = ("bound", "linear_solver", "jacobian", "newton_tol", "newton_maxiter", "theta_refresh",
+                      "krylov_rtol", "krylov_maxiter", "dense_max")
+
+    def _setup(self, system, bound, linear_solver, jacobian, newton_tol, newton_maxiter, theta_refresh,
+               krylov_rtol, krylov_maxiter, dense_max):
+        self.bound = _num(bound, "bound", strict=True, inf_ok=True)
+        self.linear_solver = _choice(linear_solver, "linear_solver", LINEAR_SOLVERS)
+        self.jacobian = _choice(jacobian, "jacobian", JACOBIANS)
+        self.newton_tol = _num(newton_tol, "newton_tol", strict=True)
+        self.newton_maxiter = _int(newton_maxiter, "newton_maxiter", 1, 100)
+        self.theta_refresh = _num(theta_refresh, "theta_refresh", strict=True, high=1.0)
+        self.krylov_rtol = _num(krylov_rtol, "krylov_rtol", strict=True, high=1.0)
+        self.krylov_maxiter = _int(krylov_maxiter, "krylov_maxiter", 1, 100_000)
+        self.dense_max = _int(dense_max, "dense_max", 1, 100_000)
+        N = system.size
+        tb = self.tableau
+        self._stiffly_accurate = bool(tb.c[-1] == 1.0 and np.array_equal(tb.a[-1], tb.b))
+        self.notes = []
+        ok, why = J_.supported(system)
+        if self.jacobian == "analytic" and not ok:
+            self.jacobian = "fd"
+            self.notes.append(why)
+        mode = self.linear_solver
+        if mode == "auto":
+            mode = "dense" if N <= self.dense_max else "gmres"
+        self.mode = mode
+        self.stats.update({"linearizations": 0, "jacobians": 0, "lu": 0, "newton_iterations": 0,
+                           "linear_iterations": 0, "newton_failures": 0, "rhs_equivalent": 0})
+        self._f = np.zeros(N)                 # f at the last accepted point (stage predictor)
+        self._yJ = np.zeros(N)                # linearization point
+        # persistent scalars: [J valid, t_J, hγ of the LU (0 = none), dt proposal, f valid, t of f]
+        self._istate = np.zeros(6)
+        if mode == "dense":
+            self._J = np.zeros((N, N))
+            self._lu = np.zeros((N, N))
+            self._piv = np.zeros(N, dtype=np.int32)
+        if self.jacobian == "analytic":
+            self._jwork = np.zeros(J_.work_size(system.lay, system.sysargs[2].shape[0]))
+        if self.jacobian == "fd":
+            self._fJ = np.zeros(N)
+        self._eta = 1.0                       # Newton's η = θ/(1 − θ) carried between stages (Hairer)
+        self._theta = 0.0
+        self._fresh = False
+        if mode == "minres":
+            self._dhalf = np.zeros(N)
+            self._dmhalf = np.zeros(N)
+            w = np.concatenate(system.weights)
+            if np.any(w <= 0):
+                raise ConfigError("solver.linear_solver", "minres needs positive rule weights (zero-weight tracer "
+                                                          "nodes break the symmetry); use gmres")
+
+    # ------------------------------------------------------------ counters
+    def _count(self, key, n=1):
+        self.stats[key] += n
+        if key in ("rhs_evals", "jvps", "linearizations"):
+            self.stats["rhs_equivalent"] += n
+
+    def _rhs(self, t, y, out):
+        self.system.rhs(t, y, out)
+        self._count("rhs_evals")
+        return out
+
+    # ------------------------------------------------------------ Jacobian
+    def _linearize(self, t, y):
+        """Freeze J at (t, y): a dense Jacobian (dense mode) or the JVP base pass (Krylov)."""
+        s = self.system
+        N = s.size
+        self._yJ[:] = y
+        self._istate[0], self._istate[1], self._istate[2] = 1.0, t, 0.0
+        if self.mode == "dense":
+            if self.jacobian == "analytic":
+                J_.jacobian(float(t), self._yJ, self._J, s.sysargs, self._jwork, np.zeros(N), np.zeros(N))
+                self._count("linearizations")
+                self._count("jvps", N)
+            else:
+                f0 = s.rhs(t, y)
+                self._count("rhs_evals")
+                ny = float(np.linalg.norm(y))
+                e = np.zeros(N)
+                for j in range(N):
+                    h = math.sqrt(np.finfo(float).eps) * max(1.0, abs(y[j]))
+                    e[j] = h
+                    self._J[:, j] = (s.rhs(t, y + e) - f0) / h
+                    e[j] = 0.0
+                self._count("jvps", N)
+            self.stats["jacobians"] += 1
+        elif self.jacobian == "analytic":
+            J_.linearize(float(t), self._yJ, s.sysargs, self._jwork)
+            self._count("linearizations")
+        else:
+            self._fJ[:] = s.rhs(t, self._yJ)
+            self._count("rhs_evals")
+        if self.mode == "minres":
+            self._dhalf[:] = np.sqrt(self._metric(t))
+            self._dmhalf[:] = np.where(self._dhalf > 0, 1.0 / np.where(self._dhalf > 0, self._dhalf, 1.0), 0.0)
+
+    def _metric(self, t):
+        """D = Ξ M⁻¹ per component: drift = −D ∇R (R the ρ-weighted risk)."""
+        s = self.system
+        p = s.problem
+        m = p.model
+        L = m.L
+        sw, sb = p.schedules.weights, p.schedules.biases
+        w = s.weights
+        D = {"w_1": np.repeat((sw[0](t) / w[0])[:, None], m.input_dim, axis=1)}
+        for l in range(2, L + 1):
+            D[f"W_{l}"] = sw[l - 1](t) / np.outer(w[l - 2], w[l - 1])
+        for l in range(1, L + 1):
+            if m.biases[l - 1]:
+                D[f"b_{l}"] = sb[l - 1](t) / w[l - 1]
+        D["v"] = np.repeat((sw[L](t) / w[L - 1])[:, None], m.outputs, axis=1)
+        if m.output_bias:
+            D["b_out"] = np.full(m.outputs, sb[L](t))
+        return s.layout.pack(D)
+
+    def _Jv(self, u):
+        s = self.system
+        out = np.empty_like(u)
+        tJ = float(self._istate[1])
+        if self.jacobian == "analytic":
+            J_.apply(tJ, self._yJ, np.ascontiguousarray(u), out, s.sysargs, self._jwork)
+        else:
+            out = J_.fd_jvp(s, tJ, self._yJ, u, self._fJ)
+        self._count("jvps")
+        return out
+
+    def _solve(self, hg, r):
+        """Δ with (I − hγJ) Δ = r."""
+        N = r.shape[0]
+        if self.mode == "dense":
+            if self._istate[2] != hg:
+                self._lu[:] = np.eye(N) - hg * self._J
+                self._lu, piv = sla.lu_factor(self._lu, overwrite_a=True, check_finite=False)
+                self._piv[:] = piv
+                self._istate[2] = hg
+                self.stats["lu"] += 1
+            return sla.lu_solve((self._lu, self._piv), r, check_finite=False)
+        it = [0]
+
+        def cb(_):
+            it[0] += 1
+
+        if self.mode == "gmres":
+            op = spla.LinearOperator((N, N), matvec=lambda v: v - hg * self._Jv(v), dtype=float)
+            x, info = spla.gmres(op, r, rtol=self.krylov_rtol, atol=0.0, restart=min(N, 50), maxiter=self.krylov_maxiter,
+                                 callback=cb, callback_type="pr_norm")
+        else:
+            dh, dm = self._dhalf, self._dmhalf
+            op = spla.LinearOperator((N, N), matvec=lambda v: v - hg * dm * self._Jv(dh * v), dtype=float)
+            rr = np.where(dh > 0, dm * r, 0.0)
+            z, info = spla.minres(op, rr, rtol=self.krylov_rtol, maxiter=self.krylov_maxiter, callback=cb)
+            x = np.where(dh > 0, dh * z, r)
+        self.stats["linear_iterations"] += it[0]
+        return x
+
+    # ------------------------------------------------------------ one step
+    def _stage_scale(self, y):
+        raise NotImplementedError
+
+    def _step(self, y, t, h, ynew, err_out):
+        """One DIRK step of size h from (t, y) into ``ynew``; returns a status (OK or NEWTON/NONFINITE).
+
+        The Jacobian is refreshed once and the step retried if Newton fails with an old one.
+        """
+        for attempt in range(2):
+            status = self._try_step(y, t, h, ynew, err_out)
+            if status == OK or status == NONFINITE:
+                return status
+            self.stats["newton_failures"] += 1
+            if self._fresh:
+                return status
+            self._linearize(t, y)
+            self._fresh = True
+        return status
+
+    def _try_step(self, y, t, h, ynew, err_out):
+        tb = self.tableau
+        s = tb.stages
+        N = y.shape[0]
+        K = self._K
+        sc = self._stage_scale(y)
+        fz = self._fz
+        theta_max = 0.0
+        self._eta = max(self._eta, 1e-16) ** 0.8
+        for i in range(s):
+            g = tb.a[i, i]
+            hg = h * g
+            psi = y.copy()
+            for j in range(i):
+                if tb.a[i, j] != 0.0:
+                    psi += (h * tb.a[i, j]) * K[j]
+            pred = K[i - 1] if i > 0 else self._f
+            Z = psi + hg * pred
+            ti = t + tb.c[i] * h
+            prev = None
+            converged = False
+            for it in range(self.newton_maxiter):
+                self._rhs(ti, Z, fz)
+                res = Z - psi - hg * fz
+                if not np.all(np.isfinite(res)):
+                    return NONFINITE
+                dZ = self._solve(hg, -res)
+                self.stats["newton_iterations"] += 1
+                Z += dZ
+                nrm = math.sqrt(float(np.mean((dZ / sc) ** 2)))
+                if not math.isfinite(nrm):
+                    return NONFINITE
+                if prev is not None:
+                    theta = nrm / prev if prev > 0 else 0.0
+                    theta_max = max(theta_max, theta)
+                    if theta >= 0.99:
+                        break
+                    self._eta = theta / (1.0 - theta)
+                if self._eta * nrm <= 1.0:
+                    converged = True
+                    break
+                prev = nrm
+            if not converged:
+                return NEWTON
+            K[i] = (Z - psi) / hg
+        if self._stiffly_accurate:
+            ynew[:] = Z                    # y_new is the last stage: no amplification of Newton errors
+        else:
+            ynew[:] = y
+            for i in range(s):
+                if tb.b[i] != 0.0:
+                    ynew += (h * tb.b[i]) * K[i]
+        if tb.b_hat is not None:
+            e = np.zeros(N)
+            for i in range(s):
+                c = tb.b[i] - tb.b_hat[i]
+                if c != 0.0:
+                    e += (h * c) * K[i]
+            if self.mode == "dense":     # Hairer's filtered estimate (I − hγJ)⁻¹ e: no overestimate when stiff
+                e = self._solve(h * tb.a[0, 0], e)
+            err_out[:] = e
+        self._theta = theta_max
+        return OK
+
+    def _accept(self, ynew, tnew):
+        """After an accepted step to (tnew, ynew): f there (predictor) and the Jacobian policy."""
+        if self._stiffly_accurate:
+            self._f[:] = self._K[-1]          # stiffly accurate: the last stage derivative is f(t_new, y_new)
+        else:
+            self._rhs(tnew, ynew, self._f)
+        self._istate[4], self._istate[5] = 1.0, tnew
+        if self._theta > self.theta_refresh:
+            self._istate[0] = 0.0             # slow convergence: a fresh Jacobian at the next step
+
+    def _start(self, y, t):
+        """Prepare f(t, y) (predictor) and a Jacobian unless continuing from the last call."""
+        if not (self._istate[4] == 1.0 and self._istate[5] == t and np.array_equal(self._ylast, y)):
+            self._rhs(t, y, self._f)
+            self._istate[4], self._istate[5] = 1.0, t
+            self._istate[0] = 0.0
+            self._istate[3] = 0.0
+        if self._istate[0] == 0.0:
+            self._linearize(t, y)
+            self._fresh = True
+        else:
+            self._fresh = False
+
+    def describe(self):
+        d = {"stepper": self.name, "order": self.tableau.order, "stages": self.tableau.stages, "implicit": True,
+             "linear_solver": self.mode, "jacobian": self.jacobian, "newton_tol": self.newton_tol,
+             "newton_maxiter": self.newton_maxiter, "theta_refresh": self.theta_refresh,
+             "bound": None if math.isinf(self.bound) else self.bound}
+        if self.mode in ("gmres", "minres"):
+            d.update(krylov_rtol=self.krylov_rtol, krylov_maxiter=self.krylov_maxiter)
+        if self.notes:
+            d["notes"] = "; ".join(self.notes)
+        return d
+
+
+class FixedDIRK(ImplicitDIRK):
+    """Fixed-step implicit Runge–Kutta (backward Euler, implicit midpoint)."""
+
+    adaptive = False
+    options = ("dt",) + ImplicitDIRK.common_options
+
+    def __init__(self, system, dt: float, bound: float = 1e12, linear_solver: str = "auto", jacobian: str = "analytic",
+                 newton_tol: float = 1e-10, newton_maxiter: int = 10, theta_refresh: float = 0.5,
+                 krylov_rtol: float = 1e-8, krylov_maxiter: int = 1000, dense_max: int = 1500):
+        super().__init__(system)
+        self.dt = _num(dt, "dt", strict=True)
+        self._setup(system, bound, linear_solver, jacobian, newton_tol, newton_maxiter, theta_refresh,
+                    krylov_rtol, krylov_maxiter, dense_max)
+        N = system.size
+        self._K = np.zeros((self.tableau.stages, N))
+        self._fz = np.zeros(N)
+        self._ynew = np.zeros(N)
+        self._ylast = np.full(N, np.nan)
+        self._anchor = None
+        self._t_last = None
+        self._target = None
+
+    def _stage_scale(self, y):
+        return self.newton_tol * (1.0 + np.abs(y))
+
+    def _run(self, y, t0, dt, n, n0=0):
+        done = 0
+        for k in range(n):
+            tn = t0 + (n0 + k) * dt
+            self._start(y, tn)
+            st = self._step(y, tn, dt, self._ynew, None)
+            if st == OK:
+                nrm2 = float(self._ynew @ self._ynew)
+                if not math.isfinite(nrm2):
+                    st = NONFINITE
+                elif nrm2 > self.bound ** 2:
+                    st = BOUND
+            if st != OK:
+                return st, done
+            y[:] = self._ynew
+            self._accept(y, t0 + (n0 + k + 1) * dt)
+            self._ylast[:] = y
+            self.stats["steps"] += 1
+            done += 1
+        return OK, done
+
+    def advance(self, y, t, t_target, max_steps):
+        if self._anchor is not None and t == self._t_last and t_target == self._target:
+            t0, n0 = self._anchor
+        else:
+            t0, n0 = t, 0
+        n_all, rem = grid_steps(t0, t_target, self.dt)
+        n = n_all - n0
+        run = min(n, max_steps)
+        status, done = self._run(y, t0, self.dt, run, n0)
+        t_now = t0 + (n0 + done) * self.dt
+        self._anchor, self._t_last, self._target = (t0, n0 + done), t_now, t_target
+        if status:
+            return Advance(status, t_now, done)
+        if run < n:
+            return Advance(MAX_STEPS, t_now, done)
+        t_now = t_target if rem == 0.0 else t0 + n_all * self.dt
+        self._t_last = t_now
+        if rem > 0.0:
+            if run >= max_steps:
+                return Advance(MAX_STEPS, t_now, done)
+            status, d2 = self._run(y, t_now, rem, 1)
+            done += d2
+            if status:
+                return Advance(status, t_now, done)
+            t_now = t_target
+        self._anchor = None
+        return Advance(OK, t_now, done)
+
+    def describe(self):
+        return {**super().describe(), "dt": self.dt}
+
+
+class AdaptiveDIRK(ImplicitDIRK):
+    """Embedded SDIRK pair with error control (local error per unit step of the embedded order)."""
+
+    adaptive = True
+    options = ("rtol", "atol", "dt0", "dt_min", "dt_max", "max_rejections") + ImplicitDIRK.common_options
+
+    def __init__(self, system, rtol: float = 1e-6, atol: float = 1e-9, dt0: float | None = None, dt_min: float = 0.0,
+                 dt_max: float = math.inf, max_rejections: int = 50, bound: float = 1e12, linear_solver: str = "auto",
+                 jacobian: str = "analytic", newton_tol: float | None = None, newton_maxiter: int = 10,
+                 theta_refresh: float = 0.5, krylov_rtol: float = 1e-3, krylov_maxiter: int = 1000,
+                 dense_max: int = 1500):
+        super().__init__(system)
+        self.rtol = _num(rtol, "rtol")
+        self.atol = _num(atol, "atol")
+        if self.rtol == 0.0 and self.atol == 0.0:
+            raise ConfigError("solver.rtol", "rtol and atol cannot both be 0")
+        self.dt0 = _num(dt0, "dt0", strict=True, none_ok=True)
+        self.dt_min = _num(dt_min, "dt_min")
+        self.dt_max = _num(dt_max, "dt_max", strict=True, inf_ok=True)
+        if self.dt_max <= self.dt_min:
+            raise ConfigError("solver.dt_max", f"must be > dt_min = {self.dt_min:g}, got {self.dt_max:g}")
+        self.max_rejections = _int(max_rejections, "max_rejections", 1, 10_000)
+        if newton_tol is None:   # Hairer's RADAU5 default: max(10 eps / rtol, min(0.03, rtol^½))
+            newton_tol = max(10 * np.finfo(float).eps / max(self.rtol, 1e-300), min(0.03, math.sqrt(self.rtol)))
+        self._setup(system, bound, linear_solver, jacobian, newton_tol, newton_maxiter, theta_refresh,
+                    krylov_rtol, krylov_maxiter, dense_max)
+        N = system.size
+        self._K = np.zeros((self.tableau.stages, N))
+        self._fz = np.zeros(N)
+        self._ynew = np.zeros(N)
+        self._err = np.zeros(N)
+        self._ylast = np.full(N, np.nan)
+
+    @property
+    def dt(self) -> float:
+        return float(self._istate[3])
+
+    def _stage_scale(self, y):
+        return self.newton_tol * (self.atol + self.rtol * np.abs(y))
+
+    def _initial_dt(self, t, y):
+        if self.dt0 is not None:
+            return min(self.dt0, self.dt_max)
+        sc = self.atol + self.rtol * np.abs(y)
+        d0 = math.sqrt(float(np.mean((y / sc) ** 2)))
+        d1 = math.sqrt(float(np.mean((self._f / sc) ** 2)))
+        h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
+        return min(h0, self.dt_max)
+
+    def advance(self, y, t, t_target, max_steps):
+        t, t_target = float(t), float(t_target)
+        if not t < t_target:
+            return Advance(OK, t, 0)
+        self._start(y, t)
+        if self._istate[3] <= 0.0:
+            self._istate[3] = self._initial_dt(t, y)
+        dt = float(self._istate[3])
+        order_hat = self.tableau.embedded_order
+        accepted = 0
+        rejections = 0
+        last_rejected = False
+        status = OK
+        while accepted < max_steps and t < t_target:
+            remaining = t_target - t
+            h = dt
+            clipped = False
+            if h * (1.0 + 1e-10) >= remaining:
+                clipped = remaining < dt
+                h = remaining
+                tnew = t_target
+            else:
+                tnew = t + h
+            st = self._step(y, t, h, self._ynew, self._err)
+            if st == OK:
+                sc = self.atol + self.rtol * np.maximum(np.abs(y), np.abs(self._ynew))
+                err = math.sqrt(float(np.mean((self._err / sc) ** 2)))
+                if not math.isfinite(err):
+                    st = NONFINITE
+            if st != OK:          # Newton failed with a fresh Jacobian, or non-finite: shrink
+                self.stats["rejected"] += 1
+                rejections += 1
+                last_rejected = True
+                dt = 0.25 * h
+                if dt < max(self.dt_min, 1e-14 * abs(t)) or rejections > self.max_rejections:
+                    status = st if st == NONFINITE else NEWTON
+                    break
+                continue
+            if err <= 1.0:
+                nrm2 = float(self._ynew @ self._ynew)
+                if not (nrm2 <= self.bound ** 2):
+                    status = BOUND
+                    break
+                y[:] = self._ynew
+                t = tnew
+                self._accept(y, t)
+                self._ylast[:] = y
+                self._fresh = False
+                if self._istate[0] == 0.0:
+                    self._linearize(t, y)
+                    self._fresh = True
+                accepted += 1
+                rejections = 0
+                factor = min(FACTOR_MAX, max(FACTOR_MIN, SAFETY * max(err, 1e-10) ** (-1.0 / (order_hat + 1))))
+                if last_rejected:
+                    factor = min(factor, 1.0)
+                if 1.0 <= factor <= 1.2:
+                    factor = 1.0          # keep h (and the LU) for small proposed changes
+                hn = h * factor
+                if clipped:
+                    hn = max(hn, dt)
+                dt = min(hn, self.dt_max)
+                last_rejected = False
+            else:
+                self.stats["rejected"] += 1
+                rejections += 1
+                last_rejected = True
+                dt = h * max(FACTOR_MIN, SAFETY * err ** (-1.0 / (order_hat + 1)))
+                if dt < max(self.dt_min, 1e-14 * abs(t)) or rejections > self.max_rejections:
+                    status = STEP_SIZE
+                    break
+        self._istate[3] = dt
+        self.stats["steps"] += accepted
+        if status == OK and t < t_target:
+            status = MAX_STEPS
+        return Advance(int(status), float(t), accepted)
+
+    def describe(self):
+        return {**super().describe(), "embedded_order": self.tableau.embedded_order, "rtol": self.rtol, "atol": self.atol,
+                "dt0": self.dt0, "dt_min": self.dt_min, "dt_max": None if math.isinf(self.dt_max) else self.dt_max,
+                "max_rejections": self.max_rejections}
+
+
+for _name in ("backward_euler", "implicit_midpoint"):
+    register(type(f"DIRK_{_name}", (FixedDIRK,), {"name": _name, "order": DIRK_TABLEAUX[_name].order,
+                                                  "tableau": DIRK_TABLEAUX[_name]}))
+register(type("DIRK_sdirk4", (AdaptiveDIRK,), {"name": "sdirk4", "order": 4, "tableau": DIRK_TABLEAUX["sdirk4"]}))
+
+__all__ = ["DIRK_TABLEAUX", "DirkTableau", "ImplicitDIRK", "FixedDIRK", "AdaptiveDIRK", "NEWTON", "LINEAR_SOLVERS"]
