@@ -59,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch", type=int, help="minibatch size B (online/minibatch modes)")
     g.add_argument("--lr", type=float, help="ε, the SGD step (default: sgd.lr or solver.dt)")
     g.add_argument("--overwrite", action="store_true", help="start the store afresh instead of resuming")
+    g.add_argument("--checkpoint-every", type=int, metavar="K",
+                   help="checkpoint each run in progress every K SGD steps (into OUTPUT.ckpt/, atomic)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue interrupted runs from their checkpoints (bit-for-bit the uninterrupted result)")
     g.add_argument("--coupling", action="store_true", default=None,
                    help="also solve the limit with each network's features as tracers and record the per-weight coupling error")
     g.add_argument("--progress", dest="progress", action="store_true", default=None, help="force the progress bar on")
@@ -181,13 +185,23 @@ def _sgd(args) -> int:
         v = getattr(args, name)
         if v is not None and v < 1:
             raise cfg_mod.ConfigError(f"--{name}", f"must be >= 1, got {v}")
-    if args.lr is not None and not args.lr > 0:
-        raise cfg_mod.ConfigError("--lr", f"must be > 0, got {args.lr}")
+    if args.lr is not None and not (args.lr > 0 and args.lr < float("inf")):
+        raise cfg_mod.ConfigError("--lr", f"must be a finite number > 0, got {args.lr}")
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise cfg_mod.ConfigError("--checkpoint-every", f"must be >= 1, got {args.checkpoint_every}")
+    if args.resume and args.overwrite:
+        raise cfg_mod.ConfigError("--resume", "cannot be combined with --overwrite")
+    from mfpde.runs import checkpoint_dir
+
+    ck_dir = checkpoint_dir(args.output)
+    if not args.resume and not args.overwrite and ck_dir.is_dir() and any(ck_dir.glob("*.h5")):
+        raise cfg_mod.ConfigError("--resume", f"{str(ck_dir)!r} holds checkpoints of interrupted runs: pass --resume "
+                                  "to continue them or --overwrite to start afresh")
     say = (lambda *a: None) if args.quiet else print
     widths = check_widths(args.widths) if args.widths else None
     out = run_ensemble(c, args.output, widths=widths, replicas=args.replicas, mode=args.mode, batch=args.batch,
                        lr=args.lr, resume=not args.overwrite, progress=False if args.quiet else args.progress, say=say,
-                       coupling=args.coupling)
+                       coupling=args.coupling, checkpoint_every=args.checkpoint_every)
     say(f"mfpde: wrote {out}")
     return 0
 

@@ -2,7 +2,10 @@
 
 :func:`run_ensemble` trains one network per (width, replica) with :func:`mfpde.finite.train`
 at the limit solver's save times and appends each to the store as soon as it finishes; with
-``resume`` completed runs are skipped.  Imports mfpde only.
+``resume`` completed runs are skipped.  With ``checkpoint_every = K`` each run in progress
+is checkpointed every K steps into ``RUNS.h5.ckpt/w{n}_r{replica}.h5`` (removed once the run
+is in the store); with ``resume`` an interrupted run continues from its checkpoint, bit for
+bit.  Imports mfpde only.
 """
 from __future__ import annotations
 
@@ -21,8 +24,16 @@ def record_times(c: cfg_mod.Config):
 
 
 def run_ensemble(c: cfg_mod.Config, out: str | Path, *, widths=None, replicas=None, mode=None, batch=None,
-                 lr=None, resume: bool = True, progress: bool | None = None, say=print, coupling=None) -> Path:
-    """Train every (width, replica) of the ensemble and append it to ``out``; returns the path."""
+                 lr=None, resume: bool = True, progress: bool | None = None, say=print, coupling=None,
+                 checkpoint_every: int | None = None) -> Path:
+    """Train every (width, replica) of the ensemble and append it to ``out``; returns the path.
+
+    ``resume``: skip runs already in the store and continue interrupted runs from their
+    checkpoints; otherwise the store and its checkpoints are started afresh.
+    ``checkpoint_every``: checkpoint each run in progress every K SGD steps.
+    """
+    import shutil
+
     from mfpde import __version__
 
     sgd = c.sgd
@@ -40,8 +51,18 @@ def run_ensemble(c: cfg_mod.Config, out: str | Path, *, widths=None, replicas=No
     out = Path(out)
     attrs = {"config": cfg_mod.to_toml(c.raw), "mode": mode, "batch": batch, "lr": lr, "t_end": c.solver.t_end,
              "mfpde_version": __version__, "problem": c.problem.name}
-    if out.exists() and not resume:
-        out.unlink()
+    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int)
+                                         or checkpoint_every < 1):
+        raise ConfigError("--checkpoint-every", f"must be an integer >= 1, got {checkpoint_every!r}")
+    ck_dir = runs.checkpoint_dir(out)
+    if ck_dir.is_dir():
+        for left in ck_dir.glob(".*.tmp"):   # a checkpoint being written when the process was killed
+            left.unlink()
+    if not resume:
+        if out.exists():
+            out.unlink()
+        if ck_dir.is_dir():
+            shutil.rmtree(ck_dir)
     times = record_times(c)
     show = sys.stderr.isatty() if progress is None else progress
     with runs.RunStore(out, "a", attrs=attrs) as store:
@@ -55,14 +76,23 @@ def run_ensemble(c: cfg_mod.Config, out: str | Path, *, widths=None, replicas=No
 
             bar = tqdm(total=len(todo), desc="sgd runs", unit="run")
         for n, r in todo:
+            ck = ck_dir / f"{runs.run_name(n, r)}.h5"
+            use_ck = checkpoint_every is not None or (resume and ck.exists())
+            if ck.exists() and resume:
+                say(f"mfpde: continuing width {n} replica {r} from its checkpoint {ck}")
             try:
                 run = finite.train(c.problem, n, mode=mode, batch=batch, lr=lr, t_end=c.solver.t_end,
                                    record_times=times, replica=r, law=law, statistics=c.sgd.statistics,
-                                   bound=c.solver.bound, coupling=coupling)
+                                   bound=c.solver.bound, coupling=coupling, checkpoint=ck if use_ck else None,
+                                   checkpoint_every=checkpoint_every, resume=resume)
             except BlowUpError as exc:
                 run = exc.partial
                 say(f"mfpde: warning: width {n} replica {r}: {exc}")
             store.write(run)
+            if ck.exists():
+                ck.unlink()   # the run is in the store now
+        if ck_dir.is_dir() and not any(ck_dir.iterdir()):
+            ck_dir.rmdir()
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(width=n, replica=r, loss=f"{run.observables['loss_train'][-1]:.3g}")

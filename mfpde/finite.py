@@ -17,7 +17,9 @@ replica), so any single run is reproducible alone, bit for bit.  Imports numpy a
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+import os
 import time as _time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -210,7 +212,8 @@ def network_statistics(system: System, y: np.ndarray, quantiles=(0.05, 0.25, 0.5
 def train(problem: Problem, widths, *, mode: str = "full", batch: int = 1, lr: float = 0.01,
           t_end: float = 1.0, record_times=None, replica: int = 0, law=None, statistics: bool = True,
           bound: float = 1e12, progress=None, seed: np.random.SeedSequence | None = None,
-          coupling: bool = False, snapshots: bool = False) -> FiniteRun:
+          coupling: bool = False, snapshots: bool = False, checkpoint=None, checkpoint_every: int | None = None,
+          resume: bool = False) -> FiniteRun:
     """Train one finite network of ``widths`` by mean-field SGD (ε = ``lr``) up to ``t_end``.
 
     Records train/test loss and error, ŷ at the probes and (``statistics``) weight
@@ -220,6 +223,13 @@ def train(problem: Problem, widths, *, mode: str = "full", batch: int = 1, lr: f
     (``run.states``); ``coupling`` also solves the limit with this network's sampled
     features as tracer nodes and records the per-weight coupling error
     (:func:`mfpde.coupling.coupling_error`, SPEC §4 "Tracer nodes").
+
+    ``checkpoint`` (a file) with ``checkpoint_every = K`` writes the run in progress (state,
+    step, data RNG state, minibatch permutation and position, records so far) atomically at
+    the first batch-chunk boundary at least K steps after the previous checkpoint; chunk
+    boundaries depend on the configuration only, so with ``resume`` an existing checkpoint
+    is continued and the run is bit-for-bit that of an uninterrupted one.  A checkpoint of
+    other settings is refused (ConfigError).
     """
     if mode not in MODES:
         raise ConfigError("sgd.mode", f"unknown mode {mode!r}; allowed: {', '.join(MODES)}")
@@ -234,6 +244,11 @@ def train(problem: Problem, widths, *, mode: str = "full", batch: int = 1, lr: f
     if mode == "minibatch" and not np.allclose(problem.train.weights, 1.0 / problem.train.M, rtol=1e-12, atol=0):
         raise ConfigError("sgd.mode", "minibatch mode draws training points uniformly: data.train must be a finite set "
                           "with equal weights (use mode = \"full\" or \"online\" for a quadrature-integrated law)")
+    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or
+                                         not isinstance(checkpoint_every, (int, np.integer)) or checkpoint_every < 1):
+        raise ConfigError("--checkpoint-every", f"must be an integer >= 1, got {checkpoint_every!r}")
+    if checkpoint_every is not None and checkpoint is None:
+        raise ConfigError("--checkpoint-every", "needs a checkpoint file")
     L = problem.model.L
     widths = _widths(widths, L)
     ss = seed if seed is not None else run_seed(problem, widths[-1], replica)
@@ -264,6 +279,21 @@ def train(problem: Problem, widths, *, mode: str = "full", batch: int = 1, lr: f
     step = 0
 
     keep = snapshots or coupling
+    ck_fp = _checkpoint_fingerprint(problem, ss, widths, replica, mode, B, lr, rec_steps, statistics, bound,
+                                    keep, chunk_max) if checkpoint is not None else ""
+    wall_before = 0.0
+
+    def save_checkpoint():
+        from mfpde.runs import write_checkpoint
+
+        arrays = {"y": y, "perm": perm, "times": np.asarray(run.times, float)}
+        for key, vals in run.observables.items():
+            arrays[f"observables/{key}"] = np.stack(vals)
+        if keep:
+            arrays["states"] = np.stack(run.states)
+        write_checkpoint(checkpoint, {"fingerprint": ck_fp, "step": step, "pos": pos,
+                                      "rng": json.dumps(data_rng.bit_generator.state),
+                                      "wall_seconds": wall_before + _time.perf_counter() - wall0}, arrays)
 
     def record(k):
         run.times.append(k * lr)
@@ -275,8 +305,25 @@ def train(problem: Problem, widths, *, mode: str = "full", batch: int = 1, lr: f
             for key, v in network_statistics(system, y).items():
                 run.observables.setdefault(key, []).append(np.array(v, dtype=float))
 
-    record(0)
+    if resume and checkpoint is not None and os.path.exists(checkpoint):
+        from mfpde.runs import load_checkpoint
+
+        a, arr = load_checkpoint(checkpoint)
+        if a.get("fingerprint") != ck_fp:
+            raise ConfigError("--resume", f"checkpoint {str(checkpoint)!r} belongs to another run or other SGD settings")
+        step, pos, wall_before = int(a["step"]), int(a["pos"]), float(a["wall_seconds"])
+        y[:] = arr["y"]
+        perm = np.asarray(arr["perm"], dtype=np.int64)
+        data_rng.bit_generator.state = json.loads(a["rng"])
+        run.times = arr["times"].tolist()
+        run.observables = {k[len("observables/"):]: list(v) for k, v in arr.items() if k.startswith("observables/")}
+        run.states = list(arr["states"]) if keep else []
+    else:
+        record(0)
+    last_ck = step
     for target in rec_steps[1:]:
+        if target <= step:   # recorded before the checkpoint this run resumed from
+            continue
         while step < target:
             n = min(target - step, chunk_max)
             if mode == "full":
@@ -305,9 +352,13 @@ def train(problem: Problem, widths, *, mode: str = "full", batch: int = 1, lr: f
                 run.message = (f"{'non-finite state' if status == 1 else 'state norm exceeded its bound'} at step {step + 1} "
                                f"(t ≈ {step * lr:.6g}, width {widths}); reduce the learning rate")
                 record(step)
-                run.stats.update(steps=step, wall_seconds=_time.perf_counter() - wall0)
+                run.stats.update(steps=step, wall_seconds=wall_before + _time.perf_counter() - wall0)
                 raise BlowUpError(run.message, partial=run, time=step * lr, step=step + 1)
-        record(step)
+            if step == target:
+                record(step)
+            if checkpoint_every is not None and step - last_ck >= checkpoint_every:
+                save_checkpoint()   # only at chunk boundaries: they depend on the configuration only
+                last_ck = step
     run.status = "completed"
     run.nodes = [np.array(r.nodes) for r in net.embedding.rules]
     run.system = system
@@ -318,5 +369,19 @@ def train(problem: Problem, widths, *, mode: str = "full", batch: int = 1, lr: f
             run.observables[key] = list(vals)
     if not snapshots:
         run.states = []
-    run.stats.update(steps=step, wall_seconds=_time.perf_counter() - wall0)
+    run.stats.update(steps=step, wall_seconds=wall_before + _time.perf_counter() - wall0)
     return run
+
+
+def _checkpoint_fingerprint(problem: Problem, ss, widths, replica, mode, B, lr, rec_steps, statistics, bound,
+                            keep, chunk_max) -> str:
+    """Hash of everything that determines a run's trajectory (a checkpoint only resumes its own run)."""
+    from mfpde.config import to_toml
+
+    h = hashlib.sha256((to_toml(problem.config) if problem.config else repr(problem.name)).encode())
+    h.update(json.dumps({"entropy": str(ss.entropy), "spawn_key": [int(k) for k in ss.spawn_key],
+                         "widths": list(widths), "replica": int(replica), "mode": mode, "batch": int(B),
+                         "lr": repr(float(lr)), "record_steps": [int(k) for k in rec_steps],
+                         "statistics": bool(statistics), "bound": repr(float(bound)), "keep": bool(keep),
+                         "chunk_max": int(chunk_max)}, sort_keys=True).encode())
+    return h.hexdigest()

@@ -7,12 +7,17 @@ dimension scales on ``time``, plus a ``dims`` attribute) and units.  A run is wr
 temporary group and renamed when complete, so appending never rewrites other runs and an
 interrupted ensemble resumes by skipping completed groups (left-over temporary groups are
 deleted).  :func:`read` returns an ``xarray.Dataset`` with dims (width, replica, time, …).
-Imports numpy, h5py (lazily), xarray (lazily) and mfpde.errors.
+:func:`write_checkpoint` / :func:`load_checkpoint` store the checkpoint of one run in
+progress (attributes + arrays in an HDF5 file, written atomically: temporary file, fsync,
+rename).  Imports numpy, h5py (lazily), xarray (lazily) and mfpde.errors.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +26,7 @@ import numpy as np
 from mfpde.errors import StoreError
 
 FORMAT = "mfpde-runs"
+CHECKPOINT_FORMAT = "mfpde-sgd-checkpoint"
 SCHEMA_VERSION = 1
 _DIMS = {"yhat_probe": ("time", "probe", "output")}
 _LABELS = {
@@ -47,33 +53,48 @@ def _dims_of(name: str, arr: np.ndarray) -> tuple[str, ...]:
 
 
 class RunStore:
-    """An ensemble file: ``with RunStore(path, "a", attrs=...) as store: store.write(run)``."""
+    """An ensemble file: ``with RunStore(path, "a", attrs=...) as store: store.write(run)``.
+
+    Mode ``"r"`` keeps the file open for reading (``store.f``).  Mode ``"a"`` never holds the
+    store open while runs train: every change (creating the store, appending a run) is made
+    on a copy that is fsynced and renamed over the store, so a process killed at any moment
+    leaves the previous complete store (HDF5 files open for writing are not crash-safe).
+    """
 
     def __init__(self, path: str | Path, mode: str = "r", attrs: dict[str, Any] | None = None):
         import h5py
 
         self.path = Path(path)
-        try:
-            self.f = h5py.File(self.path, mode)
-        except (OSError, ValueError) as exc:
-            raise StoreError(f"cannot open run store {str(self.path)!r}: {exc}") from None
-        if mode != "r":
-            if "format" not in self.f.attrs:
-                self.f.attrs["format"] = FORMAT
-                self.f.attrs["schema_version"] = SCHEMA_VERSION
-                self.f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-                for k, v in (attrs or {}).items():
-                    self.f.attrs[k] = v
-            elif attrs and "config" in attrs and self.f.attrs.get("config") != attrs["config"]:
+        self.mode = mode
+        self.f = None
+        if mode == "r":
+            self.f = _open(self.path)
+            if self.f.attrs.get("format") != FORMAT:
                 self.f.close()
-                raise StoreError(f"{str(self.path)!r} holds runs of a different configuration; use another file or --overwrite")
-            runs = self.f.require_group("runs")
-            for name in list(runs):
-                if name.startswith(".tmp"):
-                    del runs[name]
-        elif self.f.attrs.get("format") != FORMAT:
-            self.f.close()
-            raise StoreError(f"{str(self.path)!r} is not an mfpde run store (format attribute missing)")
+                raise StoreError(f"{str(self.path)!r} is not an mfpde run store (format attribute missing)")
+            return
+        if mode not in ("a", "w"):
+            raise ValueError(f"RunStore mode must be 'r', 'a' or 'w', got {mode!r}")
+        for left in self.path.parent.glob(f".{self.path.name}.*.tmp"):   # copies of a killed writer
+            left.unlink()
+        if mode == "w" and self.path.exists():
+            self.path.unlink()
+        if self.path.exists():
+            with _open(self.path) as f:
+                if f.attrs.get("format") != FORMAT:
+                    raise StoreError(f"{str(self.path)!r} is not an mfpde run store (format attribute missing); "
+                                     "use another file or --overwrite")
+                if attrs and "config" in attrs and f.attrs.get("config") != attrs["config"]:
+                    raise StoreError(f"{str(self.path)!r} holds runs of a different configuration; use another file or --overwrite")
+        else:
+            def create(f):
+                f.attrs["format"] = FORMAT
+                f.attrs["schema_version"] = SCHEMA_VERSION
+                f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+                for k, v in (attrs or {}).items():
+                    f.attrs[k] = v
+                f.require_group("runs")
+            self._commit(create)
 
     def __enter__(self):
         return self
@@ -82,51 +103,121 @@ class RunStore:
         self.close()
 
     def close(self):
-        try:
-            self.f.close()
-        except Exception:  # pragma: no cover
-            pass
+        if self.f is not None:
+            try:
+                self.f.close()
+            except Exception:  # pragma: no cover
+                pass
+            self.f = None
 
     def completed(self) -> set[str]:
-        runs = self.f.get("runs")
-        if runs is None:
-            return set()
-        return {n for n in runs if not n.startswith(".tmp") and runs[n].attrs.get("status") in ("completed", "blow-up")}
+        if self.f is not None:
+            return _completed(self.f)
+        with _open(self.path) as f:
+            return _completed(f)
+
+    def _commit(self, change) -> None:
+        """Apply ``change(h5file)`` to a copy of the store, fsync it and rename it over the store."""
+        import h5py
+
+        directory = self.path.parent if str(self.path.parent) else Path(".")
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
+        os.close(fd)
+        try:
+            if self.path.exists():
+                shutil.copyfile(self.path, tmp)
+            with h5py.File(tmp, "a" if self.path.exists() else "w") as f:
+                runs = f.require_group("runs")
+                for name in list(runs):
+                    if name.startswith(".tmp"):   # left by stores written in place (older versions)
+                        del runs[name]
+                change(f)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, self.path)
+            _fsync_dir(directory)
+        except OSError as exc:
+            raise StoreError(f"cannot write run store {str(self.path)!r}: {exc}") from None
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
     def write(self, run) -> None:
-        """Append one FiniteRun (temporary group, then rename; flushed)."""
-        runs = self.f.require_group("runs")
-        name = run_name(run.width[-1], run.replica)
-        tmp = f".tmp_{name}"
-        if tmp in runs:
-            del runs[tmp]
-        g = runs.create_group(tmp)
-        t = g.create_dataset("time", data=np.asarray(run.times, float))
-        t.attrs["units"] = "1"
-        t.attrs["long_name"] = _LABELS["time"]
-        t.make_scale("time")
-        for key, vals in run.observables.items():
-            arr = np.asarray(vals, dtype=float)
-            ds = g.create_dataset(key, data=arr, compression="gzip" if arr.size > 4096 else None)
-            dims = _dims_of(key, arr)
-            ds.attrs["dims"] = ",".join(dims)
-            ds.attrs["units"] = "1"
-            ds.attrs["long_name"] = _LABELS.get(key, key.replace("_", " "))
-            ds.dims[0].attach_scale(t)
-            for i, dim in enumerate(dims):
-                ds.dims[i].label = dim
-        g.attrs["width"] = int(run.width[-1])
-        g.attrs["widths"] = np.asarray(run.width, dtype=np.int64)
-        g.attrs["replica"] = int(run.replica)
-        g.attrs["status"] = run.status
-        g.attrs["message"] = run.message
-        g.attrs["seed"] = json.dumps(run.seed)
-        for k, v in run.stats.items():
-            g.attrs[f"stats_{k}"] = v
-        if name in runs:
-            del runs[name]
-        runs.move(tmp, name)
-        self.f.flush()
+        """Append one FiniteRun (atomically: see the class docstring)."""
+        if self.mode == "r":
+            raise StoreError(f"run store {str(self.path)!r} is open read-only")
+        self._commit(lambda f: _write_run(f, run))
+
+
+def _open(path: Path):
+    import h5py
+
+    if not path.is_file():
+        raise StoreError(f"run store {str(path)!r} does not exist")
+    try:
+        return h5py.File(path, "r")
+    except Exception as exc:  # h5py raises OSError, ValueError, … on damaged files
+        raise StoreError(f"cannot open run store {str(path)!r} (truncated or damaged?): {exc}") from None
+
+
+def _completed(f) -> set[str]:
+    runs = f.get("runs")
+    if runs is None:
+        return set()
+    return {n for n in runs if not n.startswith(".tmp") and runs[n].attrs.get("status") in ("completed", "blow-up")}
+
+
+def _umask() -> int:
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - not every platform opens folders
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_run(f, run) -> None:
+    runs = f.require_group("runs")
+    name = run_name(run.width[-1], run.replica)
+    tmp = f".tmp_{name}"
+    if tmp in runs:
+        del runs[tmp]
+    g = runs.create_group(tmp)
+    t = g.create_dataset("time", data=np.asarray(run.times, float))
+    t.attrs["units"] = "1"
+    t.attrs["long_name"] = _LABELS["time"]
+    t.make_scale("time")
+    for key, vals in run.observables.items():
+        arr = np.asarray(vals, dtype=float)
+        ds = g.create_dataset(key, data=arr, compression="gzip" if arr.size > 4096 else None)
+        dims = _dims_of(key, arr)
+        ds.attrs["dims"] = ",".join(dims)
+        ds.attrs["units"] = "1"
+        ds.attrs["long_name"] = _LABELS.get(key, key.replace("_", " "))
+        ds.dims[0].attach_scale(t)
+        for i, dim in enumerate(dims):
+            ds.dims[i].label = dim
+    g.attrs["width"] = int(run.width[-1])
+    g.attrs["widths"] = np.asarray(run.width, dtype=np.int64)
+    g.attrs["replica"] = int(run.replica)
+    g.attrs["status"] = run.status
+    g.attrs["message"] = run.message
+    g.attrs["seed"] = json.dumps(run.seed)
+    for k, v in run.stats.items():
+        g.attrs[f"stats_{k}"] = v
+    if name in runs:
+        del runs[name]
+    runs.move(tmp, name)
 
 
 def read(path: str | Path):
@@ -173,3 +264,70 @@ def read(path: str | Path):
     coords = {"width": ("width", np.asarray(widths)), "replica": ("replica", np.asarray(replicas)),
               "time": ("time", np.asarray(longest, float))}
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def checkpoint_dir(store: str | Path) -> Path:
+    """The folder of the per-run checkpoints of a run store: ``RUNS.h5.ckpt/``."""
+    store = Path(store)
+    return store.with_name(store.name + ".ckpt")
+
+
+def write_checkpoint(path: str | Path, attrs: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """Write a checkpoint atomically (temporary file in the same folder, fsync, rename).
+
+    ``attrs`` are scalars or strings; ``arrays`` are stored as datasets (names with ``/``
+    create groups).  A process killed at any moment leaves the previous checkpoint intact.
+    """
+    import h5py
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = CHECKPOINT_FORMAT
+            for k, v in attrs.items():
+                f.attrs[k] = v
+            for k, v in arrays.items():
+                f.create_dataset(k, data=np.asarray(v))
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)   # the rename itself survives a crash of the machine
+        finally:
+            os.close(dfd)
+    except OSError as exc:
+        raise StoreError(f"cannot write checkpoint {str(path)!r}: {exc}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(attributes, arrays) of a checkpoint; StoreError naming the file if missing or damaged."""
+    import h5py
+
+    p = Path(path)
+    if not p.is_file():
+        raise StoreError(f"checkpoint {str(p)!r} does not exist")
+    try:
+        with h5py.File(p, "r") as f:
+            if f.attrs.get("format") != CHECKPOINT_FORMAT:
+                raise StoreError(f"{str(p)!r} is not an mfpde SGD checkpoint (format attribute missing)")
+            attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
+            arrays: dict[str, np.ndarray] = {}
+
+            def visit(name, obj):
+                if isinstance(obj, h5py.Dataset):
+                    arrays[name] = obj[()]
+            f.visititems(visit)
+    except StoreError:
+        raise
+    except Exception as exc:  # h5py raises many types on damaged files
+        raise StoreError(f"cannot read checkpoint {str(p)!r} (truncated or damaged?): "
+                         f"{exc.__class__.__name__}") from None
+    return attrs, arrays
