@@ -27,9 +27,17 @@ from mfpde.schedules import make_schedule
 
 TOP_KEYS = ("name", "seed", "model", "rules", "init", "iid", "schedules", "data", "probes", "solver", "output", "sgd")
 SGD_KEYS = ("mode", "batch", "lr", "widths", "replicas", "statistics", "coupling")
-MODEL_KEYS = ("input_dim", "outputs", "hidden", "biases", "output_activation", "output_bias", "loss", "huber_delta")
+MODEL_KEYS = ("input_dim", "outputs", "hidden", "biases", "output_activation", "output_bias", "loss", "huber_delta",
+              "edges")
+EDGE_RULE_DEFAULT = {"kind": "gauss_hermite", "size": 16}   # rule of the standardized initial noise ω (nonlinear edges)
 SOLVER_KEYS = ("stepper", "dt", "t_end", "save_every", "save_times", "bound",
-               "rtol", "atol", "dt0", "dt_min", "dt_max", "max_rejections", "fixed_dt")
+               "rtol", "atol", "dt0", "dt_min", "dt_max", "max_rejections", "fixed_dt",
+               "linear_solver", "jacobian", "newton_tol", "newton_maxiter", "theta_refresh", "krylov_rtol",
+               "krylov_maxiter", "dense_max")
+# implicit steppers (solvers/implicit.py): name -> kind ("choice:a|b", "int", "float01" = in (0, 1), "float")
+IMPLICIT_KEYS = {"linear_solver": "choice:auto|dense|gmres|minres", "jacobian": "choice:analytic|fd",
+                 "newton_tol": "float", "newton_maxiter": "int", "theta_refresh": "float01",
+                 "krylov_rtol": "float01", "krylov_maxiter": "int", "dense_max": "int"}
 ADAPTIVE_KEYS = ("rtol", "atol", "dt0", "dt_min", "dt_max", "max_rejections", "fixed_dt")
 OUTPUT_KEYS = ("path", "parameters")
 MAX_STATE = 200_000_000  # doubles: refuse absurd rule sizes before allocating
@@ -152,13 +160,20 @@ def _model(t: Mapping) -> Model:
         biases = (_bool(b, "model.biases"),) * L
     loss = _str(t.get("loss", "squared"), "model.loss")
     delta = _float(t.get("huber_delta", 1.0), "model.huber_delta", positive=True)
+    e = t.get("edges", "linear")
+    if isinstance(e, list):
+        if len(e) != L - 1:
+            raise ConfigError("model.edges", f"needs one edge map per middle weight W_2..W_L ({L - 1}), got {len(e)}")
+        edges = tuple(_str(x, f"model.edges[{i}]") for i, x in enumerate(e))
+    else:
+        edges = (_str(e, "model.edges"),) * (L - 1)
     return Model(d, tuple(hidden), K, biases, _str(t.get("output_activation", "identity"), "model.output_activation"),
-                 _bool(t.get("output_bias", False), "model.output_bias"), loss, delta)
+                 _bool(t.get("output_bias", False), "model.output_bias"), loss, delta, edges)
 
 
 def _rules(t: Mapping, L: int) -> tuple:
     """Validated rule plans (sizes known, nothing allocated yet), one per hidden layer."""
-    allowed = ("default",) + tuple(f"layer_{l}" for l in range(1, L + 1))
+    allowed = ("default",) + tuple(f"layer_{l}" for l in range(1, L + 1)) + tuple(f"omega_{l}" for l in range(2, L + 1))
     _check_keys(t, allowed, "rules")
     out = []
     for l in range(1, L + 1):
@@ -171,6 +186,38 @@ def _rules(t: Mapping, L: int) -> tuple:
             raise ConfigError(f"rules.layer_{l}", f"{plan.size} nodes is more than {MAX_NODES:.0e}")
         out.append(plan)
     return tuple(out)
+
+
+def _edge_rules(t: Mapping, model: Model, W) -> tuple[tuple, list[str]]:
+    """Rules of the standardized initial noise ω of W_2..W_L (SPEC §5, nonlinear edges), and notes.
+
+    A middle weight gets one when ``rules.omega_l`` is given, or (default Gauss–Hermite, 16
+    nodes) when its edge map is nonlinear and it carries i.i.d. noise (``noise_std`` > 0).
+    """
+    out, notes = [], []
+    for k in t:
+        if str(k).startswith("omega_") and k not in tuple(f"omega_{l}" for l in range(2, model.L + 1)):
+            raise ConfigError(f"rules.{k}", f"no such middle weight; allowed: omega_2..omega_{model.L}" if model.L > 1
+                              else "a network with one hidden layer has no middle weight")
+    for l in range(2, model.L + 1):
+        key = f"rules.omega_{l}"
+        spec = t.get(f"omega_{l}")
+        nonlinear = model.edges[l - 2] != "linear"
+        if spec is None and not (nonlinear and W[l - 2].noise_std > 0):
+            out.append(None)
+            continue
+        if spec is None:
+            spec = dict(EDGE_RULE_DEFAULT)
+            notes.append(f"W_{l}: nonlinear edge map {model.edges[l - 2]!r} with i.i.d. initial noise: the noise is an "
+                         f"extra index on a {spec['size']}-node Gauss–Hermite rule (set rules.omega_{l} to change it)")
+        plan = quadrature._plan(_table(spec, key), key, outermost=True)
+        if plan.size > 4096:
+            raise ConfigError(key, f"{plan.size} nodes is more than 4096 for a one-dimensional noise rule")
+        rule = plan.build()
+        if rule.dim != 1:
+            raise ConfigError(key, f"the initial-noise rule must be one-dimensional, got dimension {rule.dim}")
+        out.append(rule)
+    return tuple(out), notes
 
 
 def _init(t: Mapping, model: Model) -> Embedding:
@@ -277,6 +324,20 @@ def _solver(t: Mapping) -> SolverOptions:
             adaptive.append((k, v))
         else:
             adaptive.append((k, _float(t[k], f"solver.{k}", positive=True)))
+    for k, kind in IMPLICIT_KEYS.items():
+        if k not in t:
+            continue
+        if k not in accepted:
+            raise ConfigError(f"solver.{k}", f"is not an option of stepper {stepper!r}; it accepts: {', '.join(accepted)}")
+        if kind.startswith("choice:"):
+            adaptive.append((k, _str(t[k], f"solver.{k}", kind[7:].split("|"))))
+        elif kind == "int":
+            adaptive.append((k, _int(t[k], f"solver.{k}", 1, 100_000)))
+        else:
+            v = _float(t[k], f"solver.{k}", positive=True)
+            if kind == "float01" and not v < 1.0:
+                raise ConfigError(f"solver.{k}", f"must be < 1, got {v}")
+            adaptive.append((k, v))
     return SolverOptions(stepper, dt, t_end, every, times, bound, tuple(adaptive))
 
 
@@ -308,8 +369,12 @@ def from_dict(raw: Mapping, source: str = "<dict>", base_dir: str | Path | None 
             raise ConfigError(req, f"section [{req}] is required")
     if "iid" in raw:
         for other in ("rules", "init"):
+            extra = raw.get(other)
+            if other == "rules" and isinstance(extra, Mapping) and all(str(k).startswith("omega_") for k in extra):
+                continue   # initial-noise rules of nonlinear edges go with [iid] too
             if other in raw:
-                raise ConfigError(other, "give either [iid] (an i.i.d. initialization, reduced automatically) or [rules] + [init], not both")
+                raise ConfigError(other, "give either [iid] (an i.i.d. initialization, reduced automatically) or [rules] + [init], "
+                                  "not both (with [iid], [rules] may hold only omega_l rules)")
     elif "rules" not in raw:
         raise ConfigError("rules", "section [rules] is required (or [iid] for an i.i.d. initialization)")
     name = _str(raw.get("name", Path(source).stem if source else "problem"), "name")
@@ -325,13 +390,19 @@ def from_dict(raw: Mapping, source: str = "<dict>", base_dir: str | Path | None 
     else:
         plans = _rules(_table(raw["rules"], "rules"), model.L)
         sizes = [p.size for p in plans]
-    n_state = sizes[0] * model.input_dim + sum(a * b for a, b in zip(sizes, sizes[1:])) + sizes[-1] * model.outputs
+    rules_table = _table(raw.get("rules", {}), "rules")
+    init0 = emb if "iid" in raw else _init(_table(raw.get("init", {}), "init"), model)
+    edge_rules, edge_notes = _edge_rules(rules_table, model, init0.W)
+    notes += tuple(edge_notes)
+    R = [1] + [1 if r is None else r.size for r in edge_rules]
+    n_state = sizes[0] * model.input_dim + sum(a * b * r for a, b, r in zip(sizes, sizes[1:], R[1:])) + sizes[-1] * model.outputs
     if n_state > MAX_STATE:
         raise ConfigError("rules", f"the state would have {n_state:.3g} entries (> {MAX_STATE:.0e}); use smaller rules")
     if "iid" not in raw:
         rules = tuple(p.build() for p in plans)
-        emb = _init(_table(raw.get("init", {}), "init"), model)
-        emb = Embedding(rules, emb.w_1, emb.W, emb.v, emb.b, emb.b_out)
+        emb = Embedding(rules, init0.w_1, init0.W, init0.v, init0.b, init0.b_out, edge_rules)
+    elif any(r is not None for r in edge_rules):
+        emb = Embedding(emb.rules, emb.w_1, emb.W, emb.v, emb.b, emb.b_out, edge_rules)
     sched = _schedules(_table(raw.get("schedules", {}), "schedules"), model.L)
     dt = _table(raw["data"], "data")
     _check_keys(dt, ("train", "test"), "data")

@@ -15,14 +15,18 @@ from dataclasses import replace
 
 import numpy as np
 
-from mfpde.problem import Embedding
 
 
 def tracer_problem(problem, nodes):
     """``problem`` with ``nodes[l]`` appended to layer l's rule as tracer nodes."""
+    from mfpde.errors import ConfigError
+
     emb = problem.embedding
+    if problem.model.nonlinear_edges:
+        raise ConfigError("sgd.coupling", "tracer coupling is not available with nonlinear edge maps (a weight's ideal "
+                          "particle would also need its own initial noise as a tracer on the noise index)")
     rules = tuple(r.with_tracers(n) for r, n in zip(emb.rules, nodes))
-    return replace(problem, embedding=Embedding(rules, emb.w_1, emb.W, emb.v, emb.b, emb.b_out))
+    return replace(problem, embedding=replace(emb, rules=rules))
 
 
 def coupling_error(problem, run, dt: float, stepper: str = "euler") -> dict[str, np.ndarray]:

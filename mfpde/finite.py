@@ -106,7 +106,21 @@ def network_problem(problem: Problem, widths, rng: np.random.Generator, tracers=
         r = user(nodes, np.full(widths[l], 1.0 / widths[l]))
         rules.append(r)
     emb = problem.embedding
-    return replace(problem, embedding=Embedding(tuple(rules), emb.w_1, emb.W, emb.v, emb.b, emb.b_out))
+    # a network has one initial weight per edge: the limit's initial-noise index (nonlinear
+    # edges, SPEC §5) becomes one node at ω = 0, and initial_network_state draws each weight's
+    # own noise from the law that index's rule integrates
+    edge_rules = tuple(None if r is None else _noise_rule(r) for r in emb.edge_rules)
+    return replace(problem, embedding=Embedding(tuple(rules), emb.w_1, emb.W, emb.v, emb.b, emb.b_out, edge_rules))
+
+
+NOISE_KIND = "network_noise"
+
+
+def _noise_rule(rule):
+    """The one-node initial-noise rule of a network; it remembers the law to sample from."""
+    from mfpde.quadrature import Rule, rule_to_dict
+
+    return Rule(np.zeros((1, 1)), np.ones(1), NOISE_KIND, {"law_rule": rule_to_dict(rule)})
 
 
 def _widths(widths, L: int) -> tuple[int, ...]:
@@ -122,11 +136,16 @@ def initial_network_state(system: System, rng: np.random.Generator) -> np.ndarra
     """y0 of the network: the embedding on the sampled nodes plus i.i.d. middle-weight noise."""
     y = system.y0.copy()
     views = system.views(y)
-    for l, fn in enumerate(system.problem.embedding.W, start=2):
+    emb = system.problem.embedding
+    for l, fn in enumerate(emb.W, start=2):
         s = fn.noise_std
+        rule = emb.edge_rules[l - 2] if emb.edge_rules else None
         if s > 0:
             W = views[f"W_{l}"]
-            W += s * rng.standard_normal(W.shape)
+            if rule is not None and rule.kind == NOISE_KIND:   # the law of the limit's noise index
+                W += s * sample_index_law(_rule_from_dict(rule.params["law_rule"]), rng, W.size).reshape(W.shape)
+            else:
+                W += s * rng.standard_normal(W.shape)
     return y
 
 

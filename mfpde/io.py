@@ -56,6 +56,10 @@ def to_xarray(sol):
         if n_tr:
             tracer[-n_tr:] = 1
         coords[f"node_{l}_tracer"] = (f"node_{l}", tracer, {"long_name": "1 for tracer nodes (weight 0)"})
+        if l > 1 and system.layout.omega_sizes[l - 1] > 1:
+            coords[f"omega_{l}"] = (f"omega_{l}", system.edge_nodes[l - 2],
+                                    {"long_name": f"standardized initial noise ω of W_{l} (nonlinear edges: W_{l}(0) = W_{l}^0 + noise_std·ω)"})
+            coords[f"omega_{l}_weight"] = (f"omega_{l}", system.edge_weights[l - 2], {"long_name": f"quadrature weight ρ of omega_{l}"})
     data_vars: dict = {}
     labels = {"loss_train": "loss on the training law", "error_train": "classification error on the training law",
               "loss_test": "loss on the test law", "error_test": "classification error on the test law"}
@@ -94,6 +98,7 @@ def to_xarray(sol):
         "depth": L,
         "model_activations": json.dumps(list(prob.model.activations)),
         "model_loss": prob.model.loss,
+        "model_edges": json.dumps(list(prob.model.edges)),
         "train_data": getattr(prob.train, "source", ""),
         "test_data": getattr(prob.test, "source", "") if prob.test is not None else "",
         "status": sol.status,

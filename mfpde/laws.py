@@ -3,7 +3,8 @@
 The limit's parameter θ(t, C) at a random index C ~ P_l has the push-forward law of P_l under
 θ(t, ·) (SPEC §2 observables; e.g. the law of w_1(t, C_1) is the limit of the first-layer
 weight histogram).  On a rule it is the discrete law with atoms θ(t, c_q) and masses ω_q
-(for a middle weight W_l(c, c'): masses ω_{l−1,i} ω_{l,j}).  Tracer nodes (ω = 0) carry no
+(for a middle weight W_l(c, c'): masses ω_{l−1,i} ω_{l,j}; with an initial-noise index ω
+(nonlinear edges): ρ_r ω_{l−1,i} ω_{l,j}).  Tracer nodes (ω = 0) carry no
 mass.  Imports numpy only.
 """
 from __future__ import annotations
@@ -41,7 +42,10 @@ def block_masses(system, name: str) -> np.ndarray:
     l = int(name.split("_")[1])
     if name.startswith("b_"):
         return w[l - 1]
-    return np.outer(w[l - 2], w[l - 1])
+    m = np.outer(w[l - 2], w[l - 1])
+    if system.layout.omega_sizes[l - 1] > 1:   # W_l(ω, c, c'): masses ρ_r ω_{l−1,i} ω_{l,j}
+        m = system.edge_weights[l - 2][:, None, None] * m[None]
+    return m
 
 
 def parameter_laws(system, y: np.ndarray, qs=QUANTILES) -> dict[str, np.ndarray]:
