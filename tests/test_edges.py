@@ -101,6 +101,9 @@ FD_EDGE_CASES = [
      (0.0, 1.3, 0.6, 0.0), "L3-AOY-frozen-ends"),
     (("tanh", "gelu", "tanh"), ("linear", "tanh_weight"), (False, False, True), "huber", (5, 4, 5),
      (1.0, 0.5, 1.4, 0.8), "L3-linear-then-tanh_weight"),
+    # the edge layer is the lowest that moves (no backward product below it) / is frozen itself
+    (("tanh", "tanh"), ("sin_product",), (False, False), "squared", (5, 4), (0.0, 1.3, 0.9), "L2-no-backprop-below-edge"),
+    (("tanh", "tanh"), ("tanh_product",), (False, False), "squared", (4, 6), (0.7, 0.0, 0.9), "L2-frozen-edge-layer"),
 ]
 
 
