@@ -109,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     rf.add_argument("-o", "--output", help="NetCDF file for the table (default NAME_refine.nc)")
     rf.add_argument("-q", "--quiet", action="store_true", help="print only the table")
     sub.add_parser("default-config", help="print the embedded default configuration (TOML)")
+    va = sub.add_parser("validate", help="run the validation studies: each seed setting against finite-width SGD "
+                        "(docs/validation.md; needs the source checkout)")
+    va.add_argument("studies", nargs="*", metavar="STUDY", help="studies to run (default: all; see docs/validation.md)")
+    va.add_argument("--quick", action="store_true", help="small sizes (CI, a few minutes) with wider tolerances")
+    va.add_argument("--out", metavar="DIR", help="output folder (default validation/results, quick: validation/results/quick)")
+    va.add_argument("--figures", metavar="DIR", help="PNG folder (default docs/figures; quick: OUT/figures)")
     return p
 
 
@@ -284,6 +290,20 @@ def _refine(args) -> int:
     return 0
 
 
+def _validate(args) -> int:
+    """``mfpde validate``: the studies live in the source checkout (validation/), next to mfpde/."""
+    try:
+        from validation.runner import run_args
+    except ImportError:
+        root = Path(__file__).resolve().parent.parent
+        if not (root / "validation" / "runner.py").exists():
+            raise MfpdeError("the validation studies need the source checkout (its validation/ folder); "
+                             "run mfpde validate from a clone of the repository") from None
+        sys.path.insert(0, str(root))
+        from validation.runner import run_args
+    return run_args(args)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -317,6 +337,8 @@ def main(argv=None) -> int:
                 raise StoreError(f"{args.path!r} is not an mfpde result file (it has no 'time' coordinate)")
             print(io.summary(ds))
             return 0
+        if args.command == "validate":
+            return _validate(args)
         if args.command == "default-config":
             from mfpde.config import default_text
 
