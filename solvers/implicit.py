@@ -14,7 +14,8 @@ iteration with the Jacobian J = ∂f/∂y frozen at a linearization point (t_J, 
 * ``"minres"``: the same operator made symmetric: the drift is −Ξ M⁻¹ ∇R (M = products of rule
   weights, Ξ = per-block rates), so D⁻¹J with D = Ξ M⁻¹ is the (negative) Hessian of the risk and
   D^{-1/2}(I − hγJ)D^{1/2} is symmetric; MINRES runs on it (positive rule weights required);
-* ``"auto"``: dense up to ``dense_max`` unknowns, else gmres.
+* ``"auto"``: dense up to ``dense_max`` unknowns, else minres (gmres where the symmetry does
+  not hold: zero-weight tracer nodes or nonlinear edges).
 
 ``jacobian = "fd"`` replaces the analytic JVPs by forward differences (one RHS each; also the
 automatic fallback where :func:`mfpde.jvp.supported` says no).  The stepping loop is Python
@@ -142,8 +143,12 @@ class ImplicitDIRK(Stepper):
             self.jacobian = "fd"
             self.notes.append(why)
         mode = self.linear_solver
-        if mode == "auto":
-            mode = "dense" if N <= self.dense_max else "gmres"
+        if mode == "minres" and not ok:
+            mode = "gmres"
+            self.notes.append("minres needs linear edges (the symmetrizing metric assumes them): gmres used")
+        symmetric_ok = ok and bool(np.all(np.concatenate(system.weights) > 0))
+        if mode == "auto":    # measured: dense wins at N = 168, MINRES at N = 1680 (docs/steppers.md)
+            mode = "dense" if N <= self.dense_max else ("minres" if symmetric_ok else "gmres")
         self.mode = mode
         self.stats.update({"linearizations": 0, "jacobians": 0, "lu": 0, "newton_iterations": 0,
                            "linear_iterations": 0, "newton_failures": 0, "rhs_equivalent": 0})
@@ -401,7 +406,7 @@ class FixedDIRK(ImplicitDIRK):
 
     def __init__(self, system, dt: float, bound: float = 1e12, linear_solver: str = "auto", jacobian: str = "analytic",
                  newton_tol: float = 1e-10, newton_maxiter: int = 10, theta_refresh: float = 0.5,
-                 krylov_rtol: float = 1e-8, krylov_maxiter: int = 1000, dense_max: int = 1500):
+                 krylov_rtol: float = 1e-8, krylov_maxiter: int = 1000, dense_max: int = 500):
         super().__init__(system)
         self.dt = _num(dt, "dt", strict=True)
         self._setup(system, bound, linear_solver, jacobian, newton_tol, newton_maxiter, theta_refresh,
@@ -481,7 +486,7 @@ class AdaptiveDIRK(ImplicitDIRK):
                  dt_max: float = math.inf, max_rejections: int = 50, bound: float = 1e12, linear_solver: str = "auto",
                  jacobian: str = "analytic", newton_tol: float | None = None, newton_maxiter: int = 10,
                  theta_refresh: float = 0.5, krylov_rtol: float = 1e-3, krylov_maxiter: int = 1000,
-                 dense_max: int = 1500):
+                 dense_max: int = 500):
         super().__init__(system)
         self.rtol = _num(rtol, "rtol")
         self.atol = _num(atol, "atol")

@@ -1,5 +1,6 @@
 """Analytic JVPs and implicit steppers: JVP vs finite differences, symmetry, orders, SciPy cross-checks."""
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,8 @@ from mfpde.solvers import STEPPERS, Callback, integrate, make
 from mfpde.solvers.base import MAX_STEPS, OK
 from mfpde.solvers.implicit import DIRK_TABLEAUX
 from mfpde.system import System
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def rates(*xi, bias=1.0):
@@ -332,3 +335,25 @@ def test_stiff_rates_sdirk4_beats_dopri5_on_a_long_horizon():
     assert imp.stats["steps"] * 5 < exp_.stats["steps"], (imp.stats, exp_.stats)
     assert imp.stats["rhs_equivalent"] < 0.7 * exp_.stats["rhs_evals"], (imp.stats, exp_.stats)
     assert imp.dt > 10.0 > 1.0 > exp_.dt
+
+
+def test_nonlinear_edges_fall_back_to_finite_difference_jvps():
+    """A problem with a nonlinear edge map (σ = tanh(W a)): the analytic JVP does not apply; System.jvp
+    and the implicit steppers use finite differences and say so; the solve still matches dopri5."""
+    text = (ROOT / "examples" / "aoy_nonlinear_edges.toml").read_text()
+    text = text.replace("size = 7, dim = 2", "size = 3, dim = 2").replace("size = 12", "size = 4").replace(
+        "size = 10, dim = 2", "size = 4, dim = 2")
+    s = System(config.loads(text).problem)
+    ok, why = J_.supported(s)
+    assert not ok and "nonlinear edge" in why
+    y, u = random_state(s, 5)
+    h = 1e-4 * (1 + np.linalg.norm(y)) / np.linalg.norm(u)
+    fd = (4 * central_fd(s, 0.0, y, u, h / 2) - central_fd(s, 0.0, y, u, h)) / 3
+    assert np.linalg.norm(s.jvp(0.0, y, u) - fd) <= 1e-5 * np.linalg.norm(fd) * (1 + np.linalg.norm(y))
+    for ls in ("dense", "minres"):
+        st = make("sdirk4", s, rtol=1e-7, atol=1e-12, linear_solver=ls)
+        d = st.describe()
+        assert d["jacobian"] == "fd" and "nonlinear edge" in d["notes"] and d["linear_solver"] != "minres"
+        yi = integrate(s, st, 1.0, parameters="final").y
+        ye = integrate(s, make("dopri5", s, rtol=1e-10, atol=1e-13), 1.0, parameters="final").y
+        assert np.linalg.norm(yi - ye) <= 1e-6 * np.linalg.norm(ye)
