@@ -42,9 +42,9 @@ TITLE = "SS-deep: two hidden layers, N_1 → ∞ then N_2 → ∞"
 PAPER = "Sirignano & Spiliopoulos, Mean field analysis of deep neural networks"
 SIZES = {
     "full": {"N1": [256, 512, 1024, 2048, 4096], "N2": [16, 64], "replicas": 24,
-             "N2_limits": [16, 32, 64, 128, 256], "limit_replicas": 32, "t_end": 2.0},
+             "N2_limits": [16, 32, 64, 128, 256, 512], "limit_replicas": 48, "t_end": 2.0},
     "quick": {"N1": [128, 512, 2048], "N2": [16, 64], "replicas": 16,
-              "N2_limits": [16, 64, 256], "limit_replicas": 16, "t_end": 1.0},
+              "N2_limits": [16, 64, 256], "limit_replicas": 24, "t_end": 1.0},
 }
 
 CONFIG = """
