@@ -514,7 +514,7 @@ class AdaptiveDIRK(ImplicitDIRK):
         return float(self._istate[3])
 
     def _stage_scale(self, y):
-        return self.newton_tol * (self.atol + self.rtol * np.abs(y))
+        return np.maximum(self.newton_tol * (self.atol + self.rtol * np.abs(y)), 1e-300)   # no 0/0 with atol = 0
 
     def _initial_dt(self, t, y):
         if self.dt0 is not None:
@@ -550,7 +550,7 @@ class AdaptiveDIRK(ImplicitDIRK):
                 tnew = t + h
             st = self._step(y, t, h, self._ynew, self._err)
             if st == OK:
-                sc = self.atol + self.rtol * np.maximum(np.abs(y), np.abs(self._ynew))
+                sc = np.maximum(self.atol + self.rtol * np.maximum(np.abs(y), np.abs(self._ynew)), 1e-300)
                 err = math.sqrt(float(np.mean((self._err / sc) ** 2)))
                 if not math.isfinite(err):
                     st = NONFINITE

@@ -11,7 +11,7 @@ from mfpde import embedding as E
 from mfpde import jvp as J_
 from mfpde import quadrature as qd
 from mfpde.data import finite_set
-from mfpde.errors import ConfigError
+from mfpde.errors import BlowUpError, ConfigError
 from mfpde.problem import Embedding, Model, Problem, Schedules
 from mfpde.schedules import Schedule
 from mfpde.solvers import STEPPERS, Callback, integrate, make
@@ -357,3 +357,13 @@ def test_nonlinear_edges_fall_back_to_finite_difference_jvps():
         yi = integrate(s, st, 1.0, parameters="final").y
         ye = integrate(s, make("dopri5", s, rtol=1e-10, atol=1e-13), 1.0, parameters="final").y
         assert np.linalg.norm(yi - ye) <= 1e-6 * np.linalg.norm(ye)
+
+
+@pytest.mark.parametrize("name, options", [("backward_euler", {"dt": 0.1}), ("sdirk4", {"dt0": 0.1, "max_rejections": 5})])
+def test_blow_up_stops_with_the_last_good_state(name, options):
+    """ξ = 1e200: every trial overflows; nothing non-finite is committed and integrate raises BlowUpError."""
+    s = System(small_problem(rates(1e200, 1e200, 1e200)))
+    with np.errstate(all="ignore"), pytest.raises(BlowUpError) as exc:
+        integrate(s, make(name, s, **options), 1.0, save_every=0.5)
+    last = exc.value.partial.states[-1]
+    np.testing.assert_array_equal(last, s.y0)
