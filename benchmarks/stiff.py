@@ -12,7 +12,8 @@
     against fixed-step RK4 with the largest step (on a geometric grid) that is as accurate.
 
 Every ratio is measured in the same run.  Writes ``stiff.json`` and ``stiff_benchmark.png`` to
-``--out`` (default ``out/benchmarks``) and copies the figure to ``docs/figures/``.
+``--out`` (default ``out/benchmarks``) and, unless ``--quick`` or ``--no-docs``, copies the
+figure to ``docs/figures/``.
 Imports numpy, scipy, matplotlib (lazily) and mfpde.
 """
 from __future__ import annotations
@@ -265,7 +266,7 @@ def main(argv=None) -> int:
     (outdir / "stiff.json").write_text(json.dumps(res, indent=1, default=float))
     fig = outdir / "stiff_benchmark.png"
     figure(res, fig)
-    if not args.no_docs:
+    if not (args.no_docs or args.quick):     # only a full run replaces the documented figure
         (ROOT / "docs" / "figures").mkdir(parents=True, exist_ok=True)
         shutil.copy(fig, ROOT / "docs" / "figures" / "stiff_benchmark.png")
     a, b = res["stiff"], res["nonstiff"]

@@ -201,7 +201,6 @@ class ImplicitDIRK(Stepper):
             else:
                 f0 = s.rhs(t, y)
                 self._count("rhs_evals")
-                ny = float(np.linalg.norm(y))
                 e = np.zeros(N)
                 for j in range(N):
                     h = math.sqrt(np.finfo(float).eps) * max(1.0, abs(y[j]))
