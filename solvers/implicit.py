@@ -37,6 +37,8 @@ import scipy.linalg as sla
 import scipy.sparse.linalg as spla
 
 from mfpde import jvp as J_
+from mfpde import kernels
+from mfpde._jit import njit
 from mfpde.errors import ConfigError
 from mfpde.solvers.base import BOUND, MAX_STEPS, NONFINITE, OK, STATUS_TEXT, STEP_SIZE, Advance, Stepper, register
 from mfpde.solvers.explicit import grid_steps
@@ -82,6 +84,90 @@ _dirk("sdirk4", 4,
        [25 / 24, -49 / 48, 125 / 16, -85 / 12, 1 / 4]],
       [25 / 24, -49 / 48, 125 / 16, -85 / 12, 1 / 4],
       [59 / 48, -17 / 96, 225 / 32, -85 / 12, 0], 3)
+
+@njit
+def _lu_solve(lu, piv, b):
+    """Solve with LAPACK getrf factors (scipy.linalg.lu_factor: 0-based sequential row swaps) in place."""
+    N = b.shape[0]
+    for i in range(N):
+        p = piv[i]
+        if p != i:
+            tmp = b[i]
+            b[i] = b[p]
+            b[p] = tmp
+    for i in range(N):
+        acc = b[i]
+        for j in range(i):
+            acc -= lu[i, j] * b[j]
+        b[i] = acc
+    for i in range(N - 1, -1, -1):
+        acc = b[i]
+        for j in range(i + 1, N):
+            acc -= lu[i, j] * b[j]
+        b[i] = acc / lu[i, i]
+
+
+@njit
+def dirk_stages_dense(y, t, h, a, c, K, fprev, Z, psi, fz, dZ, lu, piv, sc, eta, maxiter, sysargs):
+    """All stages of one DIRK step with a fixed LU of (I − hγJ) (constant diagonal γ), simplified Newton.
+
+    Returns (status, θ_max, η, RHS evaluations, Newton iterations); on OK, ``K`` holds the stage
+    derivatives and ``Z`` the last stage value.  Same logic as ImplicitDIRK._try_step's loop.
+    """
+    s = a.shape[0]
+    N = y.shape[0]
+    theta_max = 0.0
+    nrhs = 0
+    nit = 0
+    eta = max(eta, 1e-16) ** 0.8
+    for i in range(s):
+        hg = h * a[i, i]
+        for k in range(N):
+            acc = y[k]
+            for j in range(i):
+                acc += h * a[i, j] * K[j, k]
+            psi[k] = acc
+            Z[k] = acc + hg * (K[i - 1, k] if i > 0 else fprev[k])
+        ti = t + c[i] * h
+        prev = -1.0
+        converged = False
+        for it in range(maxiter):
+            kernels.rhs(ti, Z, fz, sysargs)
+            nrhs += 1
+            finite = True
+            for k in range(N):
+                r = -(Z[k] - psi[k] - hg * fz[k])
+                if not math.isfinite(r):
+                    finite = False
+                dZ[k] = r
+            if not finite:
+                return NONFINITE, theta_max, eta, nrhs, nit
+            _lu_solve(lu, piv, dZ)
+            nit += 1
+            ss = 0.0
+            for k in range(N):
+                Z[k] += dZ[k]
+                q = dZ[k] / sc[k]
+                ss += q * q
+            nrm = math.sqrt(ss / N)
+            if not math.isfinite(nrm):
+                return NONFINITE, theta_max, eta, nrhs, nit
+            if prev >= 0.0:
+                theta = nrm / prev if prev > 0 else 0.0
+                theta_max = max(theta_max, theta)
+                if theta >= 0.99:
+                    break
+                eta = theta / (1.0 - theta)
+            if eta * nrm <= 1.0:
+                converged = True
+                break
+            prev = nrm
+        if not converged:
+            return NEWTON, theta_max, eta, nrhs, nit
+        for k in range(N):
+            K[i, k] = (Z[k] - psi[k]) / hg
+    return OK, theta_max, eta, nrhs, nit
+
 
 LINEAR_SOLVERS = ("auto", "dense", "gmres", "minres")
 JACOBIANS = ("analytic", "fd")
@@ -157,9 +243,14 @@ class ImplicitDIRK(Stepper):
         # persistent scalars: [J valid, t_J, hγ of the LU (0 = none), dt proposal, f valid, t of f]
         self._istate = np.zeros(6)
         if mode == "dense":
+            if len(set(np.diag(tb.a))) != 1:
+                raise ValueError(f"tableau {tb.name!r}: the dense Newton loop needs a constant diagonal")
             self._J = np.zeros((N, N))
             self._lu = np.zeros((N, N))
             self._piv = np.zeros(N, dtype=np.int32)
+            self._Zbuf = np.zeros(N)
+            self._psibuf = np.zeros(N)
+            self._dZbuf = np.zeros(N)
         if self.jacobian == "analytic":
             self._jwork = np.zeros(J_.work_size(system.lay, system.sysargs[2].shape[0]))
         if self.jacobian == "fd":
@@ -249,16 +340,21 @@ class ImplicitDIRK(Stepper):
         self._count("jvps")
         return out
 
+    def _factor(self, hg):
+        """LU of (I − hγJ) into self._lu / self._piv unless it is already for this hγ."""
+        if self._istate[2] != hg:
+            N = self._J.shape[0]
+            lu, piv = sla.lu_factor(np.eye(N) - hg * self._J, overwrite_a=True, check_finite=False)
+            self._lu[:] = lu
+            self._piv[:] = piv
+            self._istate[2] = hg
+            self.stats["lu"] += 1
+
     def _solve(self, hg, r):
         """Δ with (I − hγJ) Δ = r."""
         N = r.shape[0]
         if self.mode == "dense":
-            if self._istate[2] != hg:
-                self._lu[:] = np.eye(N) - hg * self._J
-                self._lu, piv = sla.lu_factor(self._lu, overwrite_a=True, check_finite=False)
-                self._piv[:] = piv
-                self._istate[2] = hg
-                self.stats["lu"] += 1
+            self._factor(hg)
             return sla.lu_solve((self._lu, self._piv), r, check_finite=False)
         it = [0]
 
@@ -306,8 +402,21 @@ class ImplicitDIRK(Stepper):
         sc = self._stage_scale(y)
         fz = self._fz
         theta_max = 0.0
-        self._eta = max(self._eta, 1e-16) ** 0.8
-        for i in range(s):
+        if self.mode == "dense":     # the whole Newton loop in compiled code (constant diagonal γ)
+            self._factor(h * tb.a[0, 0])
+            st, theta_max, self._eta, nrhs, nit = dirk_stages_dense(
+                y, float(t), float(h), tb.a, tb.c, K, self._f, self._Zbuf, self._psibuf, fz, self._dZbuf, self._lu,
+                self._piv, np.ascontiguousarray(sc), float(self._eta), int(self.newton_maxiter), self.system.sysargs)
+            self._count("rhs_evals", int(nrhs))
+            self.stats["newton_iterations"] += int(nit)
+            if st != OK:
+                return int(st)
+            Z = self._Zbuf
+            n_loop = 0                  # stages done
+        else:
+            self._eta = max(self._eta, 1e-16) ** 0.8
+            n_loop = s
+        for i in range(n_loop):
             g = tb.a[i, i]
             hg = h * g
             psi = y.copy()
