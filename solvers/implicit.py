@@ -18,14 +18,16 @@ iteration with the Jacobian J = ∂f/∂y frozen at a linearization point (t_J, 
   not hold: zero-weight tracer nodes or nonlinear edges).
 
 ``jacobian = "fd"`` replaces the analytic JVPs by forward differences (one RHS each; also the
-automatic fallback where :func:`mfpde.jvp.supported` says no).  The stepping loop is Python
-(each step does linear algebra anyway); the right-hand side and the JVPs are compiled.
+automatic fallback where :func:`mfpde.jvp.supported` says no).  In dense mode the stage Newton
+loop runs in compiled code (:func:`dirk_stages_dense`); the step-size controller, the LU
+factorizations and the Krylov modes' Newton loops are Python (SciPy), calling the compiled
+right-hand side and JVPs.
 
 Statistics: steps, rejected, rhs_evals, jvps (J·u products, analytic or FD), linearizations
 (base passes of the analytic JVP, ≈ 1 RHS each), jacobians (dense assemblies), lu
 (factorizations), newton_iterations, linear_iterations, newton_failures, and
-rhs_equivalent = rhs_evals + jvps + linearizations.  Imports numpy, scipy, mfpde.jvp,
-mfpde.errors and solvers.base/explicit.
+rhs_equivalent = rhs_evals + jvps + linearizations.  Imports numpy, scipy, mfpde._jit,
+mfpde.kernels, mfpde.jvp, mfpde.errors and solvers.base/explicit.
 """
 from __future__ import annotations
 
