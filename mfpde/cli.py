@@ -133,10 +133,10 @@ def _solve(args) -> int:
 
     raw_cfg = cfg_mod.load(args.config) if args.config else cfg_mod.default()
     raw = raw_cfg.raw
-    if args.stepper or args.dt is not None or args.t_end is not None:
+    if args.stepper is not None or args.dt is not None or args.t_end is not None:
         raw = dict(raw)
         solver = dict(raw.get("solver", {}))
-        if args.stepper:
+        if args.stepper is not None:   # --stepper "" is an error, not "no override"
             solver["stepper"] = args.stepper
         if args.dt is not None:
             solver["dt"] = args.dt
@@ -187,10 +187,12 @@ def _sgd(args) -> int:
     from mfpde.ensemble import check_widths, run_ensemble
 
     c = cfg_mod.load(args.config) if args.config else cfg_mod.default()
-    for name in ("replicas", "batch"):
+    from mfpde.ensemble import MAX_BATCH, MAX_REPLICAS
+
+    for name, hi in (("replicas", MAX_REPLICAS), ("batch", MAX_BATCH)):
         v = getattr(args, name)
-        if v is not None and v < 1:
-            raise cfg_mod.ConfigError(f"--{name}", f"must be >= 1, got {v}")
+        if v is not None and not 1 <= v <= hi:
+            raise cfg_mod.ConfigError(f"--{name}", f"must be an integer in [1, {hi}], got {v}")
     if args.lr is not None and not (args.lr > 0 and args.lr < float("inf")):
         raise cfg_mod.ConfigError("--lr", f"must be a finite number > 0, got {args.lr}")
     if args.checkpoint_every is not None and args.checkpoint_every < 1:
@@ -204,7 +206,7 @@ def _sgd(args) -> int:
         raise cfg_mod.ConfigError("--resume", f"{str(ck_dir)!r} holds checkpoints of interrupted runs: pass --resume "
                                   "to continue them or --overwrite to start afresh")
     say = (lambda *a: None) if args.quiet else print
-    widths = check_widths(args.widths) if args.widths else None
+    widths = check_widths(args.widths) if args.widths is not None else None
     out = run_ensemble(c, args.output, widths=widths, replicas=args.replicas, mode=args.mode, batch=args.batch,
                        lr=args.lr, resume=not args.overwrite, progress=False if args.quiet else args.progress, say=say,
                        coupling=args.coupling, checkpoint_every=args.checkpoint_every)

@@ -42,8 +42,9 @@ ADAPTIVE_KEYS = ("rtol", "atol", "dt0", "dt_min", "dt_max", "max_rejections", "f
 OUTPUT_KEYS = ("path", "parameters")
 MAX_STATE = 200_000_000  # doubles: refuse absurd rule sizes before allocating
 MAX_NODES = 1_000_000    # nodes of one hidden layer's rule
-MAX_DATA = 100_000_000   # numbers in one data set, teacher or probe array (checked before allocating)
+MAX_DATA = 10_000_000    # numbers in one data set, teacher or probe array (checked before allocating)
 MAX_SAVES = 1_000_000    # save times of one run
+MAX_STEPS = 1_000_000_000  # time steps of one run (t_end/dt, t_end/lr)
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def _table(v, key) -> Mapping:
 def _check_keys(t: Mapping, allowed, key: str) -> None:
     for k in t:
         if k not in allowed:
-            where = f"{key}.{k}" if key else str(k)
+            where = f"{key}.{k}" if key else (str(k) or repr(k))
             raise ConfigError(where, f"unknown key; allowed in [{key or 'top level'}]: {', '.join(allowed)}")
 
 

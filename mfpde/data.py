@@ -377,7 +377,7 @@ class TwoLayerTeacher:
                 raise ConfigError(f"teacher.{k}", f"must be an integer >= 1, got {v!r}.")
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
             raise ConfigError("teacher.seed", f"must be an integer >= 0, got {seed!r}.")
-        if activation not in _TEACHER_ACTIVATIONS:
+        if not isinstance(activation, str) or activation not in _TEACHER_ACTIVATIONS:
             raise ConfigError("teacher.activation", f"unknown activation {activation!r}; "
                                                     f"choose one of {sorted(_TEACHER_ACTIVATIONS)}.")
         self.d, self.width, self.seed = int(d), int(width), int(seed)
@@ -632,7 +632,7 @@ def _make_teacher(table, key: str, d: int):
         return SingleIndexTanh(u, _float(table, "scale", key, 1.0))
     _check_keys(table, ("kind", "width", "seed", "activation", "output_dim"), key)
     activation = _str(table, "activation", key, "tanh")
-    if activation not in _TEACHER_ACTIVATIONS:
+    if not isinstance(activation, str) or activation not in _TEACHER_ACTIVATIONS:
         raise ConfigError(f"{key}.activation", f"unknown activation {activation!r}; "
                                                f"choose one of {', '.join(sorted(_TEACHER_ACTIVATIONS))}.")
     return TwoLayerTeacher(d, _int(table, "width", key, 4), _int(table, "seed", key, 0, minimum=0),
@@ -650,7 +650,7 @@ def make_law(spec: Mapping, key: str):
     """The population law of a ``kind = "teacher"`` or ``"gaussian_classes"`` table (rule/sample/seed ignored)."""
     spec = _table(spec, key)
     kind = spec.get("kind")
-    if kind not in _LAW_KEYS:
+    if not isinstance(kind, str) or kind not in _LAW_KEYS:
         raise ConfigError(f"{key}.kind", f"{kind!r} is not a population law; choose one of {', '.join(_LAW_KEYS)}.")
     _check_keys(spec, _LAW_KEYS[kind] + _HOW_KEYS, key)
     d = _int(spec, "d", key)

@@ -177,7 +177,7 @@ def make_init(spec: Any, key: str, *, edge: bool = False) -> InitFn:
                 raise ConfigError(f"{key}.start", f"must be an integer >= 0, got {v!r}")
             p[k] = v
         elif k == "psi":
-            if v not in PSI:
+            if not isinstance(v, str) or v not in PSI:
                 raise ConfigError(f"{key}.psi", f"unknown ψ {v!r}; allowed: {', '.join(PSI)}")
             p[k] = v
         elif k == "law":

@@ -37,17 +37,27 @@ def run_ensemble(c: cfg_mod.Config, out: str | Path, *, widths=None, replicas=No
     from mfpde import __version__
 
     sgd = c.sgd
-    widths = tuple(widths or sgd.widths)
-    replicas = int(replicas or sgd.replicas)
-    mode = mode or sgd.mode
-    batch = int(batch or sgd.batch)
-    lr = float(lr or sgd.lr or c.solver.dt)
+    widths = sgd.widths if widths is None else widths
+    if isinstance(widths, (int, float, str)) or not widths:
+        raise ConfigError("sgd.widths", f"expected a non-empty list of integer widths, got {widths!r}")
+    widths = tuple(_count(n, "sgd.widths", MAX_WIDTH) for n in widths)
+    replicas = _count(sgd.replicas if replicas is None else replicas, "sgd.replicas", MAX_REPLICAS)
+    mode = sgd.mode if mode is None else mode
+    if mode not in finite.MODES:
+        raise ConfigError("sgd.mode", f"unknown mode {mode!r}; allowed: {', '.join(finite.MODES)}")
+    batch = _count(sgd.batch if batch is None else batch, "sgd.batch", MAX_BATCH)
+    lr = sgd.lr or c.solver.dt if lr is None else lr
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (0 < lr < float("inf")):
+        raise ConfigError("sgd.lr", f"must be a finite number > 0, got {lr!r}")
+    lr = float(lr)
     coupling = sgd.coupling if coupling is None else bool(coupling)
     law = None
     if mode == "online":
         from mfpde.data import make_law
 
         law = make_law(c.raw["data"]["train"], "data.train")
+    for n in widths:   # everything is checked before the store is touched
+        finite.check_arguments(c.problem, n, mode=mode, batch=batch, lr=lr, t_end=c.solver.t_end, law=law)
     out = Path(out)
     attrs = {"config": cfg_mod.to_toml(c.raw), "mode": mode, "batch": batch, "lr": lr, "t_end": c.solver.t_end,
              "mfpde_version": __version__, "problem": c.problem.name}
@@ -101,11 +111,24 @@ def run_ensemble(c: cfg_mod.Config, out: str | Path, *, widths=None, replicas=No
     return out
 
 
+MAX_WIDTH = 10_000_000    # the limits of [sgd] (docs/config.md)
+MAX_REPLICAS = 100_000
+MAX_BATCH = 10_000_000
+
+
+def _count(v, key: str, hi: int) -> int:
+    import numbers
+
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not 1 <= v <= hi:
+        raise ConfigError(key, f"must be an integer in [1, {hi}], got {v!r}")
+    return int(v)
+
+
 def check_widths(text: str) -> tuple[int, ...]:
     try:
         w = tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
         raise ConfigError("--widths", f"expected comma-separated integers, got {text!r}") from None
-    if not w or any(n < 1 for n in w):
-        raise ConfigError("--widths", f"expected positive integers, got {text!r}")
+    if not w or any(not 1 <= n <= MAX_WIDTH for n in w):
+        raise ConfigError("--widths", f"expected integers in [1, {MAX_WIDTH}], got {text!r}")
     return w

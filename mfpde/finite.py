@@ -250,19 +250,7 @@ def train(problem: Problem, widths, *, mode: str = "full", batch: int = 1, lr: f
     is continued and the run is bit-for-bit that of an uninterrupted one.  A checkpoint of
     other settings is refused (ConfigError).
     """
-    if mode not in MODES:
-        raise ConfigError("sgd.mode", f"unknown mode {mode!r}; allowed: {', '.join(MODES)}")
-    if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
-        raise ConfigError("sgd.lr", f"must be a finite number > 0, got {lr!r}")
-    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
-        raise ConfigError("sgd.batch", f"must be an integer >= 1, got {batch!r}")
-    if mode == "online" and law is None:
-        raise ConfigError("sgd.mode", "online SGD needs a population law for data.train (kind = teacher or gaussian_classes)")
-    if mode == "minibatch" and batch > problem.train.M:
-        raise ConfigError("sgd.batch", f"batch {batch} exceeds the training set size {problem.train.M}")
-    if mode == "minibatch" and not np.allclose(problem.train.weights, 1.0 / problem.train.M, rtol=1e-12, atol=0):
-        raise ConfigError("sgd.mode", "minibatch mode draws training points uniformly: data.train must be a finite set "
-                          "with equal weights (use mode = \"full\" or \"online\" for a quadrature-integrated law)")
+    check_arguments(problem, widths, mode=mode, batch=batch, lr=lr, t_end=t_end, law=law)
     if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or
                                          not isinstance(checkpoint_every, (int, np.integer)) or checkpoint_every < 1):
         raise ConfigError("--checkpoint-every", f"must be an integer >= 1, got {checkpoint_every!r}")
@@ -390,6 +378,42 @@ def train(problem: Problem, widths, *, mode: str = "full", batch: int = 1, lr: f
         run.states = []
     run.stats.update(steps=step, wall_seconds=wall_before + _time.perf_counter() - wall0)
     return run
+
+
+def check_arguments(problem: Problem, widths, *, mode: str, batch, lr, t_end, law) -> None:
+    """Validate the arguments of :func:`train` (ConfigError naming the key), allocating nothing."""
+    if mode not in MODES:
+        raise ConfigError("sgd.mode", f"unknown mode {mode!r}; allowed: {', '.join(MODES)}")
+    if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
+        raise ConfigError("sgd.lr", f"must be a finite number > 0, got {lr!r}")
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+        raise ConfigError("sgd.batch", f"must be an integer >= 1, got {batch!r}")
+    if mode == "online" and law is None:
+        raise ConfigError("sgd.mode", "online SGD needs a population law for data.train (kind = teacher or gaussian_classes)")
+    if mode == "minibatch" and batch > problem.train.M:
+        raise ConfigError("sgd.batch", f"batch {batch} exceeds the training set size {problem.train.M}")
+    if mode == "minibatch" and not np.allclose(problem.train.weights, 1.0 / problem.train.M, rtol=1e-12, atol=0):
+        raise ConfigError("sgd.mode", "minibatch mode draws training points uniformly: data.train must be a finite set "
+                          "with equal weights (use mode = \"full\" or \"online\" for a quadrature-integrated law)")
+    _check_network_size(problem, _widths(widths, problem.model.L), t_end, lr, batch if mode != "full" else 1)
+
+
+def _check_network_size(problem: Problem, widths, t_end, lr, batch) -> None:
+    """Refuse networks, step counts and batches too large to hold or run, before allocating anything."""
+    from mfpde.config import MAX_DATA, MAX_STATE, MAX_STEPS
+
+    m = problem.model
+    n_state = widths[0] * m.input_dim + sum(a * b for a, b in zip(widths, widths[1:])) + widths[-1] * m.outputs
+    if n_state > MAX_STATE:
+        raise ConfigError("sgd.widths", f"a network of widths {list(widths)} has {n_state:.3g} weights "
+                          f"(> {MAX_STATE:.0e}); use smaller widths")
+    if not (isinstance(t_end, (int, float)) and math.isfinite(t_end) and t_end > 0):
+        raise ConfigError("solver.t_end", f"must be a finite number > 0, got {t_end!r}")
+    if t_end / lr > MAX_STEPS:
+        raise ConfigError("sgd.lr", f"t_end/lr = {t_end / lr:.3g} steps is more than {MAX_STEPS:.0e}")
+    if batch * (m.input_dim + m.outputs) > MAX_DATA:
+        raise ConfigError("sgd.batch", f"a batch of {batch} points in dimension {m.input_dim} + {m.outputs} "
+                          f"is more than {MAX_DATA:.0e} numbers")
 
 
 def _checkpoint_fingerprint(problem: Problem, ss, widths, replica, mode, B, lr, rec_steps, statistics, bound,

@@ -38,6 +38,7 @@ RULE_KINDS = ("gauss_hermite", "gauss_legendre", "gaussian_trapezoid", "tensor",
 MAX_NODES = 10_000_000          # total nodes of one rule (tracers and pre-merge Smolyak included)
 MAX_ENTRIES = 100_000_000       # nodes x dimension
 MAX_GAUSS_SIZE = 10_000         # 1-D Gauss-Hermite / Gauss-Legendre size per dimension
+MAX_GRID_DIM = 1_000            # coordinates of a tensor-product or Smolyak grid (checked before any list is built)
 MAX_HALF_WIDTH = 37.0           # exp(-37**2/2) ~ 1e-297 is still a normal float
 MERGE_TOL = 1e-12               # Smolyak: coincident-node tolerance (relative beyond |x| = 1)
 SMOLYAK_BASES = ("gauss_hermite", "gauss_legendre")
@@ -405,7 +406,7 @@ def _check_gauss_like(kind: str, spec: dict, key: str) -> _Plan:
     size_high = MAX_NODES if kind == "gaussian_trapezoid" else MAX_GAUSS_SIZE
     size = _scalar_or_list(_require(spec, "size", key, "the number of nodes per coordinate, e.g. 16"),
                            f"{key}.size", lambda v, k: _int(v, k, 1, size_high))
-    dim = None if spec.get("dim") is None else _int(spec["dim"], f"{key}.dim", 1, MAX_ENTRIES)
+    dim = None if spec.get("dim") is None else _int(spec["dim"], f"{key}.dim", 1, MAX_GRID_DIM)
     law_names = ("low", "high") if kind == "gauss_legendre" else ("mean", "std")
     defaults = {"low": 0.0, "high": 1.0, "mean": 0.0, "std": 1.0}
     law = {name: _scalar_or_list(spec.get(name, defaults[name]), f"{key}.{name}", _real)
@@ -470,7 +471,7 @@ def _check_tensor(spec: dict, key: str) -> _Plan:
 
 
 def _check_smolyak(spec: dict, key: str) -> _Plan:
-    dim = _int(_require(spec, "dim", key, "the dimension, e.g. 3"), f"{key}.dim", 1, MAX_ENTRIES)
+    dim = _int(_require(spec, "dim", key, "the dimension, e.g. 3"), f"{key}.dim", 1, MAX_GRID_DIM)
     level = _int(_require(spec, "level", key, "the level (exact to total degree 2*level - 1)"),
                  f"{key}.level", 1, MAX_GAUSS_SIZE)
     base = spec.get("base", "gauss_hermite")
@@ -488,7 +489,11 @@ def _check_smolyak(spec: dict, key: str) -> _Plan:
     else:
         _check_interval(law["low"], law["high"], key, 1)
     # Nodes before merging: Σ_s [t^s] (1 - t)^(-2d) over the |j| = s = |i| - d that occur.
-    total = sum(math.comb(2 * dim - 1 + s, s) for s in range(max(0, level - dim), level))
+    total = 0
+    for s in range(max(0, level - dim), level):   # stop as soon as the limit is passed
+        total += math.comb(2 * dim - 1 + s, s)
+        if total > MAX_NODES:
+            break
     _check_total(total, dim, key)
     params = {"dim": dim, "level": level, "base": base, **law}
 
