@@ -121,7 +121,7 @@ def write(ds, path: str | Path) -> Path:
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)   # mkstemp creates 0600; give the file the usual permissions
     try:
-        ds.to_netcdf(tmp, engine=ENGINE)
+        ds.to_netcdf(tmp, engine=ENGINE, encoding=_checksums(ds))
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -131,6 +131,20 @@ def write(ds, path: str | Path) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _checksums(ds) -> dict:
+    """Fletcher-32 checksums on every non-empty numeric array, so a flipped byte reads as an error."""
+    enc = {}
+    for name, v in {**ds.coords, **ds.data_vars}.items():
+        if v.ndim >= 1 and v.size > 0 and (np.issubdtype(v.dtype, np.number) or v.dtype == bool):
+            enc[name] = {**v.encoding, "fletcher32": True}
+            enc[name] = {k: x for k, x in enc[name].items() if k in _ENCODING_KEYS}
+    return enc
+
+
+_ENCODING_KEYS = {"fletcher32", "shuffle", "compression", "compression_opts", "dtype", "_FillValue",
+                  "zlib", "complevel", "scale_factor", "add_offset", "units", "calendar"}
 
 
 def read(path: str | Path):

@@ -26,6 +26,7 @@ import numpy as np
 from mfpde.errors import StoreError
 
 FORMAT = "mfpde-runs"
+LIBVER = ("v110", "latest")   # checksummed superblock and object headers (HDF5 >= 1.10)
 CHECKPOINT_FORMAT = "mfpde-sgd-checkpoint"
 SCHEMA_VERSION = 1
 _DIMS = {"yhat_probe": ("time", "probe", "output")}
@@ -34,6 +35,10 @@ _LABELS = {
     "error_train": "classification error on the training law", "error_test": "classification error on the test law",
     "yhat_probe": "network output at the probe points",
 }
+
+
+class StoreWarning(UserWarning):
+    """Part of a store could not be read (the rest was)."""
 
 
 def run_name(width: int, replica: int) -> str:
@@ -127,7 +132,7 @@ class RunStore:
         try:
             if self.path.exists():
                 shutil.copyfile(self.path, tmp)
-            with h5py.File(tmp, "a" if self.path.exists() else "w") as f:
+            with h5py.File(tmp, "a" if self.path.exists() else "w", libver=LIBVER) as f:
                 runs = f.require_group("runs")
                 for name in list(runs):
                     if name.startswith(".tmp"):   # left by stores written in place (older versions)
@@ -169,6 +174,11 @@ def _completed(f) -> set[str]:
     return {n for n in runs if not n.startswith(".tmp") and runs[n].attrs.get("status") in ("completed", "blow-up")}
 
 
+def _checksum(arr: np.ndarray) -> dict:
+    """Fletcher-32 checksums on every non-empty array: a flipped byte is an error, not a wrong number."""
+    return {"fletcher32": True} if arr.ndim >= 1 and arr.size > 0 else {}
+
+
 def _umask() -> int:
     m = os.umask(0)
     os.umask(m)
@@ -193,13 +203,14 @@ def _write_run(f, run) -> None:
     if tmp in runs:
         del runs[tmp]
     g = runs.create_group(tmp)
-    t = g.create_dataset("time", data=np.asarray(run.times, float))
+    times = np.asarray(run.times, float)
+    t = g.create_dataset("time", data=times, **_checksum(times))
     t.attrs["units"] = "1"
     t.attrs["long_name"] = _LABELS["time"]
     t.make_scale("time")
     for key, vals in run.observables.items():
         arr = np.asarray(vals, dtype=float)
-        ds = g.create_dataset(key, data=arr, compression="gzip" if arr.size > 4096 else None)
+        ds = g.create_dataset(key, data=arr, compression="gzip" if arr.size > 4096 else None, **_checksum(arr))
         dims = _dims_of(key, arr)
         ds.attrs["dims"] = ",".join(dims)
         ds.attrs["units"] = "1"
@@ -232,16 +243,26 @@ def read(path: str | Path):
             f = store.f
             attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
             runs = {}
-            for name in store.completed():
-                g = f["runs"][name]
-                runs[(int(g.attrs["width"]), int(g.attrs["replica"]))] = (
-                    {k: g[k][()] for k in g}, {k: g.attrs[k] for k in g.attrs})
+            damaged = []
+            for name in sorted(store.completed()):
+                try:   # one damaged run does not hide the others
+                    g = f["runs"][name]
+                    runs[(int(g.attrs["width"]), int(g.attrs["replica"]))] = (
+                        {k: g[k][()] for k in g}, {k: g.attrs[k] for k in g.attrs})
+                except Exception as exc:  # h5py raises many types on damaged data
+                    damaged.append(f"{name} ({exc.__class__.__name__})")
     except StoreError:
         raise
     except Exception as exc:
         raise StoreError(f"cannot read run store {str(p)!r} (truncated or damaged?): {exc.__class__.__name__}: {exc}") from None
     if not runs:
-        raise StoreError(f"run store {str(p)!r} holds no completed runs")
+        why = f"; damaged: {', '.join(damaged)}" if damaged else ""
+        raise StoreError(f"run store {str(p)!r} holds no readable completed runs{why}")
+    if damaged:
+        import warnings
+
+        warnings.warn(f"run store {str(p)!r}: skipped damaged runs {', '.join(damaged)}", StoreWarning, stacklevel=2)
+        attrs["damaged_runs"] = ", ".join(damaged)
     widths = sorted({w for w, _ in runs})
     replicas = sorted({r for _, r in runs})
     longest = max(runs.values(), key=lambda v: len(v[0]["time"]))[0]["time"]
@@ -286,12 +307,13 @@ def write_checkpoint(path: str | Path, attrs: dict[str, Any], arrays: dict[str, 
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        with h5py.File(tmp, "w") as f:
+        with h5py.File(tmp, "w", libver=LIBVER) as f:
             f.attrs["format"] = CHECKPOINT_FORMAT
             for k, v in attrs.items():
                 f.attrs[k] = v
             for k, v in arrays.items():
-                f.create_dataset(k, data=np.asarray(v))
+                v = np.asarray(v)
+                f.create_dataset(k, data=v, **_checksum(v))
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -58,30 +58,36 @@ def write(path, t: float, y: np.ndarray, sol, stepper, fp: str, index: int) -> N
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        with h5py.File(tmp, "w") as f:
+        with h5py.File(tmp, "w", libver=("v110", "latest")) as f:   # checksummed metadata
             f.attrs["format"] = FORMAT
             f.attrs["fingerprint"] = fp
             f.attrs["t"] = float(t)
             f.attrs["save_index"] = int(index)
             f.attrs["stats"] = json.dumps({k: v for k, v in stepper.stats.items()})
             f.attrs["stepper_scalars"] = json.dumps(_private_scalars(stepper))
-            f["y"] = y
-            f["times"] = np.asarray(sol.times, float)
-            f["state_times"] = np.asarray(sol.state_times, float)
+            _put(f, "y", y)
+            _put(f, "times", np.asarray(sol.times, float))
+            _put(f, "state_times", np.asarray(sol.state_times, float))
             if sol.states:
-                f["states"] = np.stack(sol.states)
+                _put(f, "states", np.stack(sol.states))
             g = f.create_group("observables")
             for k, v in sol.observables.items():
-                g[k] = np.asarray(v, float)
+                _put(g, k, np.asarray(v, float))
             s = f.create_group("stepper")
             for k, v in _private_arrays(stepper).items():
-                s[k] = v
+                _put(s, k, v)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _put(group, name, arr) -> None:
+    """A dataset with a Fletcher-32 checksum (non-empty arrays): a flipped byte reads as an error."""
+    arr = np.asarray(arr)
+    group.create_dataset(name, data=arr, **({"fletcher32": True} if arr.ndim >= 1 and arr.size else {}))
 
 
 def load(path) -> dict:
