@@ -3,10 +3,12 @@
 One file holds an ensemble: root attributes carry the configuration (TOML text), the SGD
 settings and versions; each run is a group ``/runs/w{n}_r{replica}`` with one dataset per
 recorded observable (``time``, ``loss_train``, ``yhat_probe`` …), dimension labels (HDF5
-dimension scales on ``time``, plus a ``dims`` attribute) and units.  A run is written into a
-temporary group and renamed when complete, so appending never rewrites other runs and an
-interrupted ensemble resumes by skipping completed groups (left-over temporary groups are
-deleted).  :func:`read` returns an ``xarray.Dataset`` with dims (width, replica, time, …).
+dimension scales on ``time``, plus a ``dims`` attribute), units and Fletcher-32 checksums.
+Appending a run is atomic: it is written into a copy of the store that is fsynced and renamed
+over it (an HDF5 file held open for writing does not survive SIGKILL), so an interrupted
+ensemble leaves the last complete store and resumes by skipping completed runs.
+:func:`read` returns an ``xarray.Dataset`` with dims (width, replica, time, …), skipping
+(with a :class:`StoreWarning`) runs whose data are damaged.
 :func:`write_checkpoint` / :func:`load_checkpoint` store the checkpoint of one run in
 progress (attributes + arrays in an HDF5 file, written atomically: temporary file, fsync,
 rename).  Imports numpy, h5py (lazily), xarray (lazily) and mfpde.errors.
