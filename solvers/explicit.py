@@ -101,35 +101,18 @@ def grid_steps(t: float, t_target: float, dt: float) -> tuple[int, float]:
     return max(int(n), 0), t_target - (t + n * dt)
 
 
-class ExplicitRK(Stepper):
-    """Fixed-step explicit Runge–Kutta method given by a tableau."""
+class FixedGrid:
+    """``advance`` for fixed-step steppers: steps t0 + k·dt counted from the segment start.
 
-    adaptive = False
-    options = ("dt", "bound")
-    tableau: Tableau
+    The subclass provides ``dt`` and ``_run(y, t, dt, n, n0) -> (status, steps done)`` (n steps
+    of size dt from t, the first being step n0 of its segment).  A call that resumes where the
+    last one stopped keeps counting from the same anchor, so stage times — and results — do not
+    depend on how the controller splits the steps; a final partial step lands on t_target.
+    """
 
-    def __init__(self, system, dt: float, bound: float = 1e12):
-        super().__init__(system)
-        if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not (dt > 0) or not math.isfinite(dt):
-            raise ConfigError("solver.dt", f"must be a finite number > 0, got {dt!r}")
-        self.dt = float(dt)
-        self.bound2 = float(bound) ** 2
-        N = system.size
-        s = len(self.tableau.b)
-        self._stages = np.empty((s, N))
-        self._ytmp = np.empty(N)
-        self._ynew = np.empty(N)
-        self._anchor = None      # (t0, steps since t0) of the segment being advanced
-        self._t_last = None
-        self._target = None
-
-    def _run(self, y, t, dt, n, n0=0):
-        tb = self.tableau
-        status, done = rk_fixed(y, self._ynew, float(t), float(dt), int(n), tb.a, tb.b, tb.c,
-                                self._stages, self._ytmp, self.system.sysargs, self.bound2, int(n0))
-        self.stats["steps"] += done
-        self.stats["rhs_evals"] += done * len(tb.b) + (len(tb.b) if status else 0)
-        return status, done
+    _anchor = None      # (t0, steps since t0) of the segment being advanced
+    _t_last = None
+    _target = None
 
     def advance(self, y, t, t_target, max_steps):
         # continue counting from the anchor when this call resumes where the last one stopped
@@ -160,6 +143,34 @@ class ExplicitRK(Stepper):
         self._anchor = None
         return Advance(OK, t_now, done)
 
+
+class ExplicitRK(FixedGrid, Stepper):
+    """Fixed-step explicit Runge–Kutta method given by a tableau."""
+
+    adaptive = False
+    options = ("dt", "bound")
+    tableau: Tableau
+
+    def __init__(self, system, dt: float, bound: float = 1e12):
+        super().__init__(system)
+        if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not (dt > 0) or not math.isfinite(dt):
+            raise ConfigError("solver.dt", f"must be a finite number > 0, got {dt!r}")
+        self.dt = float(dt)
+        self.bound2 = float(bound) ** 2
+        N = system.size
+        s = len(self.tableau.b)
+        self._stages = np.empty((s, N))
+        self._ytmp = np.empty(N)
+        self._ynew = np.empty(N)
+
+    def _run(self, y, t, dt, n, n0=0):
+        tb = self.tableau
+        status, done = rk_fixed(y, self._ynew, float(t), float(dt), int(n), tb.a, tb.b, tb.c,
+                                self._stages, self._ytmp, self.system.sysargs, self.bound2, int(n0))
+        self.stats["steps"] += done
+        self.stats["rhs_evals"] += done * len(tb.b) + (len(tb.b) if status else 0)
+        return status, done
+
     def describe(self):
         return {"stepper": self.name, "order": self.order, "dt": self.dt}
 
@@ -167,4 +178,4 @@ class ExplicitRK(Stepper):
 for _name, _tb in TABLEAUX.items():
     register(type(f"RK_{_name}", (ExplicitRK,), {"name": _name, "order": _tb.order, "tableau": _tb}))
 
-__all__ = ["TABLEAUX", "Tableau", "ExplicitRK", "rk_fixed", "grid_steps", "OK", "NONFINITE", "BOUND"]
+__all__ = ["TABLEAUX", "Tableau", "ExplicitRK", "FixedGrid", "rk_fixed", "grid_steps", "OK", "NONFINITE", "BOUND"]

@@ -43,7 +43,7 @@ from mfpde import kernels
 from mfpde._jit import njit
 from mfpde.errors import ConfigError
 from mfpde.solvers.base import BOUND, MAX_STEPS, NONFINITE, OK, STATUS_TEXT, STEP_SIZE, Advance, Stepper, register
-from mfpde.solvers.explicit import grid_steps
+from mfpde.solvers.explicit import FixedGrid
 
 NEWTON = 5
 STATUS_TEXT.setdefault(NEWTON, "Newton iteration of an implicit stage did not converge")
@@ -508,7 +508,7 @@ class ImplicitDIRK(Stepper):
         return d
 
 
-class FixedDIRK(ImplicitDIRK):
+class FixedDIRK(FixedGrid, ImplicitDIRK):
     """Fixed-step implicit Runge–Kutta (backward Euler, implicit midpoint)."""
 
     adaptive = False
@@ -526,9 +526,6 @@ class FixedDIRK(ImplicitDIRK):
         self._fz = np.zeros(N)
         self._ynew = np.zeros(N)
         self._ylast = np.full(N, np.nan)
-        self._anchor = None
-        self._t_last = None
-        self._target = None
 
     def _stage_scale(self, y):
         return self.newton_tol * (1.0 + np.abs(y))
@@ -553,34 +550,6 @@ class FixedDIRK(ImplicitDIRK):
             self.stats["steps"] += 1
             done += 1
         return OK, done
-
-    def advance(self, y, t, t_target, max_steps):
-        if self._anchor is not None and t == self._t_last and t_target == self._target:
-            t0, n0 = self._anchor
-        else:
-            t0, n0 = t, 0
-        n_all, rem = grid_steps(t0, t_target, self.dt)
-        n = n_all - n0
-        run = min(n, max_steps)
-        status, done = self._run(y, t0, self.dt, run, n0)
-        t_now = t0 + (n0 + done) * self.dt
-        self._anchor, self._t_last, self._target = (t0, n0 + done), t_now, t_target
-        if status:
-            return Advance(status, t_now, done)
-        if run < n:
-            return Advance(MAX_STEPS, t_now, done)
-        t_now = t_target if rem == 0.0 else t0 + n_all * self.dt
-        self._t_last = t_now
-        if rem > 0.0:
-            if run >= max_steps:
-                return Advance(MAX_STEPS, t_now, done)
-            status, d2 = self._run(y, t_now, rem, 1)
-            done += d2
-            if status:
-                return Advance(status, t_now, done)
-            t_now = t_target
-        self._anchor = None
-        return Advance(OK, t_now, done)
 
     def describe(self):
         return {**super().describe(), "dt": self.dt}
