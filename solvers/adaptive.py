@@ -21,8 +21,7 @@ import numpy as np
 
 from mfpde import kernels
 from mfpde._jit import njit
-from mfpde.errors import ConfigError
-from mfpde.solvers.base import BOUND, MAX_STEPS, NONFINITE, OK, STEP_SIZE, Advance, Stepper, register
+from mfpde.solvers.base import BOUND, MAX_STEPS, NONFINITE, OK, STEP_SIZE, Advance, Stepper, error_control, option_number, register
 
 # Status for "the controller cannot find an acceptable finite step" (too many consecutive
 # rejections or dt below its floor with a finite error).  Belongs in solvers.base next to
@@ -291,18 +290,7 @@ def rk_embedded(y, t, t_target, max_steps, a, b, e, c, stages, ytmp, ynew, ylast
     return status, t
 
 
-def _number(value, key, *, low=0.0, strict=False, inf_ok=False, none_ok=False):
-    if value is None and none_ok:
-        return None
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if ok:
-        value = float(value)
-        ok = (value > low if strict else value >= low) and (math.isfinite(value) or (inf_ok and value == math.inf))
-    if not ok:
-        rel = ">" if strict else "≥"
-        raise ConfigError(f"solver.{key}", f"must be a {'' if inf_ok else 'finite '}number {rel} {low:g}"
-                                           f"{' or None' if none_ok else ''}, got {value!r}")
-    return value
+_number = option_number
 
 
 class EmbeddedRK(Stepper):
@@ -316,19 +304,8 @@ class EmbeddedRK(Stepper):
                  dt_max: float = math.inf, bound: float = 1e12, max_rejections: int = 50,
                  fixed_dt: float | None = None):
         super().__init__(system)
-        self.rtol = _number(rtol, "rtol")
-        self.atol = _number(atol, "atol")
-        if self.rtol == 0.0 and self.atol == 0.0:
-            raise ConfigError("solver.rtol", "rtol and atol cannot both be 0")
-        self.dt0 = _number(dt0, "dt0", strict=True, none_ok=True)
-        self.dt_min = _number(dt_min, "dt_min")
-        self.dt_max = _number(dt_max, "dt_max", strict=True, inf_ok=True)
-        if self.dt_max <= self.dt_min:
-            raise ConfigError("solver.dt_max", f"must be > dt_min = {self.dt_min:g}, got {self.dt_max:g}")
+        error_control(self, rtol, atol, dt0, dt_min, dt_max, max_rejections)
         self.bound = _number(bound, "bound", strict=True, inf_ok=True)
-        if isinstance(max_rejections, bool) or not isinstance(max_rejections, int) or max_rejections < 1:
-            raise ConfigError("solver.max_rejections", f"must be an integer ≥ 1, got {max_rejections!r}")
-        self.max_rejections = max_rejections
         self.fixed_dt = _number(fixed_dt, "fixed_dt", strict=True, none_ok=True)
         tb = self.tableau
         k = tb.embedded_order + 1

@@ -42,7 +42,8 @@ from mfpde import jvp as J_
 from mfpde import kernels
 from mfpde._jit import njit
 from mfpde.errors import ConfigError
-from mfpde.solvers.base import BOUND, MAX_STEPS, NONFINITE, OK, STATUS_TEXT, STEP_SIZE, Advance, Stepper, register
+from mfpde.solvers.base import (BOUND, MAX_STEPS, NONFINITE, OK, STATUS_TEXT, STEP_SIZE, Advance, Stepper, error_control,
+                                option_int, option_number, register)
 from mfpde.solvers.explicit import FixedGrid
 
 NEWTON = 5
@@ -176,26 +177,8 @@ JACOBIANS = ("analytic", "fd")
 SAFETY, FACTOR_MIN, FACTOR_MAX = 0.9, 0.2, 5.0
 
 
-def _num(value, key, *, low=0.0, strict=False, inf_ok=False, none_ok=False, high=None):
-    if value is None and none_ok:
-        return None
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if ok:
-        value = float(value)
-        ok = (value > low if strict else value >= low) and (math.isfinite(value) or (inf_ok and value == math.inf))
-        if ok and high is not None:
-            ok = value < high
-    if not ok:
-        rng = f"{'>' if strict else '≥'} {low:g}" + (f" and < {high:g}" if high is not None else "")
-        raise ConfigError(f"solver.{key}", f"must be a {'' if inf_ok else 'finite '}number {rng}"
-                                           f"{' or None' if none_ok else ''}, got {value!r}")
-    return value
-
-
-def _int(value, key, low, high):
-    if isinstance(value, bool) or not isinstance(value, int) or not (low <= value <= high):
-        raise ConfigError(f"solver.{key}", f"must be an integer in [{low}, {high}], got {value!r}")
-    return value
+_num = option_number
+_int = option_int
 
 
 def _choice(value, key, allowed):
@@ -567,16 +550,7 @@ class AdaptiveDIRK(ImplicitDIRK):
                  theta_refresh: float = 0.5, krylov_rtol: float = 1e-3, krylov_maxiter: int = 1000,
                  dense_max: int = 500):
         super().__init__(system)
-        self.rtol = _num(rtol, "rtol")
-        self.atol = _num(atol, "atol")
-        if self.rtol == 0.0 and self.atol == 0.0:
-            raise ConfigError("solver.rtol", "rtol and atol cannot both be 0")
-        self.dt0 = _num(dt0, "dt0", strict=True, none_ok=True)
-        self.dt_min = _num(dt_min, "dt_min")
-        self.dt_max = _num(dt_max, "dt_max", strict=True, inf_ok=True)
-        if self.dt_max <= self.dt_min:
-            raise ConfigError("solver.dt_max", f"must be > dt_min = {self.dt_min:g}, got {self.dt_max:g}")
-        self.max_rejections = _int(max_rejections, "max_rejections", 1, 10_000)
+        error_control(self, rtol, atol, dt0, dt_min, dt_max, max_rejections)
         if newton_tol is None:   # Hairer's RADAU5 default: max(10 eps / rtol, min(0.03, rtol^½))
             newton_tol = max(10 * np.finfo(float).eps / max(self.rtol, 1e-300), min(0.03, math.sqrt(self.rtol)))
         self._setup(system, bound, linear_solver, jacobian, newton_tol, newton_maxiter, theta_refresh,
