@@ -88,9 +88,17 @@ def config_entropy(problem: Problem) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:16], "little")
 
 
-def run_seed(problem: Problem, width: int, replica: int) -> np.random.SeedSequence:
-    """The SeedSequence of one run: (config hash, width, replica)."""
-    return np.random.SeedSequence(config_entropy(problem), spawn_key=(int(width), int(replica)))
+def run_seed(problem: Problem, width, replica: int) -> np.random.SeedSequence:
+    """The SeedSequence of one run: (config hash, widths, replica).
+
+    ``width`` is one width or the per-layer widths; equal widths (n, …, n) give the key
+    (n, replica), different ones (n_1, …, n_L, replica), so that runs differing in any
+    layer's width never share random streams.
+    """
+    w = (int(width),) if isinstance(width, (int, np.integer)) else tuple(int(n) for n in width)
+    if len(set(w)) == 1:
+        w = w[:1]
+    return np.random.SeedSequence(config_entropy(problem), spawn_key=w + (int(replica),))
 
 
 # ----------------------------------------------------------------------------- networks
@@ -258,7 +266,7 @@ def train(problem: Problem, widths, *, mode: str = "full", batch: int = 1, lr: f
         raise ConfigError("--checkpoint-every", "needs a checkpoint file")
     L = problem.model.L
     widths = _widths(widths, L)
-    ss = seed if seed is not None else run_seed(problem, widths[-1], replica)
+    ss = seed if seed is not None else run_seed(problem, widths, replica)
     init_ss, data_ss = ss.spawn(2)
     init_rng, data_rng = np.random.default_rng(init_ss), np.random.default_rng(data_ss)
     net = network_problem(problem, widths, init_rng)

@@ -115,7 +115,9 @@ def test_runs_are_reproducible_bit_for_bit_and_replicas_differ():
     for k in a.observables:
         np.testing.assert_array_equal(a.array(k), b.array(k))
     assert not np.array_equal(a.array("yhat_probe"), c.array("yhat_probe"))
-    assert run_seed(p, 32, 1).spawn_key == (32, 1)
+    assert run_seed(p, 32, 1).spawn_key == (32, 1) == run_seed(p, (32, 32), 1).spawn_key
+    # runs that differ in any layer's width never share streams (here: the same last width)
+    assert run_seed(p, (64, 32), 1).spawn_key == (64, 32, 1) != run_seed(p, (128, 32), 1).spawn_key
 
 
 def test_network_initialization_follows_the_iid_laws():
