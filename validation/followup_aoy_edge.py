@@ -6,7 +6,7 @@ run, larger widths, to tell noise from a systematic deviation.  Results:
 ``validation/results/aoy_frozen_followup{,2}.json`` (reported in docs/validation.md)::
 
     python -m validation.followup_aoy_edge              # widths 32 … 256 × 48
-    python -m validation.followup_aoy_edge 128,256,512  # widths 128 … 512 × 48
+    python -m validation.followup_aoy_edge 128,256,512,1024  # widths 128 … 1024 × 48 (≈ 30 min)
 """
 from __future__ import annotations
 
