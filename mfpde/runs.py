@@ -306,6 +306,8 @@ def write_checkpoint(path: str | Path, attrs: dict[str, Any], arrays: dict[str, 
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for left in path.parent.glob(f".{path.name}.*.tmp"):   # a writer killed mid-write (one writer per checkpoint)
+        left.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:

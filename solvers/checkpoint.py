@@ -55,6 +55,8 @@ def write(path, t: float, y: np.ndarray, sol, stepper, fp: str, index: int) -> N
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for left in path.parent.glob(f".{path.name}.*.tmp"):   # a writer killed mid-write (one writer per checkpoint)
+        left.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
