@@ -155,12 +155,14 @@ def _solve(args) -> int:
     t0 = time.perf_counter()
     system = System(c.problem)
     stepper = solvers.make(c.solver.stepper, system, **c.solver.stepper_options())
+    fixed = not stepper.adaptive
+    step = f"dt = {c.solver.dt}" if fixed else f"rtol = {getattr(stepper, 'rtol', '?')}, atol = {getattr(stepper, 'atol', '?')}"
     say(f"mfpde: solving {c.problem.name!r}: L = {c.problem.model.L}, nodes per layer = "
-        f"{list(system.layout.sizes)}, state size = {system.size}, {c.solver.stepper} dt = {c.solver.dt}, t_end = {c.solver.t_end}")
+        f"{list(system.layout.sizes)}, state size = {system.size}, {c.solver.stepper} {step}, t_end = {c.solver.t_end}")
     if not args.quiet:
         from mfpde.stiffness import assess
 
-        say(assess(system).report(c.solver.stepper, c.solver.dt if c.solver.stepper in ("euler", "heun", "midpoint", "rk3", "rk4") else None))
+        say(assess(system).report(c.solver.stepper, c.solver.dt if fixed else None))
     try:
         sol = solvers.integrate(system, stepper, c.solver.t_end, times=c.solver.save_times,
                                 save_every=c.solver.save_every, parameters=c.output.parameters,
@@ -177,8 +179,10 @@ def _solve(args) -> int:
     ds = sol.to_xarray()
     io.write(ds, out)
     say(io.loss_table(ds))
-    say(f"mfpde: {sol.stats['steps']} steps, {sol.stats['rhs_evals']} RHS evaluations, "
-        f"{time.perf_counter() - t0:.2f} s wall; wrote {out}")
+    jv = sol.stats.get("jvps", 0)
+    say(f"mfpde: {sol.stats['steps']} steps, {sol.stats['rhs_evals']} RHS evaluations"
+        + (f" + {jv} Jacobian-vector products" if jv else "")
+        + f", {time.perf_counter() - t0:.2f} s wall; wrote {out}")
     return 0
 
 

@@ -366,18 +366,32 @@ class ImplicitDIRK(Stepper):
     def _step(self, y, t, h, ynew, err_out):
         """One DIRK step of size h from (t, y) into ``ynew``; returns a status (OK or NEWTON/NONFINITE).
 
-        The Jacobian is refreshed once and the step retried if Newton fails with an old one.
+        The Jacobian is refreshed once and the step retried if Newton fails with an old one.  A
+        fixed-step method (no step size to reduce) then tries once more from the trivial
+        predictor Z = y: the default predictor y + hγ f(y) overshoots stiff components by up
+        to hγρ, and Newton from there diverged (backward Euler, hρ ≈ 27, measured).
         """
-        for attempt in range(2):
-            status = self._try_step(y, t, h, ynew, err_out)
+        trivial = False
+        while True:
+            if trivial:
+                saved = self._f.copy()
+                self._f[:] = 0.0           # first-stage predictor y + hγ·0 = y
+                try:
+                    status = self._try_step(y, t, h, ynew, err_out)
+                finally:
+                    self._f[:] = saved
+            else:
+                status = self._try_step(y, t, h, ynew, err_out)
             if status == OK or status == NONFINITE:
                 return status
             self.stats["newton_failures"] += 1
-            if self._fresh:
+            if not self._fresh:
+                self._linearize(t, y)
+                self._fresh = True
+            elif self.adaptive or trivial:
                 return status
-            self._linearize(t, y)
-            self._fresh = True
-        return status
+            else:
+                trivial = True
 
     def _try_step(self, y, t, h, ynew, err_out):
         tb = self.tableau
