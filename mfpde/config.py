@@ -20,7 +20,7 @@ from typing import Mapping
 import numpy as np
 
 from mfpde import data as data_mod
-from mfpde import embedding, quadrature
+from mfpde import checks, embedding, quadrature
 from mfpde.errors import ConfigError
 from mfpde.problem import Embedding, Model, Problem, Schedules
 from mfpde.schedules import make_schedule
@@ -96,47 +96,9 @@ class Config:
     notes: tuple[str, ...] = ()   # warnings about the problem (e.g. the i.i.d. degeneracy)
 
 
-def _table(v, key) -> Mapping:
-    if not isinstance(v, Mapping):
-        raise ConfigError(key, f"expected a table, got {type(v).__name__}")
-    return v
-
-
-def _check_keys(t: Mapping, allowed, key: str) -> None:
-    for k in t:
-        if k not in allowed:
-            where = f"{key}.{k}" if key else (str(k) or repr(k))
-            raise ConfigError(where, f"unknown key; allowed in [{key or 'top level'}]: {', '.join(allowed)}")
-
-
-def _int(v, key, lo=1, hi=None) -> int:
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ConfigError(key, f"expected an integer, got {v!r}")
-    if v < lo or (hi is not None and v > hi):
-        raise ConfigError(key, f"must be between {lo} and {hi}, got {v}" if hi else f"must be >= {lo}, got {v}")
-    return v
-
-
-def _float(v, key, positive=False) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ConfigError(key, f"expected a finite number, got {v!r}")
-    if positive and v <= 0:
-        raise ConfigError(key, f"must be > 0, got {v!r}")
-    return float(v)
-
-
-def _bool(v, key) -> bool:
-    if not isinstance(v, bool):
-        raise ConfigError(key, f"expected true or false, got {v!r}")
-    return v
-
-
-def _str(v, key, allowed=None) -> str:
-    if not isinstance(v, str):
-        raise ConfigError(key, f"expected a string, got {v!r}")
-    if allowed is not None and v not in allowed:
-        raise ConfigError(key, f"got {v!r}; allowed: {', '.join(allowed)}")
-    return v
+# the shared checked readers (mfpde/checks.py); the private names are kept for this module's callers
+_table, _check_keys, _int, _float, _bool, _str = (checks.table, checks.check_keys, checks.integer, checks.number,
+                                                  checks.boolean, checks.string)
 
 
 def _model(t: Mapping) -> Model:
