@@ -20,6 +20,7 @@ from numba.extending import overload
 from scipy import special
 
 from mfpde._jit import njit
+from mfpde import checks
 from mfpde.errors import ConfigError
 
 SCALAR_SIG = types.float64(types.float64)
@@ -184,7 +185,7 @@ def get(name: str, key: str = "activation") -> Activation:
     """Look up an activation by name; unknown names raise ConfigError listing the allowed ones."""
     if not isinstance(name, str):
         raise ConfigError(key, f"expected an activation name (string), got {type(name).__name__}; allowed: {', '.join(names())}")
-    act = _BUILTIN.get(name) or _USER.get(name)
+    act = _BUILTIN.get(name) or _USER.get(name)   # name is a str here: hashable
     if act is None:
         raise ConfigError(key, f"unknown activation {name!r}; allowed: {', '.join(names())}")
     return act

@@ -220,10 +220,13 @@ def _schedules(t: Mapping, L: int) -> Schedules:
     allowed = ("weights", "biases") + tuple(f"layer_{l}" for l in range(1, L + 2)) + tuple(f"bias_{l}" for l in range(1, L + 2))
     _check_keys(t, allowed, "schedules")
     w = list(_schedule_list(t.get("weights", 1.0), "schedules.weights", L))
-    b = list(_schedule_list(t.get("biases", t.get("weights", 1.0)), "schedules.biases", L))
     for l in range(1, L + 2):
         if f"layer_{l}" in t:
             w[l - 1] = make_schedule(t[f"layer_{l}"], f"schedules.layer_{l}")
+    # a bias follows its own layer's schedule (so layer_l = 0 freezes b_l too) unless `biases`
+    # or `bias_l` says otherwise
+    b = list(_schedule_list(t["biases"], "schedules.biases", L)) if "biases" in t else list(w)
+    for l in range(1, L + 2):
         if f"bias_{l}" in t:
             b[l - 1] = make_schedule(t[f"bias_{l}"], f"schedules.bias_{l}")
     return Schedules(tuple(w), tuple(b))

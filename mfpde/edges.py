@@ -29,6 +29,7 @@ import numpy as np
 
 from mfpde._jit import njit
 from mfpde.activations import tanh_fast
+from mfpde import checks
 from mfpde.errors import ConfigError
 
 LINEAR = 0
@@ -45,7 +46,7 @@ def names() -> tuple[str, ...]:
 
 def code(name: str, key: str = "model.edges") -> int:
     """The integer code of a registered edge map (ConfigError naming ``key`` otherwise)."""
-    if not isinstance(name, str) or name not in CODES:
+    if not checks.is_one_of(name, CODES):
         raise ConfigError(key, f"unknown edge map {name!r}; allowed: {', '.join(CODES)}")
     return CODES[name]
 

@@ -28,6 +28,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 from scipy import special
 
+from mfpde import checks
 from mfpde.errors import ConfigError
 
 PSI = {"tanh": np.tanh, "sin": np.sin, "cos": np.cos, "erf": special.erf, "sigmoid": special.expit}
@@ -159,10 +160,8 @@ def make_init(spec: Any, key: str, *, edge: bool = False) -> InitFn:
         return constant([_num(x, key) for x in spec])
     if not isinstance(spec, Mapping):
         raise ConfigError(key, f"expected a number or a table with kind = {' | '.join(INIT_KINDS)}, got {spec!r}")
-    kind = spec.get("kind")
     allowed_kinds = ("constant", "kernel") if edge else ("constant", "coordinate", "affine", "quantile")
-    if kind not in allowed_kinds:
-        raise ConfigError(f"{key}.kind", f"unknown or unsuitable kind {kind!r}; allowed here: {', '.join(allowed_kinds)}")
+    kind = checks.choice(spec.get("kind"), allowed_kinds, f"{key}.kind", what="(or unsuitable here) kind")
     for k in spec:
         if k == "noise_std" and edge:
             continue
@@ -177,13 +176,9 @@ def make_init(spec: Any, key: str, *, edge: bool = False) -> InitFn:
                 raise ConfigError(f"{key}.start", f"must be an integer >= 0, got {v!r}")
             p[k] = v
         elif k == "psi":
-            if not isinstance(v, str) or v not in PSI:
-                raise ConfigError(f"{key}.psi", f"unknown ψ {v!r}; allowed: {', '.join(PSI)}")
-            p[k] = v
+            p[k] = checks.choice(v, PSI, f"{key}.psi", what="ψ")
         elif k == "law":
-            if v not in ("normal", "uniform"):
-                raise ConfigError(f"{key}.law", f"unknown law {v!r}; allowed: normal, uniform")
-            p[k] = v
+            p[k] = checks.choice(v, ("normal", "uniform"), f"{key}.law", what="law")
         elif k == "A":
             try:
                 A = np.asarray(v, dtype=float)

@@ -31,6 +31,7 @@ import numpy as np
 
 from mfpde import embedding as E
 from mfpde import quadrature as qd
+from mfpde import checks
 from mfpde.errors import ConfigError
 
 LAWS = ("normal", "uniform", "constant")
@@ -89,9 +90,7 @@ def make_law(spec: Any, key: str, default: Law | None = None) -> Law:
         return Law("constant", value=_num(spec, key))
     if not isinstance(spec, Mapping):
         raise ConfigError(key, f"expected a number or a table {{law = \"normal\" | \"uniform\" | \"constant\", ...}}, got {spec!r}")
-    law = spec.get("law", "normal")
-    if law not in LAWS:
-        raise ConfigError(f"{key}.law", f"unknown law {law!r}; allowed: {', '.join(LAWS)}")
+    law = checks.choice(spec.get("law", "normal"), LAWS, f"{key}.law", what="law")
     allowed = {"normal": ("law", "mean", "std"), "uniform": ("law", "low", "high"), "constant": ("law", "value")}[law]
     for k in spec:
         if k not in allowed:
@@ -116,7 +115,8 @@ class MiddleLaw:
 
 def _rule_for(features: list[Law], rule_spec: Mapping, key: str):
     """Rule on the standard variables of ``features`` (all random), tensor or joint."""
-    kind = rule_spec.get("kind", "gaussian_trapezoid")
+    kind = checks.choice(rule_spec.get("kind", "gaussian_trapezoid"), PER_COORDINATE + JOINT, f"{key}.kind",
+                         what="rule kind for an i.i.d. embedding")
     k = len(features)
     if k == 0:
         return qd.user(np.zeros((1, 1)), np.ones(1))
@@ -130,8 +130,6 @@ def _rule_for(features: list[Law], rule_spec: Mapping, key: str):
             extra.pop("scramble", None)
         table = {"kind": kind, "size": rule_spec.get("size", 1024), "dim": k, "law": fams.pop(), **extra}
         return qd.make_rule(table, key)
-    if kind not in PER_COORDINATE:
-        raise ConfigError(f"{key}.kind", f"unknown rule kind {kind!r} for an i.i.d. embedding; allowed: {', '.join(PER_COORDINATE + JOINT)}")
     for n in rule_spec:
         if n not in ("kind", "size", "half_width"):
             raise ConfigError(f"{key}.{n}", "unknown key for a per-coordinate rule; allowed: kind, size, half_width")

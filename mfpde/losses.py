@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mfpde._jit import njit
+from mfpde import checks
 from mfpde.errors import ConfigError
 
 SQUARED, MSE, HUBER, LOGISTIC, SOFTMAX_CE = range(5)
@@ -126,7 +127,7 @@ LOSSES = {"squared": SQUARED, "mse": MSE, "huber": HUBER, "logistic": LOGISTIC, 
 
 def get(name: str, param: float | None = None, K: int = 1, key: str = "model.loss") -> Loss:
     """Validated loss description; ``param`` is Huber's δ (default 1.0)."""
-    if not isinstance(name, str) or name not in LOSSES:
+    if not checks.is_one_of(name, LOSSES):
         raise ConfigError(key, f"unknown loss {name!r}; allowed: {', '.join(LOSSES)}")
     if name == "huber":
         delta = 1.0 if param is None else param

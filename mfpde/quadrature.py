@@ -26,6 +26,7 @@ from numpy.polynomial.legendre import leggauss
 from scipy import special
 from scipy.stats import qmc
 
+from mfpde import checks
 from mfpde.errors import ConfigError
 
 __all__ = [
@@ -294,7 +295,7 @@ def _plan(spec, key: str, outermost: bool) -> _Plan:
     kind = spec.get("kind")
     if kind is None:
         raise ConfigError(f"{key}.kind", f"is missing; choose one of {', '.join(RULE_KINDS)}.")
-    if not isinstance(kind, str) or kind not in RULE_KINDS:
+    if not checks.is_one_of(kind, RULE_KINDS):
         raise ConfigError(f"{key}.kind", f"unknown rule kind {kind!r}; choose one of "
                           f"{', '.join(RULE_KINDS)}.")
     allowed = ("kind",) + _ALLOWED[kind] + (("tracers",) if outermost else ())
@@ -475,7 +476,7 @@ def _check_smolyak(spec: dict, key: str) -> _Plan:
     level = _int(_require(spec, "level", key, "the level (exact to total degree 2*level - 1)"),
                  f"{key}.level", 1, MAX_GAUSS_SIZE)
     base = spec.get("base", "gauss_hermite")
-    if not isinstance(base, str) or base not in SMOLYAK_BASES:
+    if not checks.is_one_of(base, SMOLYAK_BASES):
         raise ConfigError(f"{key}.base", f"must be one of {', '.join(SMOLYAK_BASES)}, got {base!r}.")
     names = ("mean", "std") if base == "gauss_hermite" else ("low", "high")
     for other in ("mean", "std", "low", "high"):
@@ -516,7 +517,7 @@ def _check_sampled(kind: str, spec: dict, key: str) -> _Plan:
     dim_high = _SOBOL_MAX_DIM if kind == "sobol" else MAX_ENTRIES
     dim = _int(_require(spec, "dim", key, "the dimension, e.g. 2"), f"{key}.dim", 1, dim_high)
     law = spec.get("law", "normal")
-    if not isinstance(law, str) or law not in LAWS:
+    if not checks.is_one_of(law, LAWS):
         raise ConfigError(f"{key}.law", f"must be one of {', '.join(LAWS)}, got {law!r}.")
     names = _LAW_KEYS[law]
     for other in ("mean", "std", "low", "high"):

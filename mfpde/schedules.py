@@ -14,6 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from mfpde._jit import njit
+from mfpde import checks
 from mfpde.errors import ConfigError
 
 CONSTANT, POWER, PIECEWISE = 0, 1, 2
@@ -69,9 +70,7 @@ def make_schedule(spec: Any, key: str) -> Schedule:
         return Schedule("constant", _number(spec, key, nonneg=True))
     if not isinstance(spec, Mapping):
         raise ConfigError(key, f"expected a number or a table with kind = {' | '.join(KINDS)}, got {spec!r}")
-    kind = spec.get("kind", "constant")
-    if kind not in KINDS:
-        raise ConfigError(f"{key}.kind", f"unknown schedule kind {kind!r}; allowed: {', '.join(KINDS)}")
+    kind = checks.choice(spec.get("kind", "constant"), KINDS, f"{key}.kind", what="schedule kind")
     allowed = {"constant": {"kind", "xi0"}, "power": {"kind", "xi0", "tau", "p"},
                "piecewise": {"kind", "times", "values"}}[kind]
     for k in spec:

@@ -129,8 +129,35 @@ def test_schedule_lists_and_per_layer_overrides_land_on_the_right_layers():
     s = config.from_dict(raw).problem.schedules
     assert [w(0.0) for w in s.weights] == [1.0, 0.0, 3.0]
     assert s.weights[1].frozen
-    # biases default to the weights' schedules, then bias_3 overrides the output bias
-    assert s.biases[0](0.0) == 1.0 and s.biases[2](1.0) == 1.0
+    # biases follow their own layer's schedule (layer_2 = 0 freezes b_2), then bias_3 overrides
+    assert s.biases[0](0.0) == 1.0 and s.biases[1].frozen and s.biases[2](1.0) == 1.0
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"schedules.layer_1": 0.0}, [0.0, 1.0, 1.0]),                              # AOY: frozen features
+    ({"schedules.weights": [2.0, 3.0, 4.0], "schedules.layer_1": 0.0}, [0.0, 3.0, 4.0]),
+    ({"schedules.layer_1": 0.0, "schedules.biases": 5.0}, [5.0, 5.0, 5.0]),     # `biases` wins over layers
+    ({"schedules.layer_1": 0.0, "schedules.bias_1": 1.5}, [1.5, 1.0, 1.0]),     # `bias_l` wins over all
+    ({"schedules.layer_2": 0.0, "schedules.biases": 5.0, "schedules.bias_2": 0.5}, [5.0, 0.5, 5.0]),
+])
+def test_a_bias_follows_its_own_layer_schedule_unless_biases_or_bias_l_is_given(changes, expected):
+    s = config.from_dict(edit(default_raw(), changes)).problem.schedules
+    assert [b(0.0) for b in s.biases] == expected
+
+
+def test_freezing_a_layer_with_layer_l_zero_also_freezes_its_bias_during_a_solve():
+    from mfpde import solvers
+
+    raw = edit(default_raw(), {"model.biases": True, "init.b_1": 0.2, "init.b_2": 0.3,
+                               "schedules.layer_1": 0.0, "solver.t_end": 0.2})
+    cfg = config.from_dict(raw)
+    system = System(cfg.problem)
+    sol = solvers.integrate(system, solvers.make("euler", system, dt=0.05), t_end=0.2, save_every=0.2)
+    ds = sol.to_xarray()
+    b1, w1, b2 = ds["b_1"].values, ds["w_1"].values, ds["b_2"].values
+    np.testing.assert_array_equal(b1[-1], b1[0])                 # frozen with its layer
+    np.testing.assert_array_equal(w1[-1], w1[0])
+    assert np.max(np.abs(b2[-1] - b2[0])) > 1e-6                  # the other layer's bias trains
 
 
 # --------------------------------------------------------------------------- malformed configs
