@@ -8,7 +8,7 @@ finite guards catch, instead of a branch per division that blocks vectorization)
 Cache policy.  Numba validates a cached function only against its *own* source file, so a
 stepper cached from ``solvers/explicit.py`` would keep running the kernels of an older
 ``mfpde/kernels.py``.  mfpde therefore keys the cache directory on a hash of the source files
-that define kernels (``_KERNEL_MODULES`` and ``solvers/``) plus the Numba version: ``<repo>/.numba-cache/<hash>/``
+that import this module (:func:`kernel_sources`, found by scanning mfpde/ and solvers/) plus the Numba version: ``<repo>/.numba-cache/<hash>/``
 (a fresh clone, or any edit, recompiles once).  ``MFPDE_JIT_CACHE=0`` disables caching; an
 explicit ``NUMBA_CACHE_DIR`` set by the user is respected.
 
@@ -20,24 +20,32 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import warnings
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 _PKG = Path(__file__).resolve().parent
-# the modules that define compiled kernels (a change in any of them can change what a cached
-# kernel elsewhere inlined); pure-Python modules are left out so editing them keeps the cache
-_KERNEL_MODULES = ("_jit.py", "activations.py", "losses.py", "schedules.py", "kernels.py", "finite.py", "jvp.py")
-_SOURCES = sorted([_PKG / m for m in _KERNEL_MODULES] + list((_PKG.parent / "solvers").glob("*.py")))
+_IMPORTS_JIT = re.compile(r"^\s*(from\s+mfpde\._jit\s+import|from\s+mfpde\s+import\s+[^\n]*\b_jit\b|import\s+mfpde\._jit)",
+                          re.MULTILINE)
 
 
-def _source_hash() -> str:
+def kernel_sources(package: Path | None = None) -> list[Path]:
+    """The source files that can define compiled kernels: this file and every module of mfpde
+    and solvers/ that imports it (derived, not listed by hand, so a new kernel module — or one
+    whose kernels are only inlined elsewhere, like edges.py — is never left out of the key)."""
+    pkg = _PKG if package is None else Path(package)
+    files = sorted(list(pkg.glob("*.py")) + list((pkg.parent / "solvers").glob("*.py")))
+    return [p for p in files if p == pkg / "_jit.py" or _IMPORTS_JIT.search(p.read_text(encoding="utf-8", errors="replace"))]
+
+
+def _source_hash(package: Path | None = None) -> str:
     import numba
 
     h = hashlib.sha256(numba.__version__.encode())
-    for p in _SOURCES:
-        h.update(p.name.encode())
+    for p in kernel_sources(package):
+        h.update(f"{p.parent.name}/{p.name}".encode())
         h.update(p.read_bytes())
     return h.hexdigest()[:16]
 

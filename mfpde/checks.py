@@ -111,3 +111,55 @@ def string(v, key: str, allowed=None) -> str:
     if allowed is not None:
         choice(v, allowed, key)
     return v
+
+
+MAX_DEPTH = 16   # nesting of tables and arrays in a TOML file (mfpde's deepest use is 5)
+
+
+def parse_toml(text: str, source: str) -> dict:
+    """``tomllib.loads`` with one-line errors: invalid TOML, or nesting deeper than MAX_DEPTH.
+
+    tomllib recurses once per nesting level, so hundreds of ``[[[…]]]`` would raise a
+    RecursionError with thousands of lines of traceback; the depth is checked on the text
+    first (brackets and braces outside strings bound it from above) and on the result.
+    """
+    import tomllib
+
+    if _bracket_depth(text) > 4 * MAX_DEPTH:
+        raise ConfigError("", f"{source}: tables or arrays nested more than {MAX_DEPTH} levels deep")
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("", f"{source} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError("", f"{source}: tables or arrays nested more than {MAX_DEPTH} levels deep") from None
+    check_depth(raw, source)
+    return raw
+
+
+def _bracket_depth(text: str) -> int:
+    """An upper bound of the nesting depth of inline arrays/tables (brackets, ignoring strings roughly)."""
+    depth = best = 0
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            best = max(best, depth)
+        elif ch in "]}":
+            depth = max(depth - 1, 0)
+    return best
+
+
+def check_depth(raw, source: str, max_depth: int = MAX_DEPTH) -> None:
+    """ConfigError if tables/lists in ``raw`` nest deeper than ``max_depth`` (checked iteratively)."""
+    stack = [(raw, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, Mapping):
+            children = v.values()
+        elif isinstance(v, (list, tuple)):
+            children = v
+        else:
+            continue
+        if d > max_depth:
+            raise ConfigError("", f"{source}: tables or arrays nested more than {max_depth} levels deep")
+        stack.extend((x, d + 1) for x in children)

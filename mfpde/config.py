@@ -329,6 +329,7 @@ def _sgd(t: Mapping) -> SgdOptions:
 def from_dict(raw: Mapping, source: str = "<dict>", base_dir: str | Path | None = None) -> Config:
     """Validate a configuration table and build the Problem and options."""
     raw = _table(raw, "")
+    checks.check_depth(raw, source)
     _check_keys(raw, TOP_KEYS, "")
     for req in ("model", "data"):
         if req not in raw:
@@ -409,11 +410,7 @@ def load(path: str | Path) -> Config:
 
 
 def loads(text: str, source: str = "<string>", base_dir=None) -> Config:
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("", f"{source} is not valid TOML: {exc}") from None
-    return from_dict(raw, source, base_dir)
+    return from_dict(checks.parse_toml(text, source), source, base_dir)
 
 
 def default_text() -> str:

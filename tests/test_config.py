@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from fuzzing import fuzz_settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from mfpde import config
@@ -427,7 +428,7 @@ def test_teacher_direction_with_huge_entries_is_normalised_or_rejected():
         np.testing.assert_allclose(train.Y[:, 0], np.tanh(2.0 * train.X[:, 0]), rtol=1e-15, atol=0)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@fuzz_settings(300, 5000)
 @given(mutated_defaults())
 def test_random_mutations_of_the_default_load_or_raise_config_or_data_error(case):
     """Replace a leaf (or a whole table) by a random TOML value, delete a key or add one:
@@ -469,3 +470,32 @@ def test_the_docs_name_every_key_of_every_section():
              "dim", "level", "base", "scramble", "nodes", "noise_std"}
     missing = sorted(k for k in keys if f"`{k}`" not in text and f"`[{k}" not in text)
     assert not missing, missing
+
+
+@pytest.mark.parametrize("levels", [20, 40, 600, 5000])
+@pytest.mark.parametrize("where", ["data.train.x", "model.hidden"])
+def test_deeply_nested_toml_is_one_config_error_about_nesting(levels, where, tmp_path, capsys):
+    """≥ 500 levels used to give a 3 000-line RecursionError, and from ~33 levels a wrong
+    "must be rectangular" message: any nesting deeper than checks.MAX_DEPTH is refused as such."""
+    from mfpde.cli import main
+
+    section, key = where.rsplit(".", 1)
+    text = config.default_text() + f"\n[{section}.extra_nesting]\n{key} = " + "[" * levels + "1" + "]" * levels + "\n"
+    with pytest.raises(ConfigError, match="nested more than 16 levels"):
+        config.loads(text)
+    path = tmp_path / "deep.toml"
+    path.write_text(text)
+    assert main(["solve", str(path), "-o", str(tmp_path / "o.nc")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nested more than 16 levels" in err and "Traceback" not in err
+    assert not (tmp_path / "o.nc").exists()
+
+
+def test_a_deeply_nested_python_dict_is_a_config_error_about_nesting():
+    raw = default_raw()
+    deep = 1.0
+    for _ in range(40):
+        deep = [deep]
+    raw["data"]["train"]["x"] = deep
+    with pytest.raises(ConfigError, match="nested more than 16 levels"):
+        config.from_dict(raw)
