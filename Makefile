@@ -8,7 +8,13 @@ PYTEST_ARGS ?= -n 2
 # two pytest workers on two cores: one Numba and one BLAS thread each
 TEST_ENV ?= NUMBA_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 
-.PHONY: run test test-fast bench clean
+# make fuzz: every hypothesis test with a fresh random seed at the larger budget of tests/fuzzing.py
+# (20 000 mutated configurations, 3 000 command lines, 10 000 API calls, ...); run it before each stop.
+# Reproduce a failure with the seed it prints: make fuzz FUZZ_SEED=<seed>
+FUZZ_SEED  ?= $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+FUZZ_SCALE ?= 1
+
+.PHONY: run test test-fast fuzz bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +32,11 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS) -m "not slow"
+
+fuzz: $(STAMP)
+	@echo "make fuzz: hypothesis seed $(FUZZ_SEED), budget scale $(FUZZ_SCALE) (reproduce: make fuzz FUZZ_SEED=$(FUZZ_SEED))"
+	$(TEST_ENV) MFPDE_FUZZ=1 MFPDE_FUZZ_SCALE=$(FUZZ_SCALE) $(PY) -m pytest $(PYTEST_ARGS) -m hypothesis \
+		--hypothesis-seed=$(FUZZ_SEED) --hypothesis-show-statistics -q
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

@@ -2,6 +2,8 @@
 import numpy as np
 import pytest
 
+import fuzzing  # noqa: F401  - loads the hypothesis profile (derandomized unless make fuzz)
+
 
 @pytest.fixture(autouse=True)
 def _strict_numpy():

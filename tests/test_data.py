@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from fuzzing import fuzz_settings
+from hypothesis import given
 from hypothesis import strategies as st
 from numpy.polynomial.hermite_e import hermegauss
 from scipy.integrate import quad
@@ -145,7 +146,7 @@ def test_h5_round_trip(tmp_path, ext):
     np.testing.assert_array_equal(ds.Y, Y[:, :1])
 
 
-@settings(max_examples=25, deadline=None)
+@fuzz_settings(25)
 @given(M=st.integers(1, 6), d=st.integers(1, 3), K=st.integers(1, 2),
        values=st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=30, max_size=30))
 def test_csv_round_trip_is_exact_for_any_finite_floats(tmp_path_factory, M, d, K, values):
@@ -491,4 +492,211 @@ def test_probes_from_lists_and_grids():
 def test_invalid_probes_raise_config_error_naming_the_key(spec, d, key):
     with pytest.raises(ConfigError) as info:
         probes(spec, d)
+    assert info.value.key == key
+
+
+# --------------------------------------------------------------------------- hostile data files (issue 13)
+
+def _npz_declaring(path, shape, dtype="<f8", names=("x", "y")):
+    """A few-hundred-byte .npz whose members declare ``shape`` (no data follows the headers)."""
+    import io as _io
+    import zipfile
+
+    hdr = _io.BytesIO()
+    np.lib.format.write_array_header_1_0(hdr, {"descr": dtype, "fortran_order": False, "shape": shape})
+    with zipfile.ZipFile(path, "w") as z:
+        for n in names:
+            z.writestr(f"{n}.npy", hdr.getvalue())
+    return path
+
+
+def _h5_declaring(path, shape):
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", shape=shape, dtype="f8", chunks=(1000,))
+        f.create_dataset("y", shape=shape, dtype="f8", chunks=(1000,))
+    return path
+
+
+def _npy_named_npz_declaring(path, shape):
+    import io as _io
+
+    hdr = _io.BytesIO()
+    np.lib.format.write_array_header_1_0(hdr, {"descr": "<f8", "fortran_order": False, "shape": shape})
+    path.write_bytes(hdr.getvalue())
+    return path
+
+
+@pytest.mark.parametrize("make", [_npz_declaring, _h5_declaring, _npy_named_npz_declaring],
+                         ids=["npz", "h5", "npy-named-npz"])
+def test_file_declaring_a_huge_array_is_refused_before_reading(tmp_path, make):
+    """A tiny file declaring 10^12 numbers is a DataError naming the file and the shape, not 7 TiB."""
+    ext = ".h5" if make is _h5_declaring else ".npz"
+    path = make(tmp_path / f"big{ext}", (10**12,))
+    assert path.stat().st_size < 10_000
+    with pytest.raises(DataError) as info:
+        load(path)
+    msg = str(info.value)
+    assert str(path) in msg and "1000000000000" in msg, msg
+
+
+def test_file_array_just_over_the_data_limit_is_refused_and_the_limit_is_named(tmp_path):
+    from mfpde.config import MAX_DATA
+
+    path = _npz_declaring(tmp_path / "over.npz", (MAX_DATA + 1,))
+    with pytest.raises(DataError, match=f"{MAX_DATA + 1}.*at most {MAX_DATA}|at most {MAX_DATA}.*{MAX_DATA + 1}"):
+        load(path)
+
+
+@pytest.mark.parametrize("dtype", ["|O", "<U10", "|S1000000000", "<c16", "|V100000000"])
+def test_npz_member_of_a_non_numeric_dtype_is_refused_before_reading(tmp_path, dtype):
+    path = _npz_declaring(tmp_path / "odd.npz", (4,), dtype=dtype)
+    with pytest.raises(DataError, match=re.escape(str(path))):
+        load(path)
+
+
+def test_npz_member_that_is_not_an_npy_array_is_refused_without_decompressing_it(tmp_path):
+    import zipfile
+
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("x.npy", b"\0" * 200_000_000)      # 200 MB of zeros, ~200 kB compressed
+        z.writestr("y.npy", b"\0" * 10)
+    assert path.stat().st_size < 1_000_000
+    with pytest.raises(DataError, match=re.escape(str(path))):
+        load(path)
+
+
+def _h5_self_link(tmp_path):
+    path = tmp_path / "loop.h5"
+    with h5py.File(path, "w") as f:
+        f["x"] = h5py.SoftLink("/x")
+        f["y"] = np.zeros(3)
+    return path, {}
+
+
+def _h5_dangling_external(tmp_path):
+    path = tmp_path / "ext.h5"
+    with h5py.File(path, "w") as f:
+        f["x"] = h5py.ExternalLink(str(tmp_path / "absent.h5"), "/x")
+        f["y"] = np.zeros(3)
+    return path, {}
+
+
+def _h5_compound(tmp_path):
+    path = tmp_path / "compound.h5"
+    with h5py.File(path, "w") as f:
+        f["x"] = np.zeros(3, dtype=[("a", "f8"), ("b", "i4")])
+        f["y"] = np.zeros(3)
+    return path, {}
+
+
+def _h5_key_through_a_dataset(tmp_path):
+    path = tmp_path / "through.h5"
+    with h5py.File(path, "w") as f:
+        f["x"] = np.zeros(3)
+        f["y"] = np.zeros(3)
+    return path, {"x_key": "x/deeper"}
+
+
+def _long_name(ext):
+    def make(tmp_path):
+        return tmp_path / ("a" * 300 + ext), {}
+    return make
+
+
+def _nul_in_path(tmp_path):
+    return str(tmp_path / "a\0b.npz"), {}
+
+
+@pytest.mark.parametrize("make", [
+    _h5_self_link, _h5_dangling_external, _h5_compound, _h5_key_through_a_dataset,
+    _long_name(".h5"), _long_name(".npz"), _long_name(".csv"), _nul_in_path,
+], ids=["h5-soft-link-to-itself", "h5-dangling-external-link", "h5-compound-dtype", "h5-key-through-a-dataset",
+        "long-name-h5", "long-name-npz", "long-name-csv", "nul-in-path"])
+def test_any_failure_opening_or_reading_a_data_file_is_a_data_error_naming_it(tmp_path, make):
+    path, kwargs = make(tmp_path)
+    with pytest.raises(DataError) as info:
+        load(path, **kwargs)
+    assert str(path).replace("\0", "\\x00") in str(info.value) or str(path) in str(info.value), str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("text, where", [
+    ("1.0,2.0O\n2.0,3.0\n", "line 1 column 2 is '2.0O'"),
+    ("x,1.5\n2.0,3.0\n4.0,5.0\n", "line 1 column 2 is '1.5'"),
+    ("\n\n1.0,abc,2.0\n1,2,3\n", "line 3 column 2 is 'abc'"),
+])
+def test_csv_first_row_with_a_number_is_a_bad_row_not_a_header(tmp_path, text, where):
+    """A first row is a header only if no cell of it is a number; else its bad cell is named."""
+    path = tmp_path / "h.csv"
+    path.write_text(text)
+    with pytest.raises(DataError) as info:
+        load(path)
+    assert str(path) in str(info.value) and where in str(info.value), str(info.value)
+
+
+def test_csv_header_of_names_only_is_still_skipped(tmp_path):
+    path = tmp_path / "h.csv"
+    path.write_text("x, y\n1.0,2.0\n3.0,4.0\n")
+    ds = load(path)
+    np.testing.assert_array_equal(ds.X, [[1.0], [3.0]])
+    np.testing.assert_array_equal(ds.Y, [[2.0], [4.0]])
+
+
+def test_csv_larger_than_the_file_limit_is_refused_before_reading(tmp_path):
+    from mfpde import data
+
+    path = tmp_path / "huge.csv"
+    with open(path, "wb") as fh:       # sparse: no disk used, nothing to read in a test
+        fh.truncate(data.MAX_CSV_BYTES + 1)
+    with pytest.raises(DataError) as info:
+        load(path)
+    assert str(path) in str(info.value) and str(data.MAX_CSV_BYTES) in str(info.value)
+
+
+def test_csv_line_longer_than_the_line_limit_is_refused(tmp_path):
+    from mfpde import data
+
+    path = tmp_path / "wide.csv"
+    path.write_text("1.0,2.0\n" + "1," * (data.MAX_CSV_LINE // 2 + 1) + "2\n")
+    with pytest.raises(DataError, match=r"line 2 .*longer than"):
+        load(path)
+
+
+def test_csv_with_more_numbers_than_the_data_limit_is_refused(tmp_path, monkeypatch):
+    import mfpde.config
+
+    monkeypatch.setattr(mfpde.config, "MAX_DATA", 10)
+    path = tmp_path / "many.csv"
+    path.write_text("".join(f"{i},{i}\n" for i in range(11)))
+    with pytest.raises(DataError, match=r"more than 10 numbers"):
+        load(path)
+
+
+@pytest.mark.parametrize("spec, key", [
+    ({"kind": np.array(["file", "arrays"])}, "data.train.kind"),
+    ({"kind": "teacher", "d": 1, "sample": 3, "teacher": {"kind": np.array(["two_layer", "x"])}},
+     "data.train.teacher.kind"),
+    ({"kind": "teacher", "d": 1, "sample": 3, "teacher": {"kind": "two_layer", "activation": np.array(["tanh", "relu"])}},
+     "data.train.teacher.activation"),
+    ({"kind": "file", "path": "x.npz", "x_key": ["x"]}, "data.train.x_key"),
+])
+def test_array_or_list_where_a_name_is_expected_is_a_config_error(spec, key):
+    with pytest.raises(ConfigError) as info:
+        make_data(spec, "data.train", 0)
+    assert info.value.key == key
+
+
+def test_probe_table_kind_that_is_an_array_is_a_config_error():
+    with pytest.raises(ConfigError) as info:
+        probes({"kind": np.array(["grid", "grid"]), "low": 0, "high": 1, "size": 2}, 1)
+    assert info.value.key == "probes.kind"
+
+
+@pytest.mark.parametrize("kwargs, key", [
+    ({"path": ["a.npz"]}, "path"), ({"path": "a.npz", "x_key": 3}, "x_key"), ({"path": "a.npz", "y_key": None}, "y_key"),
+])
+def test_load_rejects_non_string_path_and_keys(tmp_path, kwargs, key):
+    with pytest.raises(ConfigError) as info:
+        load(**kwargs)
     assert info.value.key == key

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from fuzzing import FUZZ, budget, fuzz_settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from mfpde import config, data, embedding, finite, iid, quadrature, schedules
@@ -160,17 +161,18 @@ def _check_error(exc: BaseException):
         assert msg.startswith(exc.key), msg
 
 
-N_CONFIGS = 6000
+N_CONFIGS = 6000         # make test (derandomized)
+N_CONFIGS_FUZZ = 20000   # make fuzz (random seed), times MFPDE_FUZZ_SCALE
 
 
+@pytest.mark.hypothesis   # an inner @given: selected by make fuzz (-m hypothesis)
 def test_malformed_configs_build_or_raise_a_config_error_naming_the_key():
     import resource
 
     count = {"configs": 0, "built": 0, "slowest": 0.0}
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
-    @settings(max_examples=N_CONFIGS, deadline=None, suppress_health_check=list(HealthCheck), database=None,
-              derandomize=True)
+    @fuzz_settings(N_CONFIGS, N_CONFIGS_FUZZ, all_health_checks_off=True)
     @given(malformed_configs())
     def check(case):
         name, cfg = case
@@ -189,7 +191,7 @@ def test_malformed_configs_build_or_raise_a_config_error_naming_the_key():
     check()
     # thousands of configurations, both outcomes, and huge sizes refused before allocating:
     # no example took long and memory never grew by more than 1 GB
-    assert count["configs"] >= N_CONFIGS * 0.9, count
+    assert count["configs"] >= budget(N_CONFIGS, N_CONFIGS_FUZZ) * 0.9, count
     assert 0.02 * count["configs"] < count["built"] < 0.5 * count["configs"], count
     assert count["slowest"] < 20.0, count
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0 < 1_000_000, "kB"
@@ -276,14 +278,14 @@ def _cli_files(tmp: Path) -> None:
     (tmp / "dir").mkdir(exist_ok=True)
 
 
+@pytest.mark.hypothesis   # an inner @given: selected by make fuzz (-m hypothesis)
 def test_fuzzed_command_lines_exit_2_with_one_error_line(tmp_path_factory, capsys, monkeypatch):
     tmp = tmp_path_factory.mktemp("cli")
     _cli_files(tmp)
     monkeypatch.chdir(tmp)   # relative paths drawn by the fuzzer land here
     seen = []
 
-    @settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck), database=None,
-              derandomize=True)
+    @fuzz_settings(600, 3000, all_health_checks_off=True)
     @given(bad_command_lines(tmp))
     def check(argv):
         seen.append(argv)
@@ -343,11 +345,11 @@ def _TINY_PROBLEM():
     return _cache["p"]
 
 
+@pytest.mark.hypothesis   # an inner @given: selected by make fuzz (-m hypothesis)
 def test_fuzzed_python_api_arguments_raise_only_mfpde_errors():
     count = [0]
 
-    @settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck), database=None,
-              derandomize=True)
+    @fuzz_settings(1500, 10000, all_health_checks_off=True)
     @given(st.integers(0, len(API_CALLS) - 1), junk, junk, junk)
     def check(i, a, b, c):
         count[0] += 1
@@ -376,3 +378,89 @@ def test_no_pickle_or_eval_of_input_files():
                 offenders.append(f"{path.relative_to(ROOT)}: {pat}")
     assert offenders == []
     assert "allow_pickle=False" in (ROOT / "mfpde" / "data.py").read_text()
+
+
+# --------------------------------------------------------------------------- determinism of make test
+
+def test_every_hypothesis_test_takes_its_budget_and_seed_from_fuzzing_settings():
+    """CI must be reproducible: no test file sets its own hypothesis seed policy or budget
+    (that is tests/fuzzing.py's job), and in make test the loaded profile is derandomized
+    with no example database (a stored failing example would change what CI draws)."""
+    import re
+
+    from hypothesis import settings as hsettings
+
+    offenders = []
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        if path.name == "fuzzing.py":
+            continue
+        text = path.read_text(encoding="utf-8")
+        for pat in (r"\bderandomize\s*=", r"\bmax_examples\s*=", r"@settings\(", r"\bsettings\s*\(", r"load_profile\("):
+            if re.search(pat, text):
+                offenders.append(f"{path.name}: {pat}")
+    assert offenders == []
+    if not FUZZ:
+        assert hsettings.default.derandomize is True
+        assert hsettings.default.database is None
+
+
+# --------------------------------------------------------------------------- one class of bug: unhashable names
+
+NAME_KEYS = ("kind", "law", "base", "psi", "stepper", "loss", "mode", "parameters", "activation",
+             "output_activation", "linear_solver", "jacobian", "edges", "teacher", "x_key", "y_key")
+
+
+def _name_leaves(v, path=()):
+    """Every (path, key) of a nested config whose value is a name (a string under a NAME_KEY)."""
+    if isinstance(v, dict):
+        for k, x in v.items():
+            if k in NAME_KEYS and isinstance(x, str):
+                yield path + (k,)
+            if k in ("hidden", "edges") and isinstance(x, list):   # lists of names
+                yield from (path + (k, i) for i, e in enumerate(x) if isinstance(e, str))
+            yield from _name_leaves(x, path + (k,))
+    elif isinstance(v, list):
+        for i, x in enumerate(v):
+            yield from _name_leaves(x, path + (i,))
+
+
+def _name_cases():
+    raw_default = tomllib.loads(config.default_text())
+    extra = copy.deepcopy(raw_default)   # the schedule kinds, initial-function kinds and laws of the default
+    extra["schedules"] = {"weights": {"kind": "power", "xi0": 1.0}, "bias_1": {"kind": "constant"}}
+    extra["model"]["biases"] = True
+    extra["init"]["b_1"] = {"kind": "quantile", "law": "normal"}
+    extra["init"]["W_2"] = {"kind": "kernel", "psi": "tanh"}
+    iid_ex = next((b for n, b in BASES if "iid" in b), None)
+    cases = []
+    for name, base in BASES + [("default+kinds", extra)]:
+        for path in _name_leaves(base):
+            cases.append((name, base, path))
+    assert iid_ex is not None and len(cases) > 40
+    return cases
+
+
+@pytest.mark.parametrize("bad", [[], {}, [["x"]], {"kind": []}], ids=["list", "table", "nested", "table-in-table"])
+def test_a_list_or_table_where_any_name_is_expected_is_a_config_error_never_a_type_error(bad):
+    """The class of the schedules.py bug (`[schedules] weights = {kind = []}` → TypeError):
+    every name-valued key of the default and of every example, in every table, replaced by a
+    list or a table, is refused with the project's error naming a key."""
+    failures = []
+    for name, base, path in _name_cases():
+        cfg = copy.deepcopy(base)
+        t = cfg
+        for p in path[:-1]:
+            t = t[p]
+        t[path[-1]] = copy.deepcopy(bad)
+        try:
+            with np.errstate(all="ignore"):
+                c = config.from_dict(cfg, source=name, base_dir=ROOT / "examples")
+                System(c.problem)
+        except MfpdeError as exc:
+            if isinstance(exc, ConfigError) and not exc.key:
+                failures.append((name, path, "ConfigError without a key"))
+        except Exception as exc:  # noqa: BLE001 - the point: nothing else escapes
+            failures.append((name, path, f"{type(exc).__name__}: {exc}"))
+        else:
+            failures.append((name, path, "accepted"))
+    assert failures == []

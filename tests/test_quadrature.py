@@ -9,13 +9,14 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from fuzzing import fuzz_settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from mfpde import quadrature as quad
 from mfpde.errors import ConfigError
 
-SETTINGS = settings(max_examples=60, deadline=None)
+SETTINGS = fuzz_settings(60)
 
 
 @pytest.fixture(autouse=True)
