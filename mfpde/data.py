@@ -10,12 +10,17 @@ config table and :func:`probes` builds probe points for yhat(t, x).  Rules are d
 any object with ``.nodes`` (float64 ``[Q, k]``, nodes for the standard normal law on R^k)
 and ``.weights`` (``[Q]``, sum 1) will do.  This module imports numpy and mfpde.errors at
 module level; scipy is not needed, h5py and :mod:`mfpde.quadrature` are imported lazily inside
-the functions that use them.
+the functions that use them.  Data files are never trusted: the shapes and dtypes an .npz or
+HDF5 file declares, and the size of a CSV file, are checked against the data limit
+(``config.MAX_DATA`` numbers per array, :data:`MAX_CSV_BYTES`, :data:`MAX_CSV_LINE`) before
+anything is read, and every failure of numpy, zipfile, h5py or the OS while opening or reading
+one is a :class:`~mfpde.errors.DataError` naming the file.
 """
 from __future__ import annotations
 
 import math
 import numbers
+import os
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -24,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from mfpde import checks
 from mfpde.errors import ConfigError, DataError
 
 __all__ = [
@@ -35,6 +41,8 @@ __all__ = [
 DATA_KINDS = ("file", "arrays", "teacher", "gaussian_classes")
 TEACHER_KINDS = ("single_index_tanh", "two_layer")
 FILE_EXTENSIONS = (".npz", ".csv", ".h5", ".hdf5")
+MAX_CSV_BYTES = 512 * 2**20   # a CSV data file (2·10⁷ numbers of 25 characters fit); checked before reading
+MAX_CSV_LINE = 4 * 2**20      # characters of one CSV line (checked while reading, line by line)
 _WEIGHT_SUM_TOL = 1e-10
 
 
@@ -192,19 +200,52 @@ def finite_set(X, Y, name: str = "train", weights=None, source: str | None = Non
 
 # --------------------------------------------------------------------------- files
 
+def _max_data() -> int:
+    """The data limit (numbers in one data array), read at call time from :mod:`mfpde.config`."""
+    from mfpde import config
+
+    return config.MAX_DATA
+
+
+def _why(exc: BaseException) -> str:
+    """``Type: message`` of a library exception, on one line."""
+    return f"{type(exc).__name__}: {exc}".replace("\r", " ").replace("\n", " ")
+
+
+def _shown(path) -> str:
+    """A path as text for one-line messages (control characters escaped)."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(path))
+
+
 def load(path, name: str = "train", x_key: str = "x", y_key: str = "y", y_columns: int = 1) -> DataSet:
     """Load a finite data set (equal weights) from .npz, .csv or .h5/.hdf5.
 
     * ``.npz``: arrays ``x_key`` and ``y_key``.
-    * ``.csv``: numbers separated by commas, one optional header line (detected: a first
-      line that does not parse as numbers); the last ``y_columns`` columns are Y.
+    * ``.csv``: numbers separated by commas, one optional header line: a first line none of
+      whose cells is a number (a first line with some numbers and some other cells is an
+      error naming the cell); the last ``y_columns`` columns are Y.
     * ``.h5``/``.hdf5``: datasets ``x_key`` and ``y_key`` (paths inside the file allowed).
+
+    Sizes are checked before reading: each array at most ``config.MAX_DATA`` numbers (as
+    declared by the .npz headers or HDF5 dataspaces), a CSV file at most
+    :data:`MAX_CSV_BYTES` bytes and :data:`MAX_CSV_LINE` characters per line.  Every failure
+    while opening or reading the file is a :class:`DataError` naming it.
     """
     if isinstance(y_columns, bool) or not isinstance(y_columns, numbers.Integral) or y_columns < 1:
         raise ConfigError("y_columns", f"must be an integer >= 1, got {y_columns!r}.")
-    path = Path(path)
-    where = f"data file '{path}'"
-    if not path.is_file():
+    if not isinstance(path, (str, os.PathLike)):
+        raise ConfigError("path", f"must be a file path (a string), got {type(path).__name__}.")
+    for k, v in (("x_key", x_key), ("y_key", y_key)):
+        if not checks.string(v, k):
+            raise ConfigError(k, "must be a non-empty string.")
+    try:
+        path = Path(path)
+        where = f"data file '{_shown(path)}'"
+        is_file = path.is_file()
+    except (OSError, ValueError, TypeError) as exc:   # a name too long, a NUL byte, ...
+        raise DataError(f"data file '{_shown(path)}' cannot be opened "
+                        f"({getattr(exc, 'strerror', None) or exc}).") from None
+    if not is_file:
         raise DataError(f"{where} does not exist (or is not a regular file).")
     ext = path.suffix.lower()
     if ext == ".npz":
@@ -224,87 +265,164 @@ def load(path, name: str = "train", x_key: str = "x", y_key: str = "y", y_column
     return DataSet(X, Y, np.full(X.shape[0], 1.0 / X.shape[0]), name, src)
 
 
+def _check_declared(shape, dtype, k: str, where: str, what: str) -> None:
+    """Refuse, before reading, an array of non-numeric dtype or of more than MAX_DATA numbers."""
+    if shape is None:
+        raise DataError(f"{where}: {what} '{k}' has no data (an empty dataspace), expected numbers.")
+    if dtype.kind not in "biuf" or dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
+        raise DataError(f"{where}: {what} '{k}' has dtype {dtype}, expected numbers (bool, integer or float).")
+    limit = _max_data()
+    size = math.prod(int(n) for n in shape)
+    if size > limit:
+        raise DataError(f"{where}: {what} '{k}' declares shape {tuple(int(n) for n in shape)} ({size} numbers); "
+                        f"a data array may have at most {limit} numbers (docs/config.md).")
+
+
+def _npy_header(member):
+    """(shape, fortran_order, dtype) of an .npy stream, reading only its header."""
+    fmt = np.lib.format
+    version = fmt.read_magic(member)
+    if version == (1, 0):
+        return fmt.read_array_header_1_0(member)
+    if version == (2, 0):
+        return fmt.read_array_header_2_0(member)
+    reader = getattr(fmt, "_read_array_header", None)
+    if reader is None:
+        raise ValueError(f"unsupported .npy format version {version}")
+    return reader(member, version)
+
+
 def _read_npz(path: Path, x_key: str, y_key: str, where: str):
     import zipfile
 
     try:
         with open(path, "rb") as fh:
-            f = np.load(fh, allow_pickle=False)
-            if not isinstance(f, np.lib.npyio.NpzFile):
+            if fh.read(6) == b"\x93NUMPY":
                 raise DataError(f"{where} holds a single .npy array, expected an .npz archive "
                                 f"with arrays '{x_key}' and '{y_key}'.")
-            with f:
-                keys = list(f.keys())
+            fh.seek(0)
+            with zipfile.ZipFile(fh) as z:
+                names = z.namelist()
+                members = {}
+                for k in (x_key, y_key):   # headers first: nothing is decompressed before every check
+                    member = next((m for m in (f"{k}.npy", k) if m in names), None)
+                    if member is None:
+                        keys = [n[:-4] if n.endswith(".npy") else n for n in names]
+                        raise DataError(f"{where} has no array '{k}'; it contains {keys}.")
+                    with z.open(member) as m:
+                        try:
+                            shape, _, dtype = _npy_header(m)
+                        except ValueError as exc:
+                            raise DataError(f"{where}: member '{member}' is not an .npy array ({_why(exc)}).") from None
+                    _check_declared(shape, dtype, k, where, "array")
+                    members[k] = member
                 out = []
                 for k in (x_key, y_key):
-                    if k not in keys:
-                        raise DataError(f"{where} has no array '{k}'; it contains {keys}.")
-                    out.append(f[k])
+                    with z.open(members[k]) as m:
+                        out.append(np.lib.format.read_array(m, allow_pickle=False))
     except DataError:
         raise
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        raise DataError(f"{where} is not a readable .npz archive of numeric arrays ({exc}).") from None
+    except Exception as exc:   # zipfile, zlib, numpy and the OS raise many types on damaged input
+        raise DataError(f"{where} is not a readable .npz archive of numeric arrays "
+                        f"({_why(exc)}).") from None
     return out[0], out[1]
 
 
-def _read_csv(path: Path, y_columns: int, where: str):
+def _number_or_none(t: str):
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{where} cannot be read as UTF-8 text ({exc}).") from None
-    lines = [(i + 1, ln.strip()) for i, ln in enumerate(text.splitlines())]
-    lines = [(i, ln) for i, ln in lines if ln]
-    if not lines:
-        raise DataError(f"{where} is empty, expected comma-separated rows of numbers.")
-    rows: list[list[float]] = []
-    for j, (lineno, ln) in enumerate(lines):
-        fields = ln.split(",")
-        try:
-            rows.append([float(t) for t in fields])
-        except ValueError:
-            if j == 0:  # header line
-                continue
-            bad = next(c for c, t in enumerate(fields) if not _is_float(t))
-            raise DataError(f"{where}: line {lineno} column {bad + 1} is {fields[bad].strip()!r}, "
-                            f"expected a number.") from None
-    if not rows:
-        raise DataError(f"{where} has a header but no data rows.")
-    ncol = len(rows[0])
-    for (lineno, _), r in zip(lines[len(lines) - len(rows):], rows):
-        if len(r) != ncol:
-            raise DataError(f"{where}: line {lineno} has {len(r)} columns, expected {ncol} like the first data row.")
-    if ncol <= y_columns:
-        raise DataError(f"{where} has {ncol} column(s), expected more than y_columns = {y_columns} "
-                        f"(at least one x column).")
-    A = np.array(rows, dtype=np.float64)
-    return A[:, :-y_columns], A[:, -y_columns:]
-
-
-def _is_float(t: str) -> bool:
-    try:
-        float(t)
-        return True
+        return float(t)
     except ValueError:
-        return False
+        return None
+
+
+def _read_csv(path: Path, y_columns: int, where: str):
+    from array import array
+
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise DataError(f"{where} cannot be read ({exc.strerror or exc}).") from None
+    if size > MAX_CSV_BYTES:
+        raise DataError(f"{where} has {size} bytes; a CSV data file may have at most {MAX_CSV_BYTES} bytes "
+                        f"(use .npz or .h5 for larger data).")
+    limit = _max_data()
+    values = array("d")
+    ncol = nrows = 0
+    header = False
+    try:
+        with open(path, encoding="utf-8-sig", newline=None) as fh:
+            lineno = 0
+            while True:
+                ln = fh.readline(MAX_CSV_LINE + 1)
+                if not ln:
+                    break
+                lineno += 1
+                if len(ln.rstrip("\r\n")) > MAX_CSV_LINE:
+                    raise DataError(f"{where}: line {lineno} is longer than {MAX_CSV_LINE} characters.")
+                ln = ln.strip()
+                if not ln:
+                    continue
+                fields = ln.split(",")
+                row = [_number_or_none(t) for t in fields]
+                first = nrows == 0 and not header
+                if None in row:
+                    if first and all(v is None for v in row):   # a header: no cell is a number
+                        header = True
+                        continue
+                    bad = row.index(None)
+                    msg = f"{where}: line {lineno} column {bad + 1} is {fields[bad].strip()!r}, expected a number"
+                    if first:   # neither a header (it holds a number) nor data
+                        num = next(i for i, v in enumerate(row) if v is not None)
+                        msg += (f"; the line is not a header either, its column {num + 1} is a number "
+                                f"({fields[num].strip()!r}): a header line holds no numbers")
+                    raise DataError(msg + ".")
+                if nrows == 0:
+                    ncol = len(row)
+                    if ncol <= y_columns:
+                        raise DataError(f"{where} has {ncol} column(s), expected more than y_columns = {y_columns} "
+                                        f"(at least one x column).")
+                elif len(row) != ncol:
+                    raise DataError(f"{where}: line {lineno} has {len(row)} columns, expected {ncol} "
+                                    f"like the first data row.")
+                nrows += 1
+                if nrows * max(ncol - y_columns, y_columns) > limit:
+                    raise DataError(f"{where}: its x or y columns hold more than {limit} numbers "
+                                    f"(line {lineno}); a data array may have at most {limit} numbers (docs/config.md).")
+                values.extend(row)
+    except DataError:
+        raise
+    except Exception as exc:   # undecodable bytes, I/O errors
+        raise DataError(f"{where} cannot be read as UTF-8 text ({_why(exc)}).") from None
+    if nrows == 0:
+        raise DataError(f"{where} has a header but no data rows." if header else
+                        f"{where} is empty, expected comma-separated rows of numbers.")
+    A = np.frombuffer(values, dtype=np.float64).reshape(nrows, ncol).copy()
+    return A[:, :-y_columns], A[:, -y_columns:]
 
 
 def _read_h5(path: Path, x_key: str, y_key: str, where: str):
     import h5py
 
+    k = None
     try:
         with h5py.File(path, "r") as f:
-            out = []
-            for k in (x_key, y_key):
+            objs = []
+            for k in (x_key, y_key):   # shapes and dtypes first: nothing is read before every check
                 if k not in f:
                     raise DataError(f"{where} has no dataset '{k}'; top-level entries are {sorted(f.keys())}.")
                 obj = f[k]
                 if not isinstance(obj, h5py.Dataset):
-                    raise DataError(f"{where}: '{k}' is a group, expected a numeric dataset.")
+                    raise DataError(f"{where}: '{k}' is a {type(obj).__name__.lower()}, expected a numeric dataset.")
+                _check_declared(obj.shape, obj.dtype, k, where, "dataset")
+                objs.append(obj)
+            out = []
+            for k, obj in zip((x_key, y_key), objs):
                 out.append(obj[()])
     except DataError:
         raise
-    except (OSError, KeyError, ValueError, TypeError) as exc:
-        raise DataError(f"{where} is not a readable HDF5 file ({exc}).") from None
+    except Exception as exc:   # h5py raises OSError, KeyError, RuntimeError, ValueError, TypeError, ...
+        what = f" (reading '{k}')" if k is not None else ""
+        raise DataError(f"{where} is not a readable HDF5 file{what}: {_why(exc)}.") from None
     return out[0], out[1]
 
 
@@ -377,9 +495,7 @@ class TwoLayerTeacher:
                 raise ConfigError(f"teacher.{k}", f"must be an integer >= 1, got {v!r}.")
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
             raise ConfigError("teacher.seed", f"must be an integer >= 0, got {seed!r}.")
-        if not isinstance(activation, str) or activation not in _TEACHER_ACTIVATIONS:
-            raise ConfigError("teacher.activation", f"unknown activation {activation!r}; "
-                                                    f"choose one of {sorted(_TEACHER_ACTIVATIONS)}.")
+        checks.choice(activation, sorted(_TEACHER_ACTIVATIONS), "teacher.activation", what="activation")
         self.d, self.width, self.seed = int(d), int(width), int(seed)
         self.activation, self.K = activation, int(output_dim)
         rng = np.random.default_rng(self.seed)
@@ -554,16 +670,8 @@ class GaussianClassesLaw:
 
 # --------------------------------------------------------------------------- config tables
 
-def _check_keys(table: Mapping, allowed: tuple[str, ...], key: str) -> None:
-    unknown = sorted(set(table) - set(allowed))
-    if unknown:
-        raise ConfigError(f"{key}.{unknown[0]}", f"unknown key; allowed keys here are {', '.join(allowed)}.")
-
-
-def _table(value, key: str) -> Mapping:
-    if not isinstance(value, Mapping):
-        raise ConfigError(key, f"must be a table, got {type(value).__name__}.")
-    return value
+_check_keys = checks.check_keys   # ConfigError naming the first unknown key (never TypeError)
+_table = checks.table             # ConfigError unless a table
 
 
 def _int(table: Mapping, name: str, key: str, default=None, minimum: int = 1) -> int:
@@ -619,9 +727,7 @@ def _numbers(value, key: str) -> np.ndarray:
 
 def _make_teacher(table, key: str, d: int):
     table = _table(table, key)
-    kind = table.get("kind")
-    if kind not in TEACHER_KINDS:
-        raise ConfigError(f"{key}.kind", f"unknown teacher kind {kind!r}; choose one of {', '.join(TEACHER_KINDS)}.")
+    kind = checks.choice(table.get("kind"), TEACHER_KINDS, f"{key}.kind", what="teacher kind")
     if kind == "single_index_tanh":
         _check_keys(table, ("kind", "direction", "scale"), key)
         u = _numbers(table.get("direction"), f"{key}.direction")
@@ -631,10 +737,8 @@ def _make_teacher(table, key: str, d: int):
             raise ConfigError(f"{key}.direction", "must be non-zero.")
         return SingleIndexTanh(u, _float(table, "scale", key, 1.0))
     _check_keys(table, ("kind", "width", "seed", "activation", "output_dim"), key)
-    activation = _str(table, "activation", key, "tanh")
-    if not isinstance(activation, str) or activation not in _TEACHER_ACTIVATIONS:
-        raise ConfigError(f"{key}.activation", f"unknown activation {activation!r}; "
-                                               f"choose one of {', '.join(sorted(_TEACHER_ACTIVATIONS))}.")
+    activation = checks.choice(table.get("activation", "tanh"), sorted(_TEACHER_ACTIVATIONS),
+                               f"{key}.activation", what="activation")
     return TwoLayerTeacher(d, _int(table, "width", key, 4), _int(table, "seed", key, 0, minimum=0),
                            activation, _int(table, "output_dim", key, 1))
 
@@ -649,9 +753,7 @@ _HOW_KEYS = ("rule", "sample", "seed")
 def make_law(spec: Mapping, key: str):
     """The population law of a ``kind = "teacher"`` or ``"gaussian_classes"`` table (rule/sample/seed ignored)."""
     spec = _table(spec, key)
-    kind = spec.get("kind")
-    if not isinstance(kind, str) or kind not in _LAW_KEYS:
-        raise ConfigError(f"{key}.kind", f"{kind!r} is not a population law; choose one of {', '.join(_LAW_KEYS)}.")
+    kind = checks.choice(spec.get("kind"), tuple(_LAW_KEYS), f"{key}.kind", what="population law kind")
     _check_keys(spec, _LAW_KEYS[kind] + _HOW_KEYS, key)
     d = _int(spec, "d", key)
     if kind == "teacher":
@@ -680,9 +782,7 @@ def make_data(spec: Mapping, key: str, rng_seed: int, base_dir=None) -> DataSet:
     spec = _table(spec, key)
     if isinstance(rng_seed, bool) or not isinstance(rng_seed, numbers.Integral) or rng_seed < 0:
         raise ConfigError("seed", f"rng_seed must be an integer >= 0, got {rng_seed!r}.")
-    kind = spec.get("kind")
-    if kind not in DATA_KINDS:
-        raise ConfigError(f"{key}.kind", f"unknown data kind {kind!r}; choose one of {', '.join(DATA_KINDS)}.")
+    kind = checks.choice(spec.get("kind"), DATA_KINDS, f"{key}.kind", what="data kind")
     name = _key_name(key)
 
     if kind == "file":
@@ -749,8 +849,7 @@ def probes(spec_or_array, d: int, key: str = "probes") -> np.ndarray:
         raise ConfigError(key, f"input dimension d must be an integer >= 1, got {d!r}.")
     if isinstance(spec_or_array, Mapping):
         table = spec_or_array
-        if table.get("kind") != "grid":
-            raise ConfigError(f"{key}.kind", f"must be 'grid' for a probe table, got {table.get('kind')!r}.")
+        checks.choice(table.get("kind"), ("grid",), f"{key}.kind", what="probe table kind")
         _check_keys(table, ("kind", "low", "high", "size"), key)
         low, high = _float(table, "low", key), _float(table, "high", key)
         size = _int(table, "size", key)

@@ -536,7 +536,9 @@ def test_file_declaring_a_huge_array_is_refused_before_reading(tmp_path, make):
     with pytest.raises(DataError) as info:
         load(path)
     msg = str(info.value)
-    assert str(path) in msg and "1000000000000" in msg, msg
+    assert str(path) in msg, msg
+    if make is not _npy_named_npz_declaring:     # the archive's members: the declared shape is named
+        assert "(1000000000000,)" in msg, msg
 
 
 def test_file_array_just_over_the_data_limit_is_refused_and_the_limit_is_named(tmp_path):
@@ -562,8 +564,16 @@ def test_npz_member_that_is_not_an_npy_array_is_refused_without_decompressing_it
         z.writestr("x.npy", b"\0" * 200_000_000)      # 200 MB of zeros, ~200 kB compressed
         z.writestr("y.npy", b"\0" * 10)
     assert path.stat().st_size < 1_000_000
-    with pytest.raises(DataError, match=re.escape(str(path))):
-        load(path)
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=re.escape(str(path))):
+            load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20_000_000, f"{peak / 1e6:.0f} MB allocated to refuse a 200 kB file"
 
 
 def _h5_self_link(tmp_path):
@@ -623,7 +633,7 @@ def test_any_failure_opening_or_reading_a_data_file_is_a_data_error_naming_it(tm
 
 @pytest.mark.parametrize("text, where", [
     ("1.0,2.0O\n2.0,3.0\n", "line 1 column 2 is '2.0O'"),
-    ("x,1.5\n2.0,3.0\n4.0,5.0\n", "line 1 column 2 is '1.5'"),
+    ("x,1.5\n2.0,3.0\n4.0,5.0\n", "line 1 column 1 is 'x'"),
     ("\n\n1.0,abc,2.0\n1,2,3\n", "line 3 column 2 is 'abc'"),
 ])
 def test_csv_first_row_with_a_number_is_a_bad_row_not_a_header(tmp_path, text, where):
