@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoint at every K-th save time (default 1)")
     s.add_argument("--resume", action="store_true",
                    help="continue from the --checkpoint file if it exists (the result is bit-for-bit that of an uninterrupted run)")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing file that is not an mfpde output of this kind (never an input of the command)")
     g = sub.add_parser("sgd", help="train finite-width networks by mean-field SGD (an ensemble over widths × replicas)")
     g.add_argument("config", nargs="?", help="TOML configuration (its [sgd] section; default: the embedded example)")
     g.add_argument("-o", "--output", default="runs.h5", help="HDF5 run store to create or append to (default runs.h5)")
@@ -58,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--mode", choices=("full", "online", "minibatch"), help="training mode (default: sgd.mode)")
     g.add_argument("--batch", type=int, help="minibatch size B (online/minibatch modes)")
     g.add_argument("--lr", type=float, help="ε, the SGD step (default: sgd.lr or solver.dt)")
-    g.add_argument("--overwrite", action="store_true", help="start the store afresh instead of resuming")
+    g.add_argument("--overwrite", action="store_true",
+                   help="start the store afresh instead of resuming (and replace a file that is not a run store; "
+                        "never an input of the command)")
     g.add_argument("--checkpoint-every", type=int, metavar="K",
                    help="checkpoint each run in progress every K SGD steps (into OUTPUT.ckpt/, atomic)")
     g.add_argument("--resume", action="store_true",
@@ -73,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("runs", help="run store (HDF5 from mfpde sgd)")
     cp.add_argument("-o", "--output", help="write the comparison as NetCDF")
     cp.add_argument("--plot", metavar="DIR", help="write figures into DIR (needs the plot extra)")
+    cp.add_argument("--overwrite", action="store_true", help="replace an existing file that is not an mfpde output of this kind (never an input of the command)")
     sh = sub.add_parser("show", help="summarize a result file")
     sh.add_argument("path")
     sw = sub.add_parser("sweep", help="run a parameter sweep on dask.distributed (docs/sweeps.md)")
@@ -85,18 +89,23 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--numba-threads", type=int, default=1, help="Numba/BLAS threads per worker (default 1)")
     sw.add_argument("--retries", type=int, default=2, help="resubmissions of a failing task (default 2)")
     sw.add_argument("--retry-failed", action="store_true", help="run tasks again that failed in an earlier invocation")
+    sw.add_argument("--overwrite", action="store_true",
+                    help="replace an index.json or sweep.nc in OUTDIR that mfpde did not write")
     sw.add_argument("--progress", dest="progress", action="store_true", default=None, help="force the progress bar on")
     sw.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     sw.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     co = sub.add_parser("collect", help="combine the results of a sweep directory into one NetCDF file")
     co.add_argument("outdir", help="sweep directory (written by mfpde sweep)")
     co.add_argument("-o", "--output", help="NetCDF file to write (default OUTDIR/sweep.nc)")
+    co.add_argument("--overwrite", action="store_true", help="replace an existing file that is not an mfpde output of this kind (never an input of the command)")
     rb = sub.add_parser("reference", help="stored reference solutions (docs/references.md)")
     rbs = rb.add_subparsers(dest="reference_command")
     rbb = rbs.add_parser("build", help="rebuild references from their configs: refinement table, NetCDF file, manifest")
     rbb.add_argument("names", nargs="*", help="reference names (default: every NAME.toml in --dir)")
     rbb.add_argument("--dir", help="reference folder (default: data/references)")
     rbb.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    rbb.add_argument("--overwrite", action="store_true",
+                     help="replace a NAME.nc or manifest in --dir that is not an mfpde reference (never NAME.toml)")
     vf = sub.add_parser("verify", help="check the manifest, re-solve stored references and compare within their error estimates")
     vf.add_argument("references", nargs="*", help="reference names or .nc files (default: every reference in --dir)")
     vf.add_argument("--dir", help="reference folder (default: data/references)")
@@ -108,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     rf.add_argument("--rtol", help="comma-separated rtol values of an adaptive stepper (atol scaled alike), e.g. 1e-6,1e-8")
     rf.add_argument("-o", "--output", help="NetCDF file for the table (default NAME_refine.nc)")
     rf.add_argument("-q", "--quiet", action="store_true", help="print only the table")
+    rf.add_argument("--overwrite", action="store_true", help="replace an existing file that is not an mfpde output of this kind (never an input of the command)")
     sub.add_parser("default-config", help="print the embedded default configuration (TOML)")
     va = sub.add_parser("validate", help="run the validation studies: each seed setting against finite-width SGD "
                         "(docs/validation.md; needs the source checkout)")
@@ -116,6 +126,28 @@ def build_parser() -> argparse.ArgumentParser:
     va.add_argument("--out", metavar="DIR", help="output folder (default validation/results, quick: validation/results/quick)")
     va.add_argument("--figures", metavar="DIR", help="PNG folder (default docs/figures; quick: OUT/figures)")
     return p
+
+
+def _check_outputs(args, outputs, inputs=()) -> None:
+    """Every output of the command, checked before any work (mfpde/paths.py): ``outputs`` are
+    (option, path, kind); ``inputs`` the files the command reads (never overwritten)."""
+    from mfpde.paths import check_outputs
+
+    check_outputs(outputs, overwrite=bool(getattr(args, "overwrite", False)), inputs=inputs)
+
+
+def _config_inputs(path, c) -> list:
+    """The files a configuration makes a command read: the TOML file and its data files."""
+    if not path:
+        return []
+    out = [Path(path)]
+    base = Path(path).parent
+    data = c.raw.get("data") if isinstance(c.raw, dict) else None
+    for spec in (data.values() if isinstance(data, dict) else ()):
+        if isinstance(spec, dict) and spec.get("kind") == "file" and isinstance(spec.get("path"), str):
+            p = Path(spec["path"])
+            out.append(p if p.is_absolute() else base / p)
+    return out
 
 
 def _solve(args) -> int:
@@ -150,7 +182,15 @@ def _solve(args) -> int:
     c = raw_cfg
     for note in c.notes:
         print(f"mfpde: warning: {note}", file=sys.stderr)
-    out = Path(args.output or c.output.path or f"{c.problem.name}.nc")
+    if args.output is not None:
+        out, key = args.output, "--output"
+    elif c.output.path:
+        out, key = c.output.path, "output.path"
+    else:
+        out, key = f"{c.problem.name}.nc", "--output"
+    _check_outputs(args, [(key, out, "limit"), ("--checkpoint", args.checkpoint, "checkpoint")],
+                   _config_inputs(args.config, c))
+    out = Path(out)
     say = (lambda *a: None) if args.quiet else print
     t0 = time.perf_counter()
     system = System(c.problem)
@@ -203,9 +243,14 @@ def _sgd(args) -> int:
         raise cfg_mod.ConfigError("--checkpoint-every", f"must be >= 1, got {args.checkpoint_every}")
     if args.resume and args.overwrite:
         raise cfg_mod.ConfigError("--resume", "cannot be combined with --overwrite")
+    from mfpde.paths import check_output
     from mfpde.runs import checkpoint_dir
 
+    inputs = _config_inputs(args.config, c)
+    _check_outputs(args, [("--output", args.output, "runs")], inputs)
     ck_dir = checkpoint_dir(args.output)
+    if args.checkpoint_every is not None or ck_dir.is_dir():   # written into, or cleaned, or removed (--overwrite)
+        check_output(ck_dir, kind="sgd-checkpoints", overwrite=args.overwrite, inputs=inputs, key="--output")
     if not args.resume and not args.overwrite and ck_dir.is_dir() and any(ck_dir.glob("*.h5")):
         raise cfg_mod.ConfigError("--resume", f"{str(ck_dir)!r} holds checkpoints of interrupted runs: pass --resume "
                                   "to continue them or --overwrite to start afresh")
@@ -218,14 +263,25 @@ def _sgd(args) -> int:
     return 0
 
 
+COMPARE_FIGURES = ("loss_vs_time.png", "error_vs_width.png")   # what compare.plot writes into --plot DIR
+
+
 def _compare(args) -> int:
     from mfpde import compare, io, runs
 
+    outputs = [("--output", args.output, "compare"), ("--plot", args.plot, "directory")]
+    if args.plot:
+        outputs += [("--plot", Path(args.plot) / f, "figure") for f in getattr(compare, "FIGURES", COMPARE_FIGURES)]
+    _check_outputs(args, outputs, [args.limit, args.runs])
     limit = io.read(args.limit)
     ens = runs.read(args.runs)
     res = compare.compare(limit, ens)
     print(compare.table(res))
     if args.output:
+        from mfpde import __version__
+
+        res.attrs.setdefault("title", "mfpde comparison: limit vs finite width")   # identifies the file (paths.sniff)
+        res.attrs.setdefault("mfpde_version", __version__)
         io.write(res, args.output)
         print(f"mfpde: wrote {args.output}")
     if args.plot:
@@ -244,6 +300,8 @@ def _sweep(args) -> int:
             raise ConfigError(f"--{name.replace('_', '-')}", f"must be >= 1, got {v}")
     if args.retries < 0:
         raise ConfigError("--retries", f"must be >= 0, got {args.retries}")
+    _check_outputs(args, [("--output", args.output, "sweep"), ("--output", Path(args.output) / sweep.COLLECTED, "collect")]
+                   if args.output else [("--output", args.output, "sweep")], [args.sweep])
     sw = sweep.load(args.sweep)
     say = (lambda *a: None) if args.quiet else print
     rep = sweep.run(sw, args.output, scheduler=args.scheduler, workers=args.workers,
@@ -260,7 +318,16 @@ def _sweep(args) -> int:
 def _collect(args) -> int:
     from mfpde import sweep
 
-    print(f"mfpde: wrote {sweep.collect(args.outdir, args.output)}")
+    outdir = Path(args.outdir)
+    target = args.output if args.output is not None else outdir / sweep.COLLECTED
+    inputs = [outdir / sweep.INDEX]
+    if outdir.is_dir():
+        try:
+            inputs += sweep.task_files(outdir)
+        except OSError:
+            pass   # collect itself says why the folder cannot be read
+    _check_outputs(args, [("--output", target, "collect")], inputs)
+    print(f"mfpde: wrote {sweep.collect(args.outdir, target)}")
     return 0
 
 
@@ -270,6 +337,11 @@ def _reference(args) -> int:
     if args.reference_command != "build":
         print("mfpde: error: give a reference command: mfpde reference build [NAMES...]", file=sys.stderr)
         return EXIT_USAGE
+    directory = Path(args.dir) if args.dir is not None else references.default_dir()
+    _check_outputs(args, [("--dir", directory, "directory")])
+    names = list(args.names) or (sorted(p.stem for p in directory.glob("*.toml")) if directory.is_dir() else [])
+    _check_outputs(args, [("--dir", directory / f"{n}.nc", "reference") for n in names]
+                   + [("--dir", directory / references.MANIFEST, "manifest")], [directory / f"{n}.toml" for n in names])
     references.build_all(args.names, args.dir, say=(lambda *a: None) if args.quiet else print)
     return 0
 
@@ -283,11 +355,15 @@ def _verify(args) -> int:
 
 
 def _refine(args) -> int:
+    from mfpde import config as cfg_mod
     from mfpde import references
 
+    c = cfg_mod.load(args.config)
+    out = args.output if args.output is not None else f"{c.problem.name}_refine.nc"
+    _check_outputs(args, [("--output", out, "refine")], _config_inputs(args.config, c))
     try:
         study, out = references.refine(args.config, args.rule_sizes, data_sizes=args.data_sizes, dt=args.dt,
-                                       rtol=args.rtol, output=args.output, say=(lambda *a: None) if args.quiet else print)
+                                       rtol=args.rtol, output=out, say=(lambda *a: None) if args.quiet else print)
     except BlowUpError as exc:
         print(f"mfpde: error: {_one_line(exc)} (a refinement level blew up: use smaller --dt or --rtol)", file=sys.stderr)
         return EXIT_BLOWUP
@@ -298,6 +374,7 @@ def _refine(args) -> int:
 
 def _validate(args) -> int:
     """``mfpde validate``: the studies live in the source checkout (validation/), next to mfpde/."""
+    _check_outputs(args, [("--out", args.out, "directory"), ("--figures", args.figures, "directory")])
     try:
         from validation.runner import run_args
     except ImportError:

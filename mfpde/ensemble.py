@@ -74,18 +74,23 @@ def run_ensemble(c: cfg_mod.Config, out: str | Path, *, widths=None, replicas=No
         if ck_dir.is_dir():
             shutil.rmtree(ck_dir)
     times = record_times(c)
+    steps = int(round(c.solver.t_end / lr))   # SGD steps per run (finite.train)
     show = sys.stderr.isatty() if progress is None else progress
     with runs.RunStore(out, "a", attrs=attrs) as store:
         done = store.completed()
         todo = [(n, r) for n in widths for r in range(replicas) if runs.run_name(n, r) not in done]
-        if len(todo) < len(widths) * replicas:
-            say(f"mfpde: resuming {out}: {len(widths) * replicas - len(todo)} runs already complete")
+        total = len(widths) * replicas
+        if len(todo) < total:
+            say(f"mfpde: resuming {out}: {total - len(todo)} runs already complete")
+        say(f"mfpde: sgd ensemble {c.problem.name!r}: {len(todo)} runs to train ({len(widths)} widths × {replicas} "
+            f"replicas{f', {total - len(todo)} already complete' if len(todo) < total else ''}) × {steps} SGD steps = "
+            f"{len(todo) * steps} steps; {mode} mode, lr = {lr:g}, widths {', '.join(map(str, widths))}")
         bar = None
         if show:
             from tqdm import tqdm
 
-            bar = tqdm(total=len(todo), desc="sgd runs", unit="run")
-        for n, r in todo:
+            bar = tqdm(total=len(todo), desc="sgd runs", unit="run", file=sys.stderr)
+        for i, (n, r) in enumerate(todo, 1):
             ck = ck_dir / f"{runs.run_name(n, r)}.h5"
             use_ck = checkpoint_every is not None or (resume and ck.exists())
             if ck.exists() and resume:
@@ -101,14 +106,30 @@ def run_ensemble(c: cfg_mod.Config, out: str | Path, *, widths=None, replicas=No
             store.write(run)
             if ck.exists():
                 ck.unlink()   # the run is in the store now
-        if ck_dir.is_dir() and not any(ck_dir.iterdir()):
-            ck_dir.rmdir()
+            loss = _final_loss(run)
+            line = (f"mfpde: run {i}/{len(todo)}: width {n} replica {r}: {run.status}, "
+                    f"final loss_train {loss:.4g} after {run.stats.get('steps', '?')} steps, "
+                    f"{float(run.stats.get('wall_seconds', float('nan'))):.2f} s")
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(width=n, replica=r, loss=f"{run.observables['loss_train'][-1]:.3g}")
+                bar.set_postfix(width=n, replica=r, loss=f"{loss:.3g}", refresh=False)
+                with tqdm.external_write_mode(file=sys.stdout):   # the line above the bar, not through it
+                    say(line)
+            else:
+                say(line)
+        if ck_dir.is_dir() and not any(ck_dir.iterdir()):
+            ck_dir.rmdir()
         if bar is not None:
             bar.close()
     return out
+
+
+def _final_loss(run) -> float:
+    """The last recorded training loss of a run (NaN when none was recorded)."""
+    try:
+        return float(run.observables["loss_train"][-1])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return float("nan")
 
 
 MAX_WIDTH = 10_000_000    # the limits of [sgd] (docs/config.md)

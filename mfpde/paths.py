@@ -297,9 +297,12 @@ def check_output(path, *, kind: str, overwrite: bool = False, inputs: Iterable =
         else:
             found = sniff(p)
             if found not in _REPLACES.get(kind, (kind,)):
-                what = FILE_KINDS.get(found, "an empty file" if found == "empty" else "not an mfpde output")
-                raise ConfigError(key, f"{_show(text)} exists and is not {FILE_KINDS[kind]} (it is {what}); "
-                                       "pass --overwrite to replace it, or choose another name")
+                if found in FILE_KINDS:
+                    what = f"is {FILE_KINDS[found]}, not {FILE_KINDS[kind]}; pass --overwrite to replace it"
+                else:
+                    what = ("is an empty file" if found == "empty" else "is not an mfpde output") + \
+                        f"; pass --overwrite to replace it with {FILE_KINDS[kind]}"
+                raise ConfigError(key, f"{_show(text)} exists and {what}, or choose another name")
     return p
 
 

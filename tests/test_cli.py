@@ -249,3 +249,173 @@ def test_console_script_solves_the_embedded_default_end_to_end(tmp_path):
     assert np.all(np.diff(loss) <= 1e-12 * loss[0])
     assert loss[-1] < 0.01 * loss[0]
     assert ds.sizes["node_1"] == 64 and ds.sizes["node_2"] == 64 and ds["W_2"].dims == ("time", "node_1", "node_2")
+
+
+# --------------------------------------------------------------------------- output paths (mfpde/paths.py)
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Any work (building a System, training, reading inputs, sweeping, refining) raises: an output
+    check that comes after it makes the test fail with RuntimeError instead of a clean exit 2."""
+    from mfpde import ensemble, references, runs, sweep, system
+
+    def work(*a, **k):
+        raise RuntimeError("work started before the output paths were checked")
+
+    monkeypatch.setattr(system.System, "__init__", work)
+    for mod, name in ((ensemble, "run_ensemble"), (io, "read"), (runs, "read"), (sweep, "load"), (sweep, "run"),
+                      (sweep, "collect"), (references, "refine"), (references, "build_all")):
+        monkeypatch.setattr(mod, name, work)
+
+
+BAD_OUTPUTS = {   # command line → (option named, words of the error)
+    "solve-under-a-file": (["solve", "tiny.toml", "-o", "afile/o.nc"], "--output", "'afile' is not a folder"),
+    "solve-name-too-long": (["solve", "tiny.toml", "-o", "n" * 300 + ".nc"], "--output", "at most 255"),
+    "solve-config-output-path": (["solve", "outpath.toml"], "output.path", "'afile' is not a folder"),
+    "solve-checkpoint-folder": (["solve", "tiny.toml", "--checkpoint", "adir"], "--checkpoint", "is a folder"),
+    "solve-checkpoint-is-output": (["solve", "tiny.toml", "-o", "o.nc", "--checkpoint", "o.nc"], "--checkpoint",
+                                   "same file as --output"),
+    "sgd-folder-overwrite": (["sgd", "tiny.toml", "-o", "adir", "--overwrite"], "--output", "is a folder"),
+    "sgd-checkpoint-folder-is-a-file": (["sgd", "tiny.toml", "-o", "r.h5", "--checkpoint-every", "2"], "--output",
+                                        "'r.h5.ckpt' is a file, not a folder"),
+    "compare-under-a-file": (["compare", "l.nc", "r.h5", "-o", "afile/c.nc"], "--output", "is not a folder"),
+    "compare-plot-is-a-file": (["compare", "l.nc", "r.h5", "--plot", "afile"], "--plot", "is a file, not a folder"),
+    "sweep-output-is-a-file": (["sweep", "s.toml", "-o", "afile"], "--output", "is a file, not a folder"),
+    "collect-under-a-file": (["collect", "adir", "-o", "afile/x.nc"], "--output", "is not a folder"),
+    "collect-default-in-a-file": (["collect", "afile"], "--output", "'afile' is not a folder"),
+    "refine-under-a-file": (["refine", "tiny.toml", "--rule-sizes", "8,16", "-o", "afile/r.nc"], "--output",
+                            "is not a folder"),
+    "reference-dir-is-a-file": (["reference", "build", "--dir", "afile"], "--dir", "is a file, not a folder"),
+    "validate-out-is-a-file": (["validate", "--out", "afile"], "--out", "is a file, not a folder"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_OUTPUTS))
+def test_bad_output_path_exits_2_with_one_line_before_any_work(tmp_path, capsys, monkeypatch, no_work, case):
+    argv, key, words = BAD_OUTPUTS[case]
+    monkeypatch.chdir(tmp_path)
+    write_config(tmp_path)
+    write_config(tmp_path, TINY + '\n[output]\npath = "afile/x.nc"\n', name="outpath.toml")
+    (tmp_path / "afile").write_text("mine")
+    (tmp_path / "r.h5.ckpt").write_text("mine")
+    (tmp_path / "adir").mkdir()
+    before = sorted(os.listdir(tmp_path))
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    line = one_error_line(captured.err)
+    assert line.startswith(f"mfpde: error: {key}: ") and words in line, line
+    assert "solving" not in captured.out
+    assert sorted(os.listdir(tmp_path)) == before and os.listdir(tmp_path / "adir") == []
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+def _data_file_config(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((20, 1))
+    np.savez(tmp_path / "train.npz", x=x, y=np.tanh(2 * x))
+    text = TINY.replace('kind = "teacher"\nd = 1\nteacher = { kind = "single_index_tanh", direction = [1.0], '
+                        'scale = 2.0 }\nrule = { kind = "gauss_hermite", size = 8 }', 'kind = "file"\npath = "train.npz"')
+    assert 'path = "train.npz"' in text
+    return write_config(tmp_path, text, name="data.toml")
+
+
+INPUT_AS_OUTPUT = {   # command line → the input it names as an output
+    "solve-config": (["solve", "tiny.toml", "-o", "tiny.toml", "--overwrite"], "tiny.toml"),
+    "solve-hard-link-of-config": (["solve", "tiny.toml", "-o", "link.toml", "--overwrite"], "tiny.toml"),
+    "solve-data-file": (["solve", "data.toml", "-o", "train.npz", "--overwrite"], "train.npz"),
+    "solve-checkpoint-config": (["solve", "tiny.toml", "--checkpoint", "tiny.toml", "--overwrite"], "tiny.toml"),
+    "sgd-config": (["sgd", "tiny.toml", "-o", "tiny.toml", "--overwrite"], "tiny.toml"),
+    "compare-limit": (["compare", "l.nc", "r.h5", "-o", "l.nc", "--overwrite"], "l.nc"),
+    "refine-config": (["refine", "tiny.toml", "--rule-sizes", "8,16", "-o", "tiny.toml", "--overwrite"], "tiny.toml"),
+    "collect-index": (["collect", "sw", "-o", "sw/index.json", "--overwrite"], "sw/index.json"),
+}
+
+
+@pytest.mark.parametrize("case", list(INPUT_AS_OUTPUT))
+def test_no_command_overwrites_its_own_input_even_with_overwrite(tmp_path, capsys, monkeypatch, no_work, case):
+    argv, victim = INPUT_AS_OUTPUT[case]
+    monkeypatch.chdir(tmp_path)
+    write_config(tmp_path)
+    os.link(tmp_path / "tiny.toml", tmp_path / "link.toml")
+    _data_file_config(tmp_path)
+    (tmp_path / "l.nc").write_bytes(b"limit")
+    (tmp_path / "r.h5").write_bytes(b"runs")
+    (tmp_path / "sw").mkdir()
+    (tmp_path / "sw" / "index.json").write_text('{"format": "mfpde-sweep"}')
+    before = (tmp_path / victim).read_bytes()
+    assert main(argv) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "never overwritten" in line, line
+    assert (tmp_path / victim).read_bytes() == before
+
+
+def test_solve_refuses_to_replace_a_foreign_file_unless_overwrite(tmp_path, capsys):
+    cfg = write_config(tmp_path)
+    copy = tmp_path / "tiny_copy.toml"
+    copy.write_text(TINY)
+    assert main(["solve", str(cfg), "-o", str(copy), "--no-progress", "-q"]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "exists and is not an mfpde output; pass --overwrite to replace it with a limit solution" in line
+    assert copy.read_text() == TINY
+    assert main(["solve", str(cfg), "-o", str(copy), "--no-progress", "-q", "--overwrite"]) == 0
+    assert io.read(copy).attrs["status"] == "completed"
+
+
+def test_solve_to_its_own_earlier_output_replaces_it_but_not_an_output_of_another_kind(tmp_path, capsys):
+    from mfpde import runs
+
+    cfg = write_config(tmp_path)
+    out = tmp_path / "again.nc"
+    for _ in range(2):   # re-running a solve to the same file is the normal workflow
+        assert main(["solve", str(cfg), "-o", str(out), "--no-progress", "-q", "--t-end", "0.1"]) == 0
+    assert io.read(out)["time"].values[-1] == 0.1
+    with runs.RunStore(tmp_path / "runs.h5", "a", attrs={"config": "x"}):
+        pass
+    before = (tmp_path / "runs.h5").read_bytes()
+    assert main(["solve", str(cfg), "-o", str(tmp_path / "runs.h5"), "--no-progress", "-q"]) == 2
+    assert "is a run store (mfpde sgd), not a limit solution" in one_error_line(capsys.readouterr().err)
+    assert (tmp_path / "runs.h5").read_bytes() == before
+
+
+def test_sgd_refuses_to_replace_a_foreign_file_and_compare_rewrites_its_own_output(tmp_path, capsys, monkeypatch):
+    from mfpde.paths import sniff
+
+    monkeypatch.chdir(tmp_path)
+    write_config(tmp_path)
+    (tmp_path / "notes.h5").write_text("mine")
+    assert main(["sgd", "tiny.toml", "-o", "notes.h5", "--widths", "4", "--replicas", "1", "-q"]) == 2
+    assert "replace it with a run store" in one_error_line(capsys.readouterr().err)
+    assert (tmp_path / "notes.h5").read_text() == "mine"
+    assert main(["solve", "tiny.toml", "-o", "lim.nc", "-q", "--no-progress"]) == 0
+    assert main(["sgd", "tiny.toml", "-o", "runs.h5", "--widths", "4,6", "--replicas", "1", "-q"]) == 0
+    for _ in range(2):
+        assert main(["compare", "lim.nc", "runs.h5", "-o", "cmp.nc"]) == 0
+    assert sniff("cmp.nc") == "compare"
+    capsys.readouterr()
+    assert main(["compare", "lim.nc", "runs.h5", "-o", "runs.h5", "--overwrite"]) == 2   # an input
+    assert main(["compare", "lim.nc", "runs.h5", "-o", "tiny.toml"]) == 2                 # foreign
+    assert "replace it with a limit-vs-width comparison" in capsys.readouterr().err.splitlines()[-1]
+
+
+# --------------------------------------------------------------------------- sgd progress
+
+def test_sgd_progress_bar_advances_once_per_run_and_every_run_prints_a_line(tmp_path, capsys, monkeypatch):
+    import tqdm
+
+    updates = []
+    real = tqdm.tqdm.update
+    monkeypatch.setattr(tqdm.tqdm, "update", lambda self, n=1: (updates.append(n), real(self, n))[1])
+    cfg = write_config(tmp_path)
+    out = tmp_path / "runs.h5"
+    assert main(["sgd", str(cfg), "-o", str(out), "--widths", "4,6", "--replicas", "2", "--progress"]) == 0
+    captured = capsys.readouterr()
+    assert updates == [1, 1, 1, 1]
+    assert "4/4" in captured.err   # the bar on stderr reached the end
+    lines = captured.out.splitlines()
+    estimate = [i for i, ln in enumerate(lines) if "4 runs" in ln and "10 SGD steps" in ln and "40 steps" in ln]
+    per_run = [i for i, ln in enumerate(lines) if ln.startswith("mfpde: run ")]
+    assert len(estimate) == 1 and len(per_run) == 4, captured.out
+    assert estimate[0] < per_run[0]
+    for i, (n, r) in zip(per_run, [(4, 0), (4, 1), (6, 0), (6, 1)]):
+        assert f"width {n} replica {r}: completed" in lines[i] and "final loss_train" in lines[i], lines[i]
+        assert lines[i].startswith(f"mfpde: run {per_run.index(i) + 1}/4")

@@ -4,6 +4,7 @@ with overwrite, an input never."""
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 import h5py
@@ -93,7 +94,7 @@ def test_a_special_file_is_never_replaced(tmp_path):
 
 def test_existing_foreign_file_is_refused_without_overwrite_and_left_intact(files):
     cfg = files / "config.toml"
-    with pytest.raises(ConfigError, match=r"exists and is not a limit solution .*not an mfpde output.*--overwrite"):
+    with pytest.raises(ConfigError, match=r"exists and is not an mfpde output; pass --overwrite to replace it with a limit solution"):
         check_output(cfg, kind="limit")
     assert cfg.read_text() == 'name = "t"\n'
     assert check_output(cfg, kind="limit", overwrite=True) == cfg
@@ -138,7 +139,7 @@ def test_each_kind_of_mfpde_output_is_recognized_and_replaced_only_by_the_same_k
         assert check_output(path, kind=kind) == path
         for other in made:
             if other != kind:
-                with pytest.raises(ConfigError, match=f"exists and is not {paths.FILE_KINDS[other].split(' (')[0]}"):
+                with pytest.raises(ConfigError, match=f"exists and is {re.escape(paths.FILE_KINDS[kind])}, not {re.escape(paths.FILE_KINDS[other])}; "):
                     check_output(path, kind=other)
         assert path.read_bytes() == before
 
