@@ -6,7 +6,11 @@ returns an ``xarray.Dataset`` over ``width``: for every run the sup-over-time RM
 error on the probes, sup_t sqrt(mean_probes Σ_k (ŷ_n − ŷ_∞)²), and the sup-over-time loss
 error |𝓛_n − 𝓛_∞| (test loss when present); their replica means and standard errors;
 mean × √n; and the least-squares rate r of log(error) = c − r log n with a 95 % confidence
-interval (Student t).  SPEC §2: the expected rate is 1/2.  Imports numpy, scipy, xarray.
+interval (Student t).  SPEC §2: the expected rate is 1/2.  :func:`check_inputs` runs first and
+refuses, with one :class:`~mfpde.errors.MfpdeError` line, a first input that is not a limit
+result (a run store, a comparison, a file without ``time`` / ``loss_train``), a second input that
+is not a run store, ŷ recorded at other probe points or with another number of outputs, and runs
+outside the limit's time span.  Imports numpy, scipy, xarray (and mfpde.data for the probes).
 """
 from __future__ import annotations
 
@@ -14,7 +18,107 @@ import math
 
 import numpy as np
 
-from mfpde.errors import MfpdeError
+from mfpde.errors import DataError, MfpdeError, StoreError
+
+FIGURES = ("loss_vs_time.png", "error_vs_width.png")   # what :func:`plot` writes into its folder
+_ORDER = "give the limit result of `mfpde solve` first and the run store of `mfpde sgd` second"
+
+
+def _label(ds, name, default: str) -> str:
+    if name is not None:
+        return f"{str(name)!r}"
+    src = getattr(ds, "encoding", {}).get("source")
+    return f"{str(src)!r}" if src else default
+
+
+def _has(ds, name: str, dims: tuple[str, ...]) -> bool:
+    return name in ds.data_vars and tuple(ds[name].dims) == dims
+
+
+def _times(ds, label: str) -> np.ndarray:
+    t = ds["time"]
+    if tuple(t.dims) != ("time",) or t.size == 0 or t.dtype.kind not in "iuf":
+        raise DataError(f"{label}: its 'time' coordinate is not a non-empty list of numbers")
+    v = t.values.astype(float)
+    if not (np.all(np.isfinite(v)) and np.all(np.diff(v) > 0)):
+        raise DataError(f"{label}: its times are not finite and strictly increasing")
+    return v
+
+
+def _probe_points(ds, label: str) -> np.ndarray:
+    """The probe points ``[P, d]`` a result was recorded at: its ``probe_x``, else its stored config."""
+    if "probe_x" in ds.coords or "probe_x" in ds.data_vars:
+        return np.asarray(ds["probe_x"].values, dtype=float)
+    import tomllib
+
+    from mfpde import data
+
+    try:
+        raw = tomllib.loads(ds.attrs["config"])
+        d = raw.get("model", {}).get("input_dim")
+        return np.asarray(data.probes(raw["probes"], d), dtype=float)
+    except (KeyError, TypeError, AttributeError, ValueError, MfpdeError) as exc:   # ValueError: TOMLDecodeError
+        why = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+        raise DataError(f"{label}: cannot tell the probe points its ŷ was recorded at "
+                        f"(no probe_x and no readable [probes] in its stored config: {why})") from None
+
+
+def check_inputs(limit, runs, limit_name=None, runs_name=None) -> str:
+    """Refuse inputs :func:`compare` cannot compare honestly; return the loss to compare.
+
+    ``limit_name`` / ``runs_name`` name the inputs in messages (default: the limit's file, as
+    recorded by xarray, and "the run store")."""
+    import xarray as xr
+
+    for what, ds in (("limit", limit), ("run store", runs)):
+        if not isinstance(ds, xr.Dataset):
+            raise MfpdeError(f"compare needs the {what} as an xarray Dataset, got {type(ds).__name__}")
+    L = _label(limit, limit_name, "the limit")
+    R = _label(runs, runs_name, "the run store")
+    # the first input: a limit result
+    if limit.attrs.get("format") == "mfpde-runs":
+        raise StoreError(f"{L} is a run store (mfpde sgd), not a limit result: {_ORDER}")
+    if "width" in limit.dims or "replica" in limit.dims:
+        what = "a comparison (mfpde compare)" if "expected_rate" in limit.attrs else "a result over widths"
+        raise StoreError(f"{L} is {what}, not a limit result: {_ORDER}")
+    if "time" not in limit.coords or not _has(limit, "loss_train", ("time",)):
+        raise StoreError(f"{L} is not a limit result (it needs a 'time' coordinate and loss_train over time): {_ORDER}")
+    lt = _times(limit, L)
+    # the second input: a run store
+    if runs.attrs.get("format") != "mfpde-runs" or "time" not in runs.coords or "width" not in runs.coords:
+        raise StoreError(f"{R} is not a run store of `mfpde sgd`: {_ORDER}")
+    if not _has(runs, "loss_train", ("width", "replica", "time")):
+        raise StoreError(f"{R} has no loss_train over (width, replica, time): not a run store of `mfpde sgd`")
+    rt = _times(runs, R)
+    if rt[0] < lt[0] - 1e-9 or rt[-1] > lt[-1] + 1e-9:
+        raise DataError(f"the runs of {R} span t in [{rt[0]:g}, {rt[-1]:g}] but the limit {L} only "
+                        f"[{lt[0]:g}, {lt[-1]:g}]: solve the limit up to t_end = {rt[-1]:g}")
+    loss = "loss_train"
+    if "loss_test" in runs.data_vars and "loss_test" in limit.data_vars:
+        if not _has(limit, "loss_test", ("time",)) or not _has(runs, "loss_test", ("width", "replica", "time")):
+            raise DataError(f"loss_test of {L} or {R} is not over time (limit) and (width, replica, time) (runs)")
+        loss = "loss_test"
+    # ŷ at the probe points: both or neither, same points, same outputs
+    ly, ry = "yhat_probe" in limit.data_vars, "yhat_probe" in runs.data_vars
+    if ly != ry:
+        has, hasnt = (L, R) if ly else (R, L)
+        raise DataError(f"{has} has ŷ at probe points but {hasnt} has no ŷ at probe points: "
+                        f"the limit and the runs must use the same [probes] table")
+    if ly:
+        if tuple(limit["yhat_probe"].dims) != ("time", "probe", "output"):
+            raise DataError(f"{L}: yhat_probe has dims {tuple(limit['yhat_probe'].dims)}, expected (time, probe, output)")
+        if tuple(runs["yhat_probe"].dims) != ("width", "replica", "time", "probe", "output"):
+            raise DataError(f"{R}: yhat_probe has dims {tuple(runs['yhat_probe'].dims)}, "
+                            f"expected (width, replica, time, probe, output)")
+        (P, K), (Pr, Kr) = limit["yhat_probe"].shape[1:], runs["yhat_probe"].shape[3:]
+        if (P, K) != (Pr, Kr):
+            raise DataError(f"{L} has ŷ at {P} probe points × {K} output(s) but {R} at {Pr} probe points × {Kr} "
+                            f"output(s): the limit and the runs must use the same [probes] and model")
+        xl, xr_ = _probe_points(limit, L), _probe_points(runs, R)
+        if xl.shape != (P, xl.shape[-1]) or xl.shape != xr_.shape or not np.allclose(xl, xr_, rtol=1e-12, atol=1e-12):
+            raise DataError(f"{L} has ŷ at other probe points than {R} (same count, {P}, but different points): "
+                            f"the limit and the runs must use the same [probes] table")
+    return loss
 
 
 def _aligned(limit, runs, name: str) -> np.ndarray:
@@ -50,13 +154,16 @@ def fit_rate(n: np.ndarray, err: np.ndarray, level: float = 0.95) -> tuple[float
     return r, r - q * se, r + q * se
 
 
-def compare(limit, runs):
-    """Errors of every run against the limit, per-width summaries and fitted rates."""
+def compare(limit, runs, limit_name=None, runs_name=None):
+    """Errors of every run against the limit, per-width summaries and fitted rates.
+
+    The inputs are checked first (:func:`check_inputs`); ``limit_name`` and ``runs_name`` name
+    them in its messages."""
     import xarray as xr
 
+    loss_name = check_inputs(limit, runs, limit_name, runs_name)
     out = {}
     widths = runs["width"].values.astype(float)
-    loss_name = "loss_test" if "loss_test" in runs and "loss_test" in limit else "loss_train"
     per_run = {}
     if "yhat_probe" in runs and "yhat_probe" in limit:
         lim = _aligned(limit, runs, "yhat_probe")                 # [T, P, K]
@@ -120,7 +227,7 @@ def plot(result, limit, runs, outdir) -> list[str]:
     ax.plot(limit["time"].values, limit[loss].values, "k--", lw=2, label="limit")
     ax.set_xlabel("t"), ax.set_ylabel(loss), ax.set_yscale("log"), ax.legend()
     fig.tight_layout()
-    files.append(str(outdir / "loss_vs_time.png"))
+    files.append(str(outdir / FIGURES[0]))
     fig.savefig(files[-1], dpi=120)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(5, 4))
@@ -133,7 +240,7 @@ def plot(result, limit, runs, outdir) -> list[str]:
     ax.plot(n, ref[0] * np.sqrt(n[0] / n), "k:", label="n^{-1/2}")
     ax.set_xscale("log"), ax.set_yscale("log"), ax.set_xlabel("width n"), ax.set_ylabel("sup-time error"), ax.legend()
     fig.tight_layout()
-    files.append(str(outdir / "error_vs_width.png"))
+    files.append(str(outdir / FIGURES[1]))
     fig.savefig(files[-1], dpi=120)
     plt.close(fig)
     return files
