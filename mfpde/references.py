@@ -17,6 +17,14 @@ with their configuration, an estimated discretization error and a SHA-256 manife
   compares the loss curve and ŷ at the probes within :func:`tolerance` of the stored
   estimate (``mfpde verify``).
 
+Every malformed input is one clear line naming the file and the key: a manifest that is not
+UTF-8 text, a line that is not ``SHA256  FILE`` (64 hex digits, a plain file name of the folder,
+listed once) or a name that cannot be used is an :class:`~mfpde.errors.StoreError` /
+:class:`~mfpde.errors.ConfigError`; a reference whose files agree with the manifest but are
+malformed (a TOML file or ``config`` attribute that is not valid UTF-8 TOML, an
+``error_estimate_*`` attribute that is not a finite number >= 0, a missing ``loss_train``) FAILs
+:func:`verify` with that line as its message, before any re-solve.
+
 Documented in ``docs/references.md``.  Imports numpy, xarray and mfpde (config, system,
 solvers, io).
 """
@@ -26,15 +34,17 @@ import copy
 import hashlib
 import json
 import math
+import numbers
 import os
+import re
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from mfpde import checks
 from mfpde.errors import ConfigError, MfpdeError, StoreError
 
 MANIFEST = "MANIFEST.sha256"
@@ -44,6 +54,9 @@ TOL_FLOOR = 1e-9
 MAX_STORED_PARAMETERS = 10_000   # store the final parameters only for states this small
 NORM = "sup over the saved times t of |Δ loss_train(t)| (absolute)"
 NORM_YHAT = "sup over the saved times and probe points of |Δ ŷ(t, x)| (absolute)"
+MAX_MANIFEST_BYTES = 1 << 20     # a manifest lists a few files: refuse anything larger before reading
+MAX_TOML_BYTES = 1 << 20         # a reference configuration
+_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
 
 
 @dataclass(frozen=True)
@@ -109,12 +122,16 @@ def _scale_rule(table, factor: float, key: str):
         raise ConfigError(key, "expected a rule table")
     t = dict(table)
     kind = t.get("kind", "gaussian_trapezoid")
-    if kind in SIZED_KINDS:
+    if checks.is_one_of(kind, SIZED_KINDS):
         t["size"] = _scale_size(t.get("size", 32), factor, f"{key}.size")
-    elif kind == "tensor":
-        t["rules"] = [_scale_rule(r, factor, f"{key}.rules[{i}]") for i, r in enumerate(t.get("rules", []))]
-    elif kind == "smolyak":
-        t["level"] = max(1, int(t.get("level", 1)) + int(round(math.log2(factor))))
+    elif checks.is_one_of(kind, ("tensor",)):
+        rules = t.get("rules", [])
+        if not isinstance(rules, list):
+            raise ConfigError(f"{key}.rules", "expected a list of rule tables")
+        t["rules"] = [_scale_rule(r, factor, f"{key}.rules[{i}]") for i, r in enumerate(rules)]
+    elif checks.is_one_of(kind, ("smolyak",)):
+        level = checks.integer(t.get("level", 1), f"{key}.level")
+        t["level"] = max(1, level + int(round(math.log2(factor))))
     return t   # user rules cannot be refined: kept as they are
 
 
@@ -122,11 +139,11 @@ def _sizes(table) -> list[int]:
     if not isinstance(table, Mapping):
         return []
     kind = table.get("kind", "gaussian_trapezoid")
-    if kind in SIZED_KINDS:
+    if checks.is_one_of(kind, SIZED_KINDS):
         s = table.get("size", 32)
-        return [int(x) for x in (s if isinstance(s, list) else [s])]
-    if kind == "tensor":
-        return [n for r in table.get("rules", []) for n in _sizes(r)]
+        return [x for x in (s if isinstance(s, list) else [s]) if isinstance(x, int) and not isinstance(x, bool)]
+    if checks.is_one_of(kind, ("tensor",)) and isinstance(table.get("rules"), list):
+        return [n for r in table["rules"] for n in _sizes(r)]
     return []
 
 
@@ -173,7 +190,9 @@ def time_parameter(raw: Mapping) -> str:
     """``"rtol"`` for adaptive steppers, ``"dt"`` for fixed-step ones."""
     from mfpde.solvers import STEPPERS
 
-    cls = STEPPERS.get(raw.get("solver", {}).get("stepper", "rk4"))
+    solver = raw.get("solver", {})
+    stepper = solver.get("stepper", "rk4") if isinstance(solver, Mapping) else None
+    cls = STEPPERS[stepper] if checks.is_one_of(stepper, tuple(STEPPERS)) else None
     return "rtol" if getattr(cls, "adaptive", False) else "dt"
 
 
@@ -445,6 +464,8 @@ def refine(config_path, rule_sizes: str, data_sizes: str | None = None, dt: str 
 # ---------------------------------------------------------------------------- references
 def tolerance(estimate: float) -> float:
     """Verify tolerance from a stored error estimate: max(10 × estimate, 1e-9) (docs/references.md)."""
+    if isinstance(estimate, (bool, np.bool_)) or not isinstance(estimate, numbers.Real):
+        raise ConfigError("error_estimate", f"expected a number, got {estimate!r}")
     estimate = float(estimate)
     return max(TOL_FACTOR * estimate, TOL_FLOOR) if math.isfinite(estimate) else TOL_FLOOR
 
@@ -460,17 +481,58 @@ def sha256(path: Path) -> str:
 def read_manifest(directory: Path) -> dict[str, str]:
     """{file name: sha256} from ``DIR/MANIFEST.sha256`` (``sha256sum`` format)."""
     path = Path(directory) / MANIFEST
-    if not path.is_file():
-        raise StoreError(f"no manifest {str(path)!r}: run `mfpde reference build` (or give --dir)")
+    text = _read_text(path, MAX_MANIFEST_BYTES, missing=f"no manifest {str(path)!r}: run `mfpde reference build` "
+                                                        f"(or give --dir)")
     out = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split(None, 1)
-        if len(parts) != 2 or len(parts[0]) != 64:
-            raise StoreError(f"{str(path)!r} line {n}: expected 'SHA256  FILE', got {line!r}")
-        out[parts[1].lstrip("*").strip()] = parts[0].lower()
+        if len(parts) != 2 or not _DIGEST.fullmatch(parts[0]):
+            raise StoreError(f"{str(path)!r} line {n}: expected 'SHA256  FILE' (64 hex digits, two spaces, "
+                             f"a file name), got {line[:200]!r}")
+        fname = parts[1].lstrip("*").strip()
+        if not fname or fname in (".", "..") or any(c in fname for c in "/\\\0") or not fname.isprintable():
+            raise StoreError(f"{str(path)!r} line {n}: expected a file name of this folder, got {fname[:200]!r}")
+        if fname in out:
+            raise StoreError(f"{str(path)!r} line {n}: {fname!r} is listed a second time")
+        out[fname] = parts[0].lower()
     return out
+
+
+def _read_text(path: Path, limit: int, missing: str | None = None) -> str:
+    """The UTF-8 text of a small file; StoreError naming it if absent (``missing``), too large or unreadable."""
+    try:
+        if missing is not None and not path.is_file():
+            raise StoreError(missing)
+        size = path.stat().st_size
+        if size > limit:
+            raise StoreError(f"{str(path)!r} has {size} bytes, more than the {limit} a reference file may have")
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise StoreError(f"{str(path)!r} is not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x})") from None
+    except (OSError, ValueError) as exc:   # a name too long, a NUL byte, no permission, ...
+        raise StoreError(f"cannot read {str(path)!r}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def _toml(text: str, source: str) -> dict:
+    """Parsed TOML; StoreError naming ``source`` if it is not valid TOML."""
+    try:
+        return checks.parse_toml(text, source)
+    except ConfigError as exc:
+        raise StoreError(str(exc)) from None
+
+
+def _estimate(ds, key: str, nc: Path) -> float:
+    """The stored error estimate ``key``: a finite number >= 0, else StoreError naming the file and key."""
+    v = ds.attrs.get(key)
+    if isinstance(v, np.ndarray) and v.size == 1:
+        v = v.reshape(())[()]
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+        raise StoreError(f"{nc}: attribute {key} must be a finite number >= 0, got {v!r} (rebuild the reference)")
+    return float(v)
 
 
 def write_manifest(directory: Path) -> Path:
@@ -495,9 +557,13 @@ def build(name: str, directory: Path | str | None = None, say: Callable[[str], N
 
     directory = Path(directory or default_dir())
     src = directory / f"{name}.toml"
-    if not src.is_file():
+    try:
+        found = src.is_file()
+    except (OSError, ValueError) as exc:
+        raise ConfigError("reference", f"cannot use {str(src)!r}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not found:
         raise ConfigError("reference", f"no configuration {str(src)!r} (known: {', '.join(names_in(directory)) or 'none'})")
-    text = src.read_text(encoding="utf-8")
+    text = _read_text(src, MAX_TOML_BYTES)
     raw = cfg_mod.loads(text, str(src), directory).raw
     spec = CATALOGUE.get(name, Spec(name, text.splitlines()[0].lstrip("# ") if text else name))
     tfac = spec.time_factors_for(raw)
@@ -569,10 +635,16 @@ class Check:
 def _resolve(refs: Sequence[str], directory: Path) -> list[tuple[str, Path]]:
     out = []
     for r in refs:
-        p = Path(r)
-        if p.suffix == ".nc" and p.exists():
+        checks.string(r, "reference")
+        try:
+            p = Path(r)
+            as_file = p.suffix == ".nc" and p.exists()
+            in_dir = not as_file and ((directory / f"{r}.nc").exists() or (directory / f"{r}.toml").exists())
+        except (OSError, ValueError) as exc:   # a name too long, a NUL byte
+            raise ConfigError("reference", f"cannot use {r!r}: {getattr(exc, 'strerror', None) or exc}") from None
+        if as_file:
             out.append((p.stem, p.parent))
-        elif (directory / f"{r}.nc").exists() or (directory / f"{r}.toml").exists():
+        elif in_dir:
             out.append((r, directory))
         else:
             raise ConfigError("reference", f"unknown reference {r!r}: no {str(directory / (r + '.nc'))!r} "
@@ -589,27 +661,43 @@ def check_one(name: str, directory: Path, manifest: Mapping[str, str]) -> Check:
         path = directory / fname
         if fname not in manifest:
             return Check(name, False, message=f"{path} is not listed in the manifest {directory / MANIFEST}")
-        if not path.is_file():
-            return Check(name, False, message=f"{path} is listed in the manifest but missing")
-        if sha256(path) != manifest[fname]:
+        try:
+            if not path.is_file():
+                return Check(name, False, message=f"{path} is listed in the manifest but missing")
+            digest = sha256(path)
+        except OSError as exc:
+            return Check(name, False, message=f"{path} cannot be read: {exc.strerror or exc}")
+        if digest != manifest[fname]:
             return Check(name, False, message=f"{path} has changed: its SHA-256 does not match the manifest")
-    ds = io.read(directory / f"{name}.nc")
+    nc, toml = directory / f"{name}.nc", directory / f"{name}.toml"
+    ds = io.read(nc)
     if "error_estimate_loss" not in ds.attrs or ds.attrs.get("status") != "completed":
-        return Check(name, False, message=f"{directory / (name + '.nc')} is not a completed reference (rebuild it)")
-    stored_raw = tomllib.loads(ds.attrs["config"])
-    if tomllib.loads((directory / f"{name}.toml").read_text(encoding="utf-8")) != stored_raw:
-        return Check(name, False, message=f"{directory / (name + '.toml')} differs from the config stored in {name}.nc")
+        return Check(name, False, message=f"{nc} is not a completed reference (rebuild it)")
+    # everything verify reads is checked before the re-solve
+    config_text = ds.attrs.get("config")
+    if not isinstance(config_text, str):
+        raise StoreError(f"{nc}: attribute config is missing or not text (rebuild the reference)")
+    stored_raw = _toml(config_text, f"{nc}: attribute config")
+    if "time" not in ds.coords or "loss_train" not in ds.data_vars or tuple(ds["loss_train"].dims) != ("time",):
+        raise StoreError(f"{nc}: no loss_train over time (rebuild the reference)")
+    tol_l = tolerance(_estimate(ds, "error_estimate_loss", nc))
+    tol_y = tolerance(_estimate(ds, "error_estimate_yhat", nc)) if "yhat_probe" in ds.data_vars else math.nan
+    if _toml(_read_text(toml, MAX_TOML_BYTES), str(toml)) != stored_raw:
+        return Check(name, False, message=f"{toml} differs from the config stored in {name}.nc")
     try:
         _, sol = solve(stored_raw, base_dir=directory)
     except MfpdeError as exc:
         return Check(name, False, message=f"re-solve failed: {exc}")
     if not np.array_equal(np.asarray(sol.times), ds["time"].values):
         return Check(name, False, message="the re-solve saved at different times")
-    tol_l = tolerance(ds.attrs["error_estimate_loss"])
+    if np.shape(sol.observable("loss_train")) != ds["loss_train"].shape:
+        return Check(name, False, message=f"{nc}: loss_train has shape {ds['loss_train'].shape}, the re-solve's "
+                                          f"{np.shape(sol.observable('loss_train'))}")
     dev_l = _sup(sol.observable("loss_train"), ds["loss_train"].values)
-    dev_y, tol_y = math.nan, math.nan
-    if "yhat_probe" in ds:
-        tol_y = tolerance(ds.attrs["error_estimate_yhat"])
+    dev_y = math.nan
+    if "yhat_probe" in ds.data_vars:
+        if "yhat_probe" not in sol.observables or np.shape(sol.observable("yhat_probe")) != ds["yhat_probe"].shape:
+            return Check(name, False, message=f"{nc}: yhat_probe does not match the re-solve's probes (shape)")
         dev_y = _sup(sol.observable("yhat_probe"), ds["yhat_probe"].values)
     ok = bool(dev_l <= tol_l and (math.isnan(dev_y) or dev_y <= tol_y))
     return Check(name, ok, dev_l, tol_l, dev_y, tol_y, "" if ok else "deviation above tolerance",
@@ -618,9 +706,17 @@ def check_one(name: str, directory: Path, manifest: Mapping[str, str]) -> Check:
 
 def verify(refs: Sequence[str] = (), directory: Path | str | None = None) -> list[Check]:
     """Verify references (default: every ``*.nc`` of the folder and every manifest entry)."""
+    if directory is not None and not isinstance(directory, (str, os.PathLike)):
+        raise ConfigError("--dir", f"expected a folder path, got {type(directory).__name__}")
     directory = Path(directory or default_dir())
-    if not directory.is_dir():
+    try:
+        is_dir = directory.is_dir()
+    except (OSError, ValueError) as exc:   # a name too long, a NUL byte
+        raise ConfigError("--dir", f"cannot use {str(directory)!r}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not is_dir:
         raise ConfigError("--dir", f"{str(directory)!r} is not a folder")
+    if isinstance(refs, str):
+        refs = [refs]
     manifest = read_manifest(directory)
     if refs:
         targets = _resolve(refs, directory)
@@ -634,8 +730,8 @@ def verify(refs: Sequence[str] = (), directory: Path | str | None = None) -> lis
         man = manifest if d.resolve() == directory.resolve() else read_manifest(d)
         try:
             results.append(check_one(name, d, man))
-        except StoreError as exc:
-            results.append(Check(name, False, message=str(exc)))
+        except MfpdeError as exc:   # a damaged or malformed reference fails; the others are still verified
+            results.append(Check(name, False, message=str(exc).replace("\n", " ")))
     return results
 
 

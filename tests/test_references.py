@@ -214,3 +214,100 @@ def test_refine_rejects_the_wrong_time_flag(tmp_path, capsys):
     cfg.write_text(TINY, encoding="utf-8")
     assert main(["refine", str(cfg), "--rule-sizes", "8,16", "--rtol", "1e-6,1e-8"]) == 2
     assert "--rtol" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- malformed reference folders (issue 13)
+
+def _one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("mfpde: error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+def _copy_reference(tmp_path, name="finite_arrays"):
+    for f in (f"{name}.nc", f"{name}.toml", references.MANIFEST):
+        shutil.copy(REF_DIR / f, tmp_path / f)
+    return tmp_path / f"{name}.nc", tmp_path / f"{name}.toml", tmp_path / references.MANIFEST
+
+
+def _digest_line(path):
+    return f"{references.sha256(path)}  {path.name}\n"
+
+
+@pytest.mark.parametrize("manifest, fragment", [
+    (lambda nc, toml: b"\xff\xfe" + _digest_line(nc).encode(), "not UTF-8 text"),
+    (lambda nc, toml: ("z" * 64 + f"  {nc.name}\n" + _digest_line(toml)).encode(), "expected 'SHA256  FILE'"),
+    (lambda nc, toml: (_digest_line(nc) + "0" * 64 + f"  {nc.name}\n" + _digest_line(toml)).encode(), "a second time"),
+    (lambda nc, toml: (_digest_line(nc).replace(nc.name, "../" + nc.name) + _digest_line(toml)).encode(),
+     "a file name of this folder"),
+])
+def test_malformed_manifest_exits_2_with_one_line_naming_it(tmp_path, capsys, manifest, fragment):
+    nc, toml, man = _copy_reference(tmp_path)
+    man.write_bytes(manifest(nc, toml))
+    assert main(["verify", "--dir", str(tmp_path)]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert str(man) in line and fragment in line, line
+
+
+def _edit_nc(nc, edit):
+    ds = edit(io.read(nc))
+    nc.unlink()
+    io.write(ds, nc)
+
+
+def _set_attr(key, value):
+    def edit(ds):
+        if value is None:
+            del ds.attrs[key]
+        else:
+            ds.attrs[key] = value
+        return ds
+    return edit
+
+
+@pytest.mark.parametrize("damage, which, fragment", [
+    (lambda nc, toml: toml.write_text("[model\n"), "toml", "is not valid TOML"),
+    (lambda nc, toml: toml.write_bytes(b"name = \"\xff\"\n"), "toml", "not UTF-8 text"),
+    (lambda nc, toml: _edit_nc(nc, _set_attr("error_estimate_loss", "abc")), "nc", "error_estimate_loss"),
+    (lambda nc, toml: _edit_nc(nc, _set_attr("error_estimate_loss", "1e9")), "nc", "error_estimate_loss"),
+    (lambda nc, toml: _edit_nc(nc, _set_attr("error_estimate_loss", -1.0)), "nc", "error_estimate_loss"),
+    (lambda nc, toml: _edit_nc(nc, _set_attr("error_estimate_loss", float("nan"))), "nc", "error_estimate_loss"),
+    (lambda nc, toml: _edit_nc(nc, _set_attr("error_estimate_yhat", None)), "nc", "error_estimate_yhat"),
+    (lambda nc, toml: _edit_nc(nc, _set_attr("config", "[x")), "nc", "attribute config"),
+    (lambda nc, toml: _edit_nc(nc, _set_attr("config", None)), "nc", "attribute config"),
+    (lambda nc, toml: _edit_nc(nc, lambda ds: ds.drop_vars("loss_train")), "nc", "loss_train"),
+], ids=["toml-not-toml", "toml-not-utf8", "estimate-text", "estimate-number-as-text", "estimate-negative",
+        "estimate-nan", "yhat-estimate-missing", "config-attr-not-toml", "config-attr-missing", "loss-missing"])
+def test_malformed_reference_fails_verify_with_one_row_naming_the_file_and_key(tmp_path, capsys, damage, which,
+                                                                               fragment):
+    """A reference whose files are consistent with the manifest but malformed FAILs (exit 1), never
+    passes and never raises: its row names the file and the key."""
+    nc, toml, man = _copy_reference(tmp_path)
+    damage(nc, toml)
+    references.write_manifest(tmp_path)            # the manifest agrees: only the content is wrong
+    assert main(["verify", "--dir", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == "" and "Traceback" not in captured.out
+    row = next(ln for ln in captured.out.splitlines() if ln.startswith("finite_arrays"))
+    assert "FAIL" in row and str(nc if which == "nc" else toml) in row and fragment in row, row
+    assert "0 passed, 1 failed" in captured.out
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--dir", str(REF_DIR), "a" * 300], "a" * 300),
+    (["--dir", "/tmp/" + "b" * 300], "b" * 300),
+    (["--dir", "/tmp/a\0b"], "--dir"),
+])
+def test_verify_of_an_unusable_name_exits_2_with_one_line(capsys, args, fragment):
+    assert main(["verify", *args]) == 2
+    assert fragment in _one_error_line(capsys.readouterr().err)
+
+
+def test_tolerance_refuses_what_is_not_a_number():
+    from mfpde.errors import ConfigError
+
+    for bad in ("1e9", True, None, [1.0]):
+        with pytest.raises(ConfigError):
+            references.tolerance(bad)
+    assert references.tolerance(np.float64(1e-8)) == pytest.approx(1e-7)
