@@ -4,7 +4,11 @@ verify, refine, show, default-config.
 ``mfpde solve [CONFIG.toml] [-o OUT.nc]`` validates the configuration (the embedded default
 when none is given), solves, prints a loss table and writes the labelled NetCDF file.
 ``mfpde show OUT.nc`` prints a summary.  Every user error prints one line ``mfpde: error:
-…`` and exits with status 2; a blow-up writes the partial result and exits with status 3.
+…`` and exits with status 2 (an error with an ``exit_status``, e.g. a file that could not be
+written, exits with that status); a blow-up writes the partial result and exits with status 3.
+Every output path is checked before any work (:mod:`mfpde.paths`): an existing file is
+replaced only if it is an mfpde output of the same kind or with ``--overwrite``, an input of
+the command never.
 Imports mfpde and mfpde.solvers.
 """
 from __future__ import annotations
@@ -431,7 +435,8 @@ def main(argv=None) -> int:
         return EXIT_USAGE
     except MfpdeError as exc:
         print(f"mfpde: error: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_USAGE
+        status = getattr(exc, "exit_status", EXIT_USAGE)   # e.g. 1 for a file that could not be written
+        return status if isinstance(status, int) and not isinstance(status, bool) and 0 < status < 126 else EXIT_USAGE
     except KeyboardInterrupt:
         print("mfpde: interrupted", file=sys.stderr)
         return 130

@@ -419,3 +419,18 @@ def test_sgd_progress_bar_advances_once_per_run_and_every_run_prints_a_line(tmp_
     for i, (n, r) in zip(per_run, [(4, 0), (4, 1), (6, 0), (6, 1)]):
         assert f"width {n} replica {r}: completed" in lines[i] and "final loss_train" in lines[i], lines[i]
         assert lines[i].startswith(f"mfpde: run {per_run.index(i) + 1}/4")
+
+
+def test_an_error_that_carries_an_exit_status_exits_with_it(tmp_path, capsys, monkeypatch):
+    from mfpde.errors import StoreError
+
+    class Unwritable(StoreError):
+        exit_status = 1
+
+    def write(ds, path):
+        raise Unwritable(f"cannot write {str(path)!r}: No space left on device")
+
+    monkeypatch.setattr(io, "write", write)
+    cfg = write_config(tmp_path)
+    assert main(["solve", str(cfg), "-o", str(tmp_path / "o.nc"), "--no-progress", "-q", "--t-end", "0.1"]) == 1
+    assert "No space left on device" in one_error_line(capsys.readouterr().err)
