@@ -207,10 +207,20 @@ def table(result) -> str:
     return "\n".join(rows)
 
 
+def require_plotting() -> None:
+    """MfpdeError unless matplotlib (the ``plot`` extra) can be imported; call it before any work."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as exc:
+        raise MfpdeError(f"--plot needs matplotlib, which cannot be imported ({exc}); "
+                         f"install the plot extra: pip install 'mfpde[plot]'") from None
+
+
 def plot(result, limit, runs, outdir) -> list[str]:
     """Figures (needs the ``plot`` extra): loss vs t across widths with the limit; error vs n."""
     from pathlib import Path
 
+    require_plotting()
     import matplotlib
 
     matplotlib.use("Agg")

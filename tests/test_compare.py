@@ -71,10 +71,11 @@ def files(tmp_path_factory):
     return out
 
 
-def test_matching_limit_and_runs_compare(files, capsys):
-    assert main(["compare", str(files["limit"]), str(files["runs"])]) == 0
+def test_matching_limit_and_runs_compare(files, capsys, tmp_path):
+    assert main(["compare", str(files["limit"]), str(files["runs"]), "--plot", str(tmp_path / "figs")]) == 0
     out = capsys.readouterr().out
     assert "output_error: fitted rate" in out and "loss_error: fitted rate" in out
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == sorted(compare.FIGURES)
     res = io.read(files["comparison"])
     assert list(res["width"].values) == [4, 6] and np.all(np.isfinite(res["output_error"].values))
 
@@ -141,3 +142,14 @@ def test_malformed_run_store_dataset_is_refused_before_comparing(files, edit, fr
 def test_compare_needs_datasets():
     with pytest.raises(MfpdeError, match="xarray Dataset"):
         compare.compare("limit.nc", "runs.h5")
+
+
+def test_plot_without_matplotlib_is_one_error_naming_the_extra(files, monkeypatch):
+    import sys
+
+    res = io.read(files["comparison"])
+    monkeypatch.setitem(sys.modules, "matplotlib", None)     # import matplotlib raises ImportError
+    with pytest.raises(MfpdeError, match=r"mfpde\[plot\]"):
+        compare.require_plotting()
+    with pytest.raises(MfpdeError, match=r"mfpde\[plot\]"):
+        compare.plot(res, _limit(files), _runs(files), files["comparison"].parent / "figs")
