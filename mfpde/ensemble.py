@@ -56,8 +56,10 @@ def run_ensemble(c: cfg_mod.Config, out: str | Path, *, widths=None, replicas=No
         from mfpde.data import make_law
 
         law = make_law(c.raw["data"]["train"], "data.train")
-    for n in widths:   # everything is checked before the store is touched
-        finite.check_arguments(c.problem, n, mode=mode, batch=batch, lr=lr, t_end=c.solver.t_end, law=law)
+    times = record_times(c)
+    for n in widths:   # everything is checked before the store is touched (record times on the step grid too)
+        finite.check_arguments(c.problem, n, mode=mode, batch=batch, lr=lr, t_end=c.solver.t_end, law=law,
+                               record_times=times)
     out = Path(out)
     attrs = {"config": cfg_mod.to_toml(c.raw), "mode": mode, "batch": batch, "lr": lr, "t_end": c.solver.t_end,
              "mfpde_version": __version__, "problem": c.problem.name}
@@ -73,7 +75,6 @@ def run_ensemble(c: cfg_mod.Config, out: str | Path, *, widths=None, replicas=No
             out.unlink()
         if ck_dir.is_dir():
             shutil.rmtree(ck_dir)
-    times = record_times(c)
     steps = int(round(c.solver.t_end / lr))   # SGD steps per run (finite.train)
     show = sys.stderr.isatty() if progress is None else progress
     with runs.RunStore(out, "a", attrs=attrs) as store:

@@ -434,3 +434,11 @@ def test_an_error_that_carries_an_exit_status_exits_with_it(tmp_path, capsys, mo
     cfg = write_config(tmp_path)
     assert main(["solve", str(cfg), "-o", str(tmp_path / "o.nc"), "--no-progress", "-q", "--t-end", "0.1"]) == 1
     assert "No space left on device" in one_error_line(capsys.readouterr().err)
+
+
+def test_sgd_refuses_record_times_off_the_step_grid_before_creating_the_store(tmp_path, capsys):
+    cfg = write_config(tmp_path)   # t_end 0.5, save_every 0.1: lr = 0.25 divides t_end but not the save times
+    out = tmp_path / "runs.h5"
+    assert main(["sgd", str(cfg), "--lr", "0.25", "--widths", "4", "--replicas", "1", "-o", str(out), "-q"]) == 2
+    assert one_error_line(capsys.readouterr().err).startswith("mfpde: error: sgd.lr: ")
+    assert not out.exists()
