@@ -5,19 +5,25 @@ Schema (documented in ``docs/output.md``): dimensions ``time``, ``probe``, ``nod
 ``error_train``, ``loss_test``, ``error_test`` (time), ``yhat_probe`` (time, probe, output)
 and the parameters ``w_1``, ``W_l``, ``b_l``, ``v``, ``b_out`` (time, …) named as in
 SPEC §2; coordinates for node locations, weights and tracer flags; attributes with the full
-configuration (TOML text), versions, stepper, rules, statistics and creation time.  Files are
-written atomically (temporary file, fsync, rename).  Imports numpy, xarray and mfpde only.
+configuration (TOML text), versions, stepper, rules, statistics and creation time.  A file
+is built in memory (the whole HDF5 image) and written by :func:`mfpde.atomic.write_bytes`
+(temporary file, fsync, rename; a full disk is one ``WriteError``, never a crash).  Data
+arrays carry Fletcher-32 checksums; the global attributes a SHA-256 (``attrs_checksum``,
+``attrs_sha256``, checked by :func:`read` and not shown in the dataset it returns).
+:func:`summary` / :func:`loss_table` describe a solution or a collected sweep (extra
+dimensions).  Imports numpy, xarray, h5py (lazily) and mfpde only.
 """
 from __future__ import annotations
 
 import datetime as _dt
+import io as _io
 import json
-import os
-import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 
+from mfpde import atomic
 from mfpde.errors import StoreError
 
 ENGINE = "h5netcdf"
@@ -111,26 +117,23 @@ def to_xarray(sol):
 
 
 def write(ds, path: str | Path) -> Path:
-    """Write a dataset as NetCDF (h5netcdf) atomically: temp file, fsync, rename."""
+    """Write a dataset as NetCDF (h5netcdf) atomically: in-memory image, temp file, fsync, rename.
+
+    The global attributes are sealed (:func:`mfpde.atomic.seal`); ``ds`` is not changed.
+    """
+    import h5py
+
     path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)   # mkstemp creates 0600; give the file the usual permissions
+    ds = ds.copy(deep=False)
+    ds.attrs = {atomic.MARKER: "sha256", **{k: v for k, v in ds.attrs.items() if k not in atomic.CHECKSUM_KEYS}}
+    buf = _io.BytesIO()
     try:
-        ds.to_netcdf(tmp, engine=ENGINE, encoding=_checksums(ds))
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        ds.to_netcdf(buf, engine=ENGINE, encoding=_checksums(ds))
+        with h5py.File(buf, "r+") as f:
+            atomic.seal(f.attrs)
     except OSError as exc:
-        raise StoreError(f"cannot write {str(path)!r}: {exc}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+        raise StoreError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+    return atomic.write_bytes(path, buf.getbuffer())
 
 
 def _checksums(ds) -> dict:
@@ -151,33 +154,107 @@ def read(path: str | Path):
     """Open a result file written by mfpde (loaded into memory); clear error if unreadable."""
     import xarray as xr
 
+    import h5py
+
     p = Path(path)
     if not p.exists():
         raise StoreError(f"result file {str(p)!r} does not exist")
     try:
+        with h5py.File(p, "r") as f:   # the global attributes as written, checked against their SHA-256
+            atomic.verify({k: f.attrs[k] for k in f.attrs}, f"result file {str(p)!r}")
         with xr.open_dataset(p, engine=ENGINE) as ds:
-            return ds.load()
+            ds = ds.load()
+    except StoreError:
+        raise
     except Exception as exc:  # h5py/h5netcdf raise many types on damaged files
         raise StoreError(f"cannot read {str(p)!r} as NetCDF/HDF5 (truncated or not an mfpde file?): {exc.__class__.__name__}") from None
+    for k in atomic.CHECKSUM_KEYS:
+        ds.attrs.pop(k, None)
+    return ds
+
+
+LOSSES = ("loss_train", "loss_test", "error_train", "error_test")
 
 
 def summary(ds) -> str:
-    """A human summary of a solution dataset (used by ``mfpde show``)."""
-    lines = [ds.attrs.get("title", "mfpde dataset")]
-    lines.append(f"  status: {ds.attrs.get('status', '?')}  stepper: {ds.attrs.get('stepper', '?')}")
-    lines.append(f"  rules: {ds.attrs.get('rules', '?')}")
+    """A human summary of a solution dataset or a collected sweep (used by ``mfpde show``)."""
+    lines = [str(ds.attrs.get("title", "mfpde dataset"))]
+    status = ds.data_vars.get("status")
+    if status is not None and status.ndim >= 1:   # a collected sweep: one status per task
+        values, counts = np.unique(np.asarray(status.values, dtype=str), return_counts=True)
+        lines.append("  tasks: " + ", ".join(f"{v}={c}" for v, c in zip(values, counts)) +
+                     f"  (task = {ds.attrs.get('sweep_task', '?')}, mode = {ds.attrs.get('sweep_mode', '?')})")
+    else:
+        lines.append(f"  status: {ds.attrs.get('status', '?')}  stepper: {ds.attrs.get('stepper', '?')}")
+        lines.append(f"  rules: {ds.attrs.get('rules', '?')}")
     lines.append("  dims: " + ", ".join(f"{k}={v}" for k, v in ds.sizes.items()))
-    lines.append("  variables: " + ", ".join(ds.data_vars))
+    lines.append("  variables: " + ", ".join(map(str, ds.data_vars)))
     lines.append(loss_table(ds))
     return "\n".join(lines)
 
 
 def loss_table(ds, max_rows: int = 21) -> str:
-    cols = [c for c in ("loss_train", "loss_test", "error_train", "error_test") if c in ds]
-    t = ds["time"].values
-    idx = np.unique(np.linspace(0, len(t) - 1, min(len(t), max_rows)).round().astype(int))
-    head = f"{'time':>10}" + "".join(f"{c:>14}" for c in cols)
-    rows = [head]
+    """Losses and errors over time (at most ``max_rows`` times).
+
+    Variables with dimensions besides ``time`` (a collected sweep: its axes, ``task``,
+    ``width``, ``replica``) are summarized by their median over those points per time,
+    followed by each point's last finite value (at most ``max_rows`` points).
+    """
+    if "time" not in ds.variables:
+        return "(no time axis)"
+    t = np.asarray(ds["time"].values)
+    cols = [c for c in LOSSES if c in ds.data_vars and "time" in ds[c].dims]
+    if not cols:
+        return "(no losses recorded)"
+    extra = tuple(d for d in ds[cols[0]].dims if d != "time")
+    cols = [c for c in cols if tuple(d for d in ds[c].dims if d != "time") == extra]
+    idx = np.unique(np.linspace(0, len(t) - 1, min(len(t), max_rows)).round().astype(int)) if len(t) else []
+    values = {c: np.asarray(ds[c].transpose(*extra, "time").values, dtype=float).reshape(-1, len(t)) for c in cols}
+    n_points = next(iter(values.values())).shape[0]
+    rows = []
+    if extra:
+        rows.append(f"median over {n_points} points ({', '.join(f'{d}={ds.sizes[d]}' for d in extra)}; NaN ignored):")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)   # times where every point is NaN
+            series = {c: np.nanmedian(v, axis=0) if n_points else np.full(len(t), np.nan) for c, v in values.items()}
+    else:
+        series = {c: v[0] for c, v in values.items()}
+    rows.append(f"{'time':>10}" + "".join(f"{c:>14}" for c in cols))
     for i in idx:
-        rows.append(f"{t[i]:>10.4g}" + "".join(f"{float(ds[c].values[i]):>14.6e}" for c in cols))
+        rows.append(f"{float(t[i]):>10.4g}" + "".join(f"{series[c][i]:>14.6e}" for c in cols))
+    if extra:
+        rows.extend(_final_values(ds, extra, values, cols, max_rows))
     return "\n".join(rows)
+
+
+def _final_values(ds, extra, values, cols, max_rows):
+    """One row per point: its coordinates and the last finite value of each column."""
+    labels = []
+    for pos in np.ndindex(*(ds.sizes[d] for d in extra)):
+        parts = []
+        for d, i in zip(extra, pos):
+            names = [d] if d in ds.coords else []
+            names += [k for k, c in ds.coords.items() if k != d and c.dims == (d,)]
+            parts += [f"{k}={_label(ds[k].values[i])}" for k in names] or [f"{d}={i}"]
+        labels.append(", ".join(parts))
+    status = ds.data_vars.get("status")
+    status = np.asarray(status.transpose(*extra).values, dtype=str).ravel() if status is not None and \
+        set(status.dims) == set(extra) else None
+    width = max([len(s) for s in labels] + [5])
+    rows = ["final values per point:", f"{'point':<{width}}" + "".join(f"{c:>14}" for c in cols) +
+            ("  status" if status is not None else "")]
+    for k, label in enumerate(labels[:max_rows]):
+        last = []
+        for c in cols:
+            finite = np.flatnonzero(np.isfinite(values[c][k]))
+            last.append(values[c][k][finite[-1]] if finite.size else np.nan)
+        rows.append(f"{label:<{width}}" + "".join(f"{v:>14.6e}" for v in last) +
+                    (f"  {status[k]}" if status is not None else ""))
+    if len(labels) > max_rows:
+        rows.append(f"… {len(labels) - max_rows} more points")
+    return rows
+
+
+def _label(v) -> str:
+    v = v.item() if hasattr(v, "item") else v
+    return f"{v:g}" if isinstance(v, float) else str(v)

@@ -4,27 +4,35 @@ One file holds an ensemble: root attributes carry the configuration (TOML text),
 settings and versions; each run is a group ``/runs/w{n}_r{replica}`` with one dataset per
 recorded observable (``time``, ``loss_train``, ``yhat_probe`` …), dimension labels (HDF5
 dimension scales on ``time``, plus a ``dims`` attribute), units and Fletcher-32 checksums.
-Appending a run is atomic: it is written into a copy of the store that is fsynced and renamed
-over it (an HDF5 file held open for writing does not survive SIGKILL), so an interrupted
-ensemble leaves the last complete store and resumes by skipping completed runs.
+Appending a run is atomic: the store's image is changed in memory and written with
+:func:`mfpde.atomic.write_bytes` (temporary file, fsync, rename; an HDF5 file held open for
+writing does not survive SIGKILL, and one flushed onto a full disk crashed the interpreter),
+so an interrupted ensemble leaves the last complete store and resumes by skipping completed
+runs.  A writer holds an advisory lock on ``STORE.lock`` (``fcntl.flock``) while the store is
+open for appending; a second writer is refused with a StoreError naming the first one's pid.
+The root attributes and every run's attributes carry a SHA-256 (:func:`mfpde.atomic.seal`):
+a damaged root is a StoreError, a damaged run is skipped like one whose data are damaged.
 :func:`read` returns an ``xarray.Dataset`` with dims (width, replica, time, …), skipping
-(with a :class:`StoreWarning`) runs whose data are damaged.
+(with a :class:`StoreWarning` and a ``damaged_runs`` attribute) damaged runs.
 :func:`write_checkpoint` / :func:`load_checkpoint` store the checkpoint of one run in
-progress (attributes + arrays in an HDF5 file, written atomically: temporary file, fsync,
-rename).  Imports numpy, h5py (lazily), xarray (lazily) and mfpde.errors.
+progress (attributes, sealed, + arrays in an HDF5 file, written atomically).  Imports numpy,
+h5py (lazily), xarray (lazily), mfpde.errors, mfpde.checks and mfpde.atomic.
 """
 from __future__ import annotations
 
 import datetime as _dt
+import errno
+import io as _io
 import json
 import os
 import shutil
-import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mfpde import atomic, checks
 from mfpde.errors import StoreError
 
 FORMAT = "mfpde-runs"
@@ -62,30 +70,39 @@ def _dims_of(name: str, arr: np.ndarray) -> tuple[str, ...]:
 class RunStore:
     """An ensemble file: ``with RunStore(path, "a", attrs=...) as store: store.write(run)``.
 
-    Mode ``"r"`` keeps the file open for reading (``store.f``).  Mode ``"a"`` never holds the
-    store open while runs train: every change (creating the store, appending a run) is made
-    on a copy that is fsynced and renamed over the store, so a process killed at any moment
-    leaves the previous complete store (HDF5 files open for writing are not crash-safe).
+    Mode ``"r"`` keeps the file open for reading (``store.f``).  Modes ``"a"`` (append) and
+    ``"w"`` (start afresh: the store and its checkpoint folder are removed) take the lock
+    ``STORE.lock`` until :meth:`close`, and never hold the store open while runs train:
+    every change (creating the store, appending a run) is made on an in-memory image that
+    is written atomically over the store, so a process killed at any moment leaves the
+    previous complete store (HDF5 files open for writing are not crash-safe).
     """
 
     def __init__(self, path: str | Path, mode: str = "r", attrs: dict[str, Any] | None = None):
-        import h5py
-
         self.path = Path(path)
-        self.mode = mode
+        self.mode = checks.choice(mode, ("r", "a", "w"), "mode", what="run store mode")
         self.f = None
+        self._lock = None
         if mode == "r":
             self.f = _open(self.path)
             if self.f.attrs.get("format") != FORMAT:
                 self.f.close()
                 raise StoreError(f"{str(self.path)!r} is not an mfpde run store (format attribute missing)")
             return
-        if mode not in ("a", "w"):
-            raise ValueError(f"RunStore mode must be 'r', 'a' or 'w', got {mode!r}")
-        for left in self.path.parent.glob(f".{self.path.name}.*.tmp"):   # copies of a killed writer
-            left.unlink()
-        if mode == "w" and self.path.exists():
-            self.path.unlink()
+        self._lock = _Lock(self.path)
+        try:
+            self._prepare(mode, attrs)
+        except BaseException:
+            self.close()
+            raise
+
+    def _prepare(self, mode: str, attrs: dict[str, Any] | None) -> None:
+        if mode == "w":
+            if self.path.exists():
+                self.path.unlink()
+            ck = checkpoint_dir(self.path)
+            if ck.is_dir():
+                shutil.rmtree(ck)
         if self.path.exists():
             with _open(self.path) as f:
                 if f.attrs.get("format") != FORMAT:
@@ -95,11 +112,13 @@ class RunStore:
                     raise StoreError(f"{str(self.path)!r} holds runs of a different configuration; use another file or --overwrite")
         else:
             def create(f):
+                f.attrs[atomic.MARKER] = "sha256"
                 f.attrs["format"] = FORMAT
                 f.attrs["schema_version"] = SCHEMA_VERSION
                 f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
                 for k, v in (attrs or {}).items():
                     f.attrs[k] = v
+                atomic.seal(f.attrs)
                 f.require_group("runs")
             self._commit(create)
 
@@ -116,40 +135,41 @@ class RunStore:
             except Exception:  # pragma: no cover
                 pass
             self.f = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def completed(self) -> set[str]:
+        """Names of the runs that are complete (or stopped by a blow-up) and undamaged; a
+        damaged run is reported with a StoreWarning and is trained again by a resume."""
         if self.f is not None:
-            return _completed(self.f)
+            return _completed(self.f, self.path)
         with _open(self.path) as f:
-            return _completed(f)
+            return _completed(f, self.path)
 
     def _commit(self, change) -> None:
-        """Apply ``change(h5file)`` to a copy of the store, fsync it and rename it over the store."""
+        """Apply ``change(h5file)`` to an in-memory image of the store and write it atomically."""
         import h5py
 
-        directory = self.path.parent if str(self.path.parent) else Path(".")
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
-        os.close(fd)
+        if self._lock is None:
+            raise StoreError(f"run store {str(self.path)!r} is not open for writing")
         try:
-            if self.path.exists():
-                shutil.copyfile(self.path, tmp)
-            with h5py.File(tmp, "a" if self.path.exists() else "w", libver=LIBVER) as f:
+            image = self.path.read_bytes() if self.path.exists() else b""
+        except OSError as exc:
+            raise StoreError(f"cannot read run store {str(self.path)!r}: {exc.strerror or exc}") from None
+        buf = _io.BytesIO(image)
+        try:
+            with h5py.File(buf, "r+" if image else "w", libver=LIBVER) as f:
                 runs = f.require_group("runs")
                 for name in list(runs):
                     if name.startswith(".tmp"):   # left by stores written in place (older versions)
                         del runs[name]
                 change(f)
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o666 & ~_umask())
-            os.replace(tmp, self.path)
-            _fsync_dir(directory)
-        except OSError as exc:
-            raise StoreError(f"cannot write run store {str(self.path)!r}: {exc}") from None
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        except StoreError:
+            raise
+        except Exception as exc:  # h5py raises many types on damaged files
+            raise StoreError(f"cannot update run store {str(self.path)!r} (damaged?): {exc.__class__.__name__}") from None
+        atomic.write_bytes(self.path, buf.getbuffer(), what="run store ")
 
     def write(self, run) -> None:
         """Append one FiniteRun (atomically: see the class docstring)."""
@@ -158,44 +178,128 @@ class RunStore:
         self._commit(lambda f: _write_run(f, run))
 
 
+class _Lock:
+    """An exclusive advisory lock (``fcntl.flock``) on ``STORE.lock``, which holds the pid of
+    its owner and is removed on release.  A second writer is refused at once."""
+
+    def __init__(self, store: Path):
+        import fcntl
+
+        self.path = store.with_name(store.name + ".lock")
+        self.fd = None
+        try:
+            store.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise atomic.WriteError(f"cannot write run store {str(store)!r}: {exc.strerror or exc}") from None
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+            except OSError as exc:
+                raise StoreError(f"cannot lock run store {str(store)!r}: cannot create {str(self.path)!r}: "
+                                 f"{exc.strerror or exc}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    os.close(fd)   # no locks on this file system: go on unlocked, but say so
+                    warnings.warn(f"cannot lock run store {str(store)!r} ({exc.strerror}); "
+                                  "do not write it from two processes at once", StoreWarning, stacklevel=3)
+                    return
+                try:
+                    owner = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+                except OSError:
+                    owner = "?"
+                os.close(fd)
+                raise StoreError(f"run store {str(store)!r} is being written by another process (pid {owner}); "
+                                 "wait for it to finish or write another file") from None
+            try:   # the previous owner may have removed the file between our open and flock
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except OSError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass   # e.g. a full disk: the lock holds all the same
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            os.unlink(self.path)   # while still holding the lock (see the samestat check above)
+        except OSError:
+            pass
+        os.close(self.fd)   # releases the lock
+        self.fd = None
+
+
 def _open(path: Path):
+    """The store open for reading, its root attributes verified (StoreError naming the file)."""
     import h5py
 
     if not path.is_file():
         raise StoreError(f"run store {str(path)!r} does not exist")
     try:
-        return h5py.File(path, "r")
+        f = h5py.File(path, "r")
     except Exception as exc:  # h5py raises OSError, ValueError, … on damaged files
         raise StoreError(f"cannot open run store {str(path)!r} (truncated or damaged?): {exc}") from None
+    try:
+        atomic.verify(_attrs(f.attrs), f"run store {str(path)!r}")
+    except StoreError:
+        f.close()
+        raise
+    except Exception as exc:
+        f.close()
+        raise StoreError(f"cannot read the attributes of run store {str(path)!r} (damaged?): "
+                         f"{exc.__class__.__name__}") from None
+    return f
 
 
-def _completed(f) -> set[str]:
+def _attrs(attrs) -> dict:
+    return {k: attrs[k] for k in attrs}
+
+
+def _run_attrs(g, name: str, sealed: bool) -> dict:
+    """A run group's attributes, verified; StoreError if they are damaged."""
+    a = _attrs(g.attrs)
+    if not atomic.verify(a, f"run {name}") and sealed:
+        raise StoreError(f"run {name}: the metadata checksum is missing (damaged)")
+    return a
+
+
+def _finished(a: dict) -> bool:
+    return checks.is_one_of(a.get("status"), ("completed", "blow-up"))
+
+
+def _completed(f, path: Path | None = None) -> set[str]:
     runs = f.get("runs")
     if runs is None:
         return set()
-    return {n for n in runs if not n.startswith(".tmp") and runs[n].attrs.get("status") in ("completed", "blow-up")}
+    sealed = atomic.MARKER in f.attrs
+    done, damaged = set(), []
+    for n in runs:
+        if n.startswith(".tmp"):
+            continue
+        try:
+            if _finished(_run_attrs(runs[n], n, sealed)):
+                done.add(n)
+        except Exception as exc:  # h5py raises many types on damaged data
+            damaged.append(f"{n} ({_why(exc)})")
+    if damaged:
+        warnings.warn(f"run store {str(path or f.filename)!r}: damaged runs {', '.join(damaged)} "
+                      "count as not completed", StoreWarning, stacklevel=3)
+    return done
 
 
-def _checksum(arr: np.ndarray) -> dict:
-    """Fletcher-32 checksums on every non-empty array: a flipped byte is an error, not a wrong number."""
-    return {"fletcher32": True} if arr.ndim >= 1 and arr.size > 0 else {}
+def _why(exc: Exception) -> str:
+    return "metadata checksum mismatch" if isinstance(exc, StoreError) else exc.__class__.__name__
 
 
-def _umask() -> int:
-    m = os.umask(0)
-    os.umask(m)
-    return m
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - not every platform opens folders
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+_checksum = atomic.fletcher32   # Fletcher-32 on every non-empty array
 
 
 def _write_run(f, run) -> None:
@@ -205,6 +309,7 @@ def _write_run(f, run) -> None:
     if tmp in runs:
         del runs[tmp]
     g = runs.create_group(tmp)
+    g.attrs[atomic.MARKER] = "sha256"
     times = np.asarray(run.times, float)
     t = g.create_dataset("time", data=times, **_checksum(times))
     t.attrs["units"] = "1"
@@ -228,6 +333,7 @@ def _write_run(f, run) -> None:
     g.attrs["seed"] = json.dumps(run.seed)
     for k, v in run.stats.items():
         g.attrs[f"stats_{k}"] = v
+    atomic.seal(g.attrs)
     if name in runs:
         del runs[name]
     runs.move(tmp, name)
@@ -243,16 +349,21 @@ def read(path: str | Path):
     try:
         with RunStore(p, "r") as store:
             f = store.f
-            attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
+            attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()
+                     if k not in atomic.CHECKSUM_KEYS}
+            sealed = atomic.MARKER in f.attrs
             runs = {}
             damaged = []
-            for name in sorted(store.completed()):
+            group = f.get("runs")
+            for name in sorted(n for n in (group if group is not None else ()) if not n.startswith(".tmp")):
                 try:   # one damaged run does not hide the others
-                    g = f["runs"][name]
-                    runs[(int(g.attrs["width"]), int(g.attrs["replica"]))] = (
-                        {k: g[k][()] for k in g}, {k: g.attrs[k] for k in g.attrs})
+                    g = group[name]
+                    a = _run_attrs(g, name, sealed)
+                    if not _finished(a):
+                        continue
+                    runs[(int(a["width"]), int(a["replica"]))] = ({k: g[k][()] for k in g}, a)
                 except Exception as exc:  # h5py raises many types on damaged data
-                    damaged.append(f"{name} ({exc.__class__.__name__})")
+                    damaged.append(f"{name} ({_why(exc)})")
     except StoreError:
         raise
     except Exception as exc:
@@ -261,8 +372,6 @@ def read(path: str | Path):
         why = f"; damaged: {', '.join(damaged)}" if damaged else ""
         raise StoreError(f"run store {str(p)!r} holds no readable completed runs{why}")
     if damaged:
-        import warnings
-
         warnings.warn(f"run store {str(p)!r}: skipped damaged runs {', '.join(damaged)}", StoreWarning, stacklevel=2)
         attrs["damaged_runs"] = ", ".join(damaged)
     widths = sorted({w for w, _ in runs})
@@ -297,40 +406,26 @@ def checkpoint_dir(store: str | Path) -> Path:
 
 
 def write_checkpoint(path: str | Path, attrs: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-    """Write a checkpoint atomically (temporary file in the same folder, fsync, rename).
+    """Write a checkpoint atomically (:func:`mfpde.atomic.write_bytes` of an in-memory HDF5 image).
 
-    ``attrs`` are scalars or strings; ``arrays`` are stored as datasets (names with ``/``
-    create groups).  A process killed at any moment leaves the previous checkpoint intact.
+    ``attrs`` are scalars or strings (sealed by a SHA-256: a changed digit of the RNG state
+    is an error, not another run); ``arrays`` are stored as datasets with Fletcher-32
+    checksums (names with ``/`` create groups).  A process killed at any moment leaves the
+    previous checkpoint intact.
     """
     import h5py
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for left in path.parent.glob(f".{path.name}.*.tmp"):   # a writer killed mid-write (one writer per checkpoint)
-        left.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w", libver=LIBVER) as f:
-            f.attrs["format"] = CHECKPOINT_FORMAT
-            for k, v in attrs.items():
-                f.attrs[k] = v
-            for k, v in arrays.items():
-                v = np.asarray(v)
-                f.create_dataset(k, data=v, **_checksum(v))
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)   # the rename itself survives a crash of the machine
-        finally:
-            os.close(dfd)
-    except OSError as exc:
-        raise StoreError(f"cannot write checkpoint {str(path)!r}: {exc}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    buf = _io.BytesIO()
+    with h5py.File(buf, "w", libver=LIBVER) as f:
+        f.attrs[atomic.MARKER] = "sha256"
+        f.attrs["format"] = CHECKPOINT_FORMAT
+        for k, v in attrs.items():
+            f.attrs[k] = v
+        atomic.seal(f.attrs)
+        for k, v in arrays.items():
+            v = np.asarray(v)
+            f.create_dataset(k, data=v, **_checksum(v))
+    atomic.write_bytes(path, buf.getbuffer(), what="checkpoint ")
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -342,9 +437,12 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndar
         raise StoreError(f"checkpoint {str(p)!r} does not exist")
     try:
         with h5py.File(p, "r") as f:
-            if f.attrs.get("format") != CHECKPOINT_FORMAT:
+            raw = _attrs(f.attrs)
+            atomic.verify(raw, f"checkpoint {str(p)!r}")
+            if raw.get("format") != CHECKPOINT_FORMAT:
                 raise StoreError(f"{str(p)!r} is not an mfpde SGD checkpoint (format attribute missing)")
-            attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
+            attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in raw.items()
+                     if k not in atomic.CHECKSUM_KEYS}
             arrays: dict[str, np.ndarray] = {}
 
             def visit(name, obj):

@@ -27,7 +27,6 @@ import logging
 import os
 import re
 import sys
-import tempfile
 import time
 import tomllib
 import uuid
@@ -37,6 +36,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from mfpde import checks
 from mfpde import config as cfg_mod
 from mfpde.errors import ConfigError, StoreError
 
@@ -233,9 +233,9 @@ def _axes(raw_axes, base: dict, kind: str, mode: str) -> list[Axis]:
         key = cfg_mod._str(t["key"], f"{where}.key")
         _check_path(base, key, f"{where}.key")
         name = cfg_mod._str(t.get("name", key), f"{where}.name")
-        if not name or "/" in name or name in RESERVED:
+        if not name or "/" in name or checks.is_one_of(name, RESERVED):
             raise ConfigError(f"{where}.name", f"{name!r} cannot name a dimension (reserved: {', '.join(RESERVED)}; no '/')")
-        if name in {a.name for a in axes} or key in {a.key for a in axes}:
+        if checks.is_one_of(name, [a.name for a in axes]) or checks.is_one_of(key, [a.key for a in axes]):
             raise ConfigError(f"{where}.key", f"axis {key!r} (name {name!r}) is given twice")
         if kind == "solve" and key.split(".")[0] == "sgd":
             raise ConfigError(f"{where}.key", f"{key!r} has no effect on task = \"solve\"; use task = \"sgd\"")
@@ -408,23 +408,16 @@ def run_to_xarray(run, c: cfg_mod.Config, lr: float):
 
 # ----------------------------------------------------------------------------- index
 def _write_text_atomic(path: Path, text: str) -> bool:
-    """Replace ``path`` by ``text`` (temporary file, fsync, rename); unchanged text is not rewritten.
-    Returns whether the file was written."""
+    """Replace ``path`` by ``text`` (:func:`mfpde.atomic.write_text`: temporary file, fsync,
+    rename); unchanged text is not rewritten.  Returns whether the file was written."""
+    from mfpde import atomic
+
     try:
-        if path.exists() and path.read_text(encoding="utf-8") == text:
+        if path.read_text(encoding="utf-8") == text:
             return False
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    except OSError as exc:
-        raise StoreError(f"cannot write {str(path)!r}: {exc}") from None
+    except (OSError, UnicodeDecodeError):   # absent or damaged: (re)write it
+        pass
+    atomic.write_text(path, text)
     return True
 
 

@@ -3,22 +3,26 @@
 A :class:`Checkpoint` tracker writes, at every ``every``-th save time, everything needed to
 continue: the state, the time, the solution recorded so far, the stepper's statistics and
 its internal arrays (step size, FSAL stage, … of adaptive steppers), and a fingerprint of
-the problem and the solve settings.  Files are HDF5, written atomically (temporary file,
-fsync, rename), so a run killed at any moment leaves the previous checkpoint intact.
+the problem and the solve settings.  Files are HDF5 images built in memory and written by
+:func:`mfpde.atomic.write_bytes` (temporary file, fsync, rename), so a run killed at any
+moment leaves the previous checkpoint intact and a full disk is one error, not a crash.
+Arrays carry Fletcher-32 checksums and the attributes a SHA-256 (:func:`mfpde.atomic.seal`):
+a changed digit of the time, statistics or step size is a StoreError, not another result.
 ``integrate(..., resume=load(path))`` continues from it; because fixed-step stage times are
 counted from the last save time and adaptive steppers carry their state, the resumed run is
-bit-for-bit identical to an uninterrupted one.  Imports numpy, h5py (lazily), mfpde.errors.
+bit-for-bit identical to an uninterrupted one.  Imports numpy, h5py (lazily), mfpde.errors
+and mfpde.atomic.
 """
 from __future__ import annotations
 
 import hashlib
+import io as _io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from mfpde import atomic
 from mfpde.errors import StoreError
 from mfpde.solvers.controller import Tracker
 
@@ -53,43 +57,34 @@ def _private_scalars(stepper) -> dict:
 def write(path, t: float, y: np.ndarray, sol, stepper, fp: str, index: int) -> None:
     import h5py
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for left in path.parent.glob(f".{path.name}.*.tmp"):   # a writer killed mid-write (one writer per checkpoint)
-        left.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w", libver=("v110", "latest")) as f:   # checksummed metadata
-            f.attrs["format"] = FORMAT
-            f.attrs["fingerprint"] = fp
-            f.attrs["t"] = float(t)
-            f.attrs["save_index"] = int(index)
-            f.attrs["stats"] = json.dumps({k: v for k, v in stepper.stats.items()})
-            f.attrs["stepper_scalars"] = json.dumps(_private_scalars(stepper))
-            _put(f, "y", y)
-            _put(f, "times", np.asarray(sol.times, float))
-            _put(f, "state_times", np.asarray(sol.state_times, float))
-            if sol.states:
-                _put(f, "states", np.stack(sol.states))
-            g = f.create_group("observables")
-            for k, v in sol.observables.items():
-                _put(g, k, np.asarray(v, float))
-            s = f.create_group("stepper")
-            for k, v in _private_arrays(stepper).items():
-                _put(s, k, v)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    buf = _io.BytesIO()
+    with h5py.File(buf, "w", libver=("v110", "latest")) as f:   # checksummed object headers
+        f.attrs[atomic.MARKER] = "sha256"
+        f.attrs["format"] = FORMAT
+        f.attrs["fingerprint"] = fp
+        f.attrs["t"] = float(t)
+        f.attrs["save_index"] = int(index)
+        f.attrs["stats"] = json.dumps({k: v for k, v in stepper.stats.items()})
+        f.attrs["stepper_scalars"] = json.dumps(_private_scalars(stepper))
+        atomic.seal(f.attrs)
+        _put(f, "y", y)
+        _put(f, "times", np.asarray(sol.times, float))
+        _put(f, "state_times", np.asarray(sol.state_times, float))
+        if sol.states:
+            _put(f, "states", np.stack(sol.states))
+        g = f.create_group("observables")
+        for k, v in sol.observables.items():
+            _put(g, k, np.asarray(v, float))
+        s = f.create_group("stepper")
+        for k, v in _private_arrays(stepper).items():
+            _put(s, k, v)
+    atomic.write_bytes(path, buf.getbuffer(), what="checkpoint ")
 
 
 def _put(group, name, arr) -> None:
     """A dataset with a Fletcher-32 checksum (non-empty arrays): a flipped byte reads as an error."""
     arr = np.asarray(arr)
-    group.create_dataset(name, data=arr, **({"fletcher32": True} if arr.ndim >= 1 and arr.size else {}))
+    group.create_dataset(name, data=arr, **atomic.fletcher32(arr))
 
 
 def load(path) -> dict:
@@ -99,6 +94,7 @@ def load(path) -> dict:
     p = Path(path)
     try:
         with h5py.File(p, "r") as f:
+            atomic.verify({k: f.attrs[k] for k in f.attrs}, f"checkpoint {str(p)!r}")
             if f.attrs.get("format") != FORMAT:
                 raise StoreError(f"{str(p)!r} is not an mfpde checkpoint")
             return {

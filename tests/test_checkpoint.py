@@ -118,8 +118,11 @@ def test_sigkill_then_resume_gives_the_uninterrupted_file(tmp_path):
     proc.wait()
     assert killed, "the solve finished before it could be killed; make it longer"
     assert not out.exists()
-    # a kill during a checkpoint write leaves its temporary file; plant one so the cleanup is always tested
-    (tmp_path / f".{ck.name}.killed.tmp").write_bytes(b"partial")
+    # a kill during a checkpoint write leaves its temporary file (named with the writer's pid);
+    # plant the one the killed process would have left, so the cleanup is always tested
+    from mfpde import atomic
+
+    (tmp_path / atomic.temp_path(ck).name.replace(f".{os.getpid()}.", f".{proc.pid}.")).write_bytes(b"partial")
     subprocess.run(exe + ["solve", str(cfg), "-o", str(out), "-q", "--checkpoint", str(ck), "--resume"], check=True, timeout=600)
     a, b = io.read(ref), io.read(out)
     for name in a.data_vars:

@@ -39,12 +39,16 @@ t_end = 0.5
 save_every = 0.1
 """
 # the reader of each kind of file, run in a child process (a hang or a crash is caught there)
+# (attributes too: a flip must not change the configuration, the RNG state or a status either)
 READERS = {
-    "nc": "from mfpde import io; ds = io.read(p); out = {k: ds[k].values for k in list(ds.data_vars) + list(ds.coords)}",
+    "nc": "from mfpde import io; ds = io.read(p); out = {k: ds[k].values for k in list(ds.data_vars) + list(ds.coords)}; "
+          "out.update({'attr:' + k: np.asarray(v) for k, v in ds.attrs.items()})",
     "store": "from mfpde import runs; ds = runs.read(p); out = {k: ds[k].values for k in ds.data_vars if k != 'status'}; "
-             "damaged = bool(ds.attrs.get('damaged_runs'))",
-    "sgd_ck": "from mfpde import runs; out = runs.load_checkpoint(p)[1]",
-    "solve_ck": "from mfpde.solvers.checkpoint import load; ck = load(p); out = {'y': ck['y'], **{k: np.asarray(v) for k, v in ck['observables'].items()}}",
+             "damaged = bool(ds.attrs.get('damaged_runs')); "
+             "out.update({'attr:' + k: np.asarray(v) for k, v in ds.attrs.items() if k != 'damaged_runs'})",
+    "sgd_ck": "from mfpde import runs; a, out = runs.load_checkpoint(p); out.update({'attr:' + k: np.asarray(v) for k, v in a.items()})",
+    "solve_ck": "from mfpde.solvers.checkpoint import load; ck = load(p); out = {'y': ck['y'], **{k: np.asarray(v) for k, v in ck['observables'].items()}}; "
+                "out.update({'attr:' + k: np.asarray(json.dumps(ck[k], sort_keys=True)) for k in ('fingerprint', 't', 'save_index', 'stats', 'stepper_scalars')})",
 }
 WORKER = textwrap.dedent("""
     import json, sys, warnings
@@ -53,7 +57,7 @@ WORKER = textwrap.dedent("""
     warnings.simplefilter("ignore")
     code, ref_path, paths = sys.argv[1], sys.argv[2], sys.argv[3:]
     def read(p):
-        ns = {"np": np, "p": p, "damaged": False}
+        ns = {"np": np, "json": json, "p": p, "damaged": False}
         exec(code, ns)   # the reader snippet of this test file (not an input file)
         return ns["out"], ns["damaged"]
     ref, _ = read(ref_path)
