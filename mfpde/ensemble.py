@@ -5,15 +5,16 @@ at the limit solver's save times and appends each to the store as soon as it fin
 ``resume`` completed runs are skipped.  With ``checkpoint_every = K`` each run in progress
 is checkpointed every K steps into ``RUNS.h5.ckpt/w{n}_r{replica}.h5`` (removed once the run
 is in the store); with ``resume`` an interrupted run continues from its checkpoint, bit for
-bit.  Imports mfpde only.
+bit.  A line per finished run (and a tqdm bar on stderr) reports progress.  Imports mfpde
+only; user values are checked through :mod:`mfpde.checks`.
 """
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+from mfpde import checks, finite, runs
 from mfpde import config as cfg_mod
-from mfpde import finite, runs
 from mfpde.errors import BlowUpError, ConfigError
 
 
@@ -43,8 +44,7 @@ def run_ensemble(c: cfg_mod.Config, out: str | Path, *, widths=None, replicas=No
     widths = tuple(_count(n, "sgd.widths", MAX_WIDTH) for n in widths)
     replicas = _count(sgd.replicas if replicas is None else replicas, "sgd.replicas", MAX_REPLICAS)
     mode = sgd.mode if mode is None else mode
-    if mode not in finite.MODES:
-        raise ConfigError("sgd.mode", f"unknown mode {mode!r}; allowed: {', '.join(finite.MODES)}")
+    mode = checks.choice(mode, finite.MODES, "sgd.mode", what="mode")
     batch = _count(sgd.batch if batch is None else batch, "sgd.batch", MAX_BATCH)
     lr = sgd.lr or c.solver.dt if lr is None else lr
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (0 < lr < float("inf")):
@@ -60,7 +60,9 @@ def run_ensemble(c: cfg_mod.Config, out: str | Path, *, widths=None, replicas=No
     for n in widths:   # everything is checked before the store is touched (record times on the step grid too)
         finite.check_arguments(c.problem, n, mode=mode, batch=batch, lr=lr, t_end=c.solver.t_end, law=law,
                                record_times=times)
-    out = Path(out)
+    from mfpde.paths import check_output
+
+    out = check_output(out, kind="runs", overwrite=not resume, key="out")   # resume=False replaces whatever is there
     attrs = {"config": cfg_mod.to_toml(c.raw), "mode": mode, "batch": batch, "lr": lr, "t_end": c.solver.t_end,
              "mfpde_version": __version__, "problem": c.problem.name}
     if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int)

@@ -442,3 +442,26 @@ def test_sgd_refuses_record_times_off_the_step_grid_before_creating_the_store(tm
     assert main(["sgd", str(cfg), "--lr", "0.25", "--widths", "4", "--replicas", "1", "-o", str(out), "-q"]) == 2
     assert one_error_line(capsys.readouterr().err).startswith("mfpde: error: sgd.lr: ")
     assert not out.exists()
+
+
+def test_run_ensemble_refuses_a_mode_of_the_wrong_type_with_a_config_error(tmp_path):
+    from mfpde.ensemble import run_ensemble
+    from mfpde.errors import ConfigError
+
+    c = config.loads(TINY)
+    for mode in (np.array(["full", "online"]), ["full"], {"full": 1}):
+        with pytest.raises(ConfigError, match="sgd.mode"):
+            run_ensemble(c, tmp_path / "r.h5", widths=(4,), replicas=1, mode=mode, say=lambda *a: None)
+    assert not (tmp_path / "r.h5").exists()
+
+
+def test_run_ensemble_refuses_a_folder_as_its_store_before_training(tmp_path):
+    from mfpde.ensemble import run_ensemble
+    from mfpde.errors import ConfigError
+
+    (tmp_path / "adir").mkdir()
+    c = config.loads(TINY)
+    for resume in (True, False):
+        with pytest.raises(ConfigError, match="^out: .*is a folder"):
+            run_ensemble(c, tmp_path / "adir", widths=(4,), replicas=1, resume=resume, say=lambda *a: None)
+    assert (tmp_path / "adir").is_dir()
