@@ -36,6 +36,9 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+_OVERWRITE_HELP = "replace an existing file that is not an mfpde output of this kind (never an input of the command)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="mfpde", description="Mean-field limit of wide neural networks trained by SGD.")
     p.add_argument("--version", action="store_true", help="print the version and exit")
@@ -54,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoint at every K-th save time (default 1)")
     s.add_argument("--resume", action="store_true",
                    help="continue from the --checkpoint file if it exists (the result is bit-for-bit that of an uninterrupted run)")
-    s.add_argument("--overwrite", action="store_true", help="replace an existing file that is not an mfpde output of this kind (never an input of the command)")
+    s.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     g = sub.add_parser("sgd", help="train finite-width networks by mean-field SGD (an ensemble over widths × replicas)")
     g.add_argument("config", nargs="?", help="TOML configuration (its [sgd] section; default: the embedded example)")
     g.add_argument("-o", "--output", default="runs.h5", help="HDF5 run store to create or append to (default runs.h5)")
@@ -80,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("runs", help="run store (HDF5 from mfpde sgd)")
     cp.add_argument("-o", "--output", help="write the comparison as NetCDF")
     cp.add_argument("--plot", metavar="DIR", help="write figures into DIR (needs the plot extra)")
-    cp.add_argument("--overwrite", action="store_true", help="replace an existing file that is not an mfpde output of this kind (never an input of the command)")
+    cp.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     sh = sub.add_parser("show", help="summarize a result file")
     sh.add_argument("path")
     sw = sub.add_parser("sweep", help="run a parameter sweep on dask.distributed (docs/sweeps.md)")
@@ -101,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     co = sub.add_parser("collect", help="combine the results of a sweep directory into one NetCDF file")
     co.add_argument("outdir", help="sweep directory (written by mfpde sweep)")
     co.add_argument("-o", "--output", help="NetCDF file to write (default OUTDIR/sweep.nc)")
-    co.add_argument("--overwrite", action="store_true", help="replace an existing file that is not an mfpde output of this kind (never an input of the command)")
+    co.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     rb = sub.add_parser("reference", help="stored reference solutions (docs/references.md)")
     rbs = rb.add_subparsers(dest="reference_command")
     rbb = rbs.add_parser("build", help="rebuild references from their configs: refinement table, NetCDF file, manifest")
@@ -121,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     rf.add_argument("--rtol", help="comma-separated rtol values of an adaptive stepper (atol scaled alike), e.g. 1e-6,1e-8")
     rf.add_argument("-o", "--output", help="NetCDF file for the table (default NAME_refine.nc)")
     rf.add_argument("-q", "--quiet", action="store_true", help="print only the table")
-    rf.add_argument("--overwrite", action="store_true", help="replace an existing file that is not an mfpde output of this kind (never an input of the command)")
+    rf.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     sub.add_parser("default-config", help="print the embedded default configuration (TOML)")
     va = sub.add_parser("validate", help="run the validation studies: each seed setting against finite-width SGD "
                         "(docs/validation.md; needs the source checkout)")
