@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from mfpde import kernels
+from mfpde import checks, kernels
 from mfpde._jit import njit
 from mfpde.errors import BlowUpError, ConfigError
 from mfpde.problem import Embedding, Problem
@@ -51,11 +51,11 @@ def sample_index_law(rule, rng: np.random.Generator, n: int) -> np.ndarray:
         parts = [_rule_from_dict(sub) for sub in p["rules"]]
         return np.concatenate([sample_index_law(r, rng, n) for r in parts], axis=1)
     law = p.get("law", "normal")
-    if kind in ("gauss_legendre",) or (kind in ("sobol", "monte_carlo") and law == "uniform") or \
-            (kind == "smolyak" and p.get("base") == "gauss_legendre"):
+    if checks.is_one_of(kind, ("gauss_legendre",)) or (checks.is_one_of(kind, ("sobol", "monte_carlo")) and law == "uniform") \
+            or (kind == "smolyak" and p.get("base") == "gauss_legendre"):
         lo, hi = vec("low", 0.0), vec("high", 1.0)
         return lo + (hi - lo) * rng.random((n, k))
-    if kind in ("gauss_hermite", "gaussian_trapezoid", "sobol", "monte_carlo", "smolyak"):
+    if checks.is_one_of(kind, ("gauss_hermite", "gaussian_trapezoid", "sobol", "monte_carlo", "smolyak")):
         return vec("mean", 0.0) + vec("std", 1.0) * rng.standard_normal((n, k))
     # user rules (and anything else): the empirical law of the nodes
     q0 = rule.size - rule.n_tracers
@@ -244,8 +244,9 @@ def train(problem: Problem, widths, *, mode: str = "full", batch: int = 1, lr: f
     """Train one finite network of ``widths`` by mean-field SGD (ε = ``lr``) up to ``t_end``.
 
     Records train/test loss and error, ŷ at the probes and (``statistics``) weight
-    quantiles, pre-activation spread and top singular values at ``record_times`` (rounded to
-    the step grid t = kε).  ``law`` (a population law with ``sample``) is needed for
+    quantiles, pre-activation spread and top singular values at ``record_times``, which
+    like ``t_end`` must lie on the step grid t = kε (up to a relative 1e-9 per step; else
+    ConfigError naming ``sgd.lr``: an SGD state exists only there).  ``law`` (a population law with ``sample``) is needed for
     ``mode = "online"``.  ``snapshots`` keeps the flat state at every record time
     (``run.states``); ``coupling`` also solves the limit with this network's sampled
     features as tracer nodes and records the per-weight coupling error
@@ -258,7 +259,7 @@ def train(problem: Problem, widths, *, mode: str = "full", batch: int = 1, lr: f
     is continued and the run is bit-for-bit that of an uninterrupted one.  A checkpoint of
     other settings is refused (ConfigError).
     """
-    check_arguments(problem, widths, mode=mode, batch=batch, lr=lr, t_end=t_end, law=law)
+    check_arguments(problem, widths, mode=mode, batch=batch, lr=lr, t_end=t_end, law=law, record_times=record_times)
     if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or
                                          not isinstance(checkpoint_every, (int, np.integer)) or checkpoint_every < 1):
         raise ConfigError("--checkpoint-every", f"must be an integer >= 1, got {checkpoint_every!r}")
@@ -366,7 +367,8 @@ def train(problem: Problem, widths, *, mode: str = "full", batch: int = 1, lr: f
                 run.status = "blow-up"
                 run.message = (f"{'non-finite state' if status == 1 else 'state norm exceeded its bound'} at step {step + 1} "
                                f"(t ≈ {step * lr:.6g}, width {widths}); reduce the learning rate")
-                record(step)
+                if not run.times or step * lr > run.times[-1]:
+                    record(step)    # the last good state; at a record time it is recorded already
                 run.stats.update(steps=step, wall_seconds=wall_before + _time.perf_counter() - wall0)
                 raise BlowUpError(run.message, partial=run, time=step * lr, step=step + 1)
             if step == target:
@@ -388,11 +390,14 @@ def train(problem: Problem, widths, *, mode: str = "full", batch: int = 1, lr: f
     return run
 
 
-def check_arguments(problem: Problem, widths, *, mode: str, batch, lr, t_end, law) -> None:
-    """Validate the arguments of :func:`train` (ConfigError naming the key), allocating nothing."""
-    if mode not in MODES:
-        raise ConfigError("sgd.mode", f"unknown mode {mode!r}; allowed: {', '.join(MODES)}")
-    if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
+def check_arguments(problem: Problem, widths, *, mode: str, batch, lr, t_end, law, record_times=None) -> None:
+    """Validate the arguments of :func:`train` (ConfigError naming the key), allocating nothing.
+
+    ``t_end`` and every ``record_times`` entry must be a whole number of SGD steps
+    (:func:`check_step_grid`); pass the record times to have them checked here too.
+    """
+    checks.choice(mode, MODES, "sgd.mode", what="mode")
+    if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
         raise ConfigError("sgd.lr", f"must be a finite number > 0, got {lr!r}")
     if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
         raise ConfigError("sgd.batch", f"must be an integer >= 1, got {batch!r}")
@@ -404,6 +409,52 @@ def check_arguments(problem: Problem, widths, *, mode: str, batch, lr, t_end, la
         raise ConfigError("sgd.mode", "minibatch mode draws training points uniformly: data.train must be a finite set "
                           "with equal weights (use mode = \"full\" or \"online\" for a quadrature-integrated law)")
     _check_network_size(problem, _widths(widths, problem.model.L), t_end, lr, batch if mode != "full" else 1)
+    check_step_grid(float(lr), float(t_end), record_times)
+
+
+def check_step_grid(lr: float, t_end: float, record_times=None) -> None:
+    """ConfigError naming ``sgd.lr`` unless t_end and every record time are whole numbers of steps.
+
+    SGD's state exists only at t = k·lr: a t_end or record time off that grid (beyond a
+    relative 1e-9 per step) used to be rounded to it silently — ``lr > 2·t_end`` trained
+    nothing and was marked completed.  The message names the nearest learning rates that fit.
+    """
+    from mfpde.solvers.base import whole_steps
+
+    times = [t_end]
+    if record_times is not None:
+        if isinstance(record_times, (str, bytes)) or not hasattr(record_times, "__iter__"):
+            raise ConfigError("record_times", f"expected a list of times, got {record_times!r}")
+        for t in record_times:
+            t = checks.number(t, "record_times")
+            if not 0.0 <= t <= t_end * (1 + 1e-12):
+                raise ConfigError("record_times", f"every time must lie in [0, t_end = {t_end:g}], got {t:g}")
+            times.append(t)
+    for i, t in enumerate(times):
+        n = whole_steps(t, lr)
+        if t > 0 and not n:
+            what = "t_end" if i == 0 else "the record (save) time"
+            raise ConfigError("sgd.lr", f"{lr:.12g} does not divide {what} {t:.12g} ({t / lr:.6g} steps): SGD states "
+                              f"exist only at t = k·lr; {_fitting_lrs(lr, t_end, times)} (--lr or sgd.lr), or "
+                              f"times that are multiples of it")
+
+
+def _fitting_lrs(lr: float, t_end: float, times) -> str:
+    """The nearest learning rates t_end/m below and above lr that put every time on the grid."""
+    from mfpde.solvers.base import whole_steps
+
+    x = t_end / lr
+    found = []
+    for ms in (range(max(1, math.ceil(x)), max(1, math.ceil(x)) + 200),
+               range(max(1, math.floor(x)), max(0, math.floor(x) - 200), -1)):
+        for m in ms:
+            cand = t_end / m
+            if cand != lr and all(t == 0 or whole_steps(t, cand) for t in times):
+                found.append(cand)
+                break
+    if not found:
+        return "use a learning rate that divides t_end and every record time"
+    return "nearest that fit: " + " or ".join(f"{c:.12g}" for c in sorted(set(found)))
 
 
 def _check_network_size(problem: Problem, widths, t_end, lr, batch) -> None:

@@ -33,13 +33,30 @@ class Solution:
             self.state_times.append(float(t))
             self.states.append(y.copy())
 
+    def record_last_good(self, t: float, y: np.ndarray) -> None:
+        """Keep the last good state of a run that stopped (blow-up) at time ``t``.
+
+        A state later than the last saved time is recorded at its own time; one at the last
+        saved time is that saved state, so the time is not repeated and only its state is
+        stored if it was not (``parameters = "final"`` or ``"none"``).  Times stay strictly
+        increasing.
+        """
+        t = float(t)
+        if not self.times or t > self.times[-1]:
+            self.record(t, y, True)
+        elif not self.state_times or self.state_times[-1] != t:
+            self.state_times.append(t)
+            self.states.append(y.copy())
+
     @property
     def y(self) -> np.ndarray:
         """The last stored state."""
         return self.states[-1]
 
     def observable(self, name: str) -> np.ndarray:
-        return np.asarray(self.observables[name])
+        from mfpde.checks import lookup
+
+        return np.asarray(lookup(self.observables, name, "observable", what="observable"))
 
     def to_xarray(self):
         from mfpde.io import to_xarray

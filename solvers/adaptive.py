@@ -21,7 +21,8 @@ import numpy as np
 
 from mfpde import kernels
 from mfpde._jit import njit
-from mfpde.solvers.base import BOUND, MAX_STEPS, NONFINITE, OK, STEP_SIZE, Advance, Stepper, error_control, option_number, register
+from mfpde.solvers.base import (BOUND, MAX_STEPS, NONFINITE, OK, STEP_SIZE, Advance, Stepper, check_fixed_step,
+                                error_control, option_number, register)
 
 # Status for "the controller cannot find an acceptable finite step" (too many consecutive
 # rejections or dt below its floor with a finite error).  Belongs in solvers.base next to
@@ -326,6 +327,11 @@ class EmbeddedRK(Stepper):
     def dt(self) -> float:
         """The step size the controller proposes next (``fixed_dt`` when fixed)."""
         return self.fixed_dt if self.fixed_dt is not None else float(self._state[S_DT])
+
+    def check_times(self, times):
+        """``fixed_dt`` longer than a save interval is refused (it would never be taken there)."""
+        if self.fixed_dt is not None:
+            check_fixed_step(self.fixed_dt, times, "solver.fixed_dt")
 
     def advance(self, y, t, t_target, max_steps):
         t, t_target = float(t), float(t_target)

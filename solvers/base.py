@@ -6,7 +6,14 @@ steps inside compiled code, and return an :class:`Advance` (status, time reached
 A fixed-step method lands exactly on ``t_target`` (a shorter last step if needed); an
 adaptive one chooses its own steps.  Steppers register by name (``@register``), so
 ``make("rk4", system, dt=0.01)`` works and an unknown name lists the registered ones.
-Imports mfpde.errors only.
+
+A fixed step is never changed silently: :func:`check_fixed_step` (called by
+``integrate`` through ``Stepper.check_times`` before any work, and by a fixed-step
+``advance`` for each new segment) refuses a step longer than a save interval beyond
+rounding (interval/dt < 1 − 1e-9), where every step would be the shorter interval
+and none would be dt.  An interval that is not a whole number of steps (up to a
+relative 1e-9 · steps) ends in one shorter step (docs/steppers.md).  Imports
+mfpde.errors and mfpde.checks only.
 """
 from __future__ import annotations
 
@@ -14,11 +21,14 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
+from mfpde import checks
 from mfpde.errors import ConfigError
 
-OK, NONFINITE, BOUND, MAX_STEPS, STEP_SIZE = 0, 1, 2, 3, 4
+OK, NONFINITE, BOUND, MAX_STEPS, STEP_SIZE, NEWTON = 0, 1, 2, 3, 4, 5
 STATUS_TEXT = {OK: "ok", NONFINITE: "non-finite state", BOUND: "state norm exceeded its bound", MAX_STEPS: "step budget used",
-               STEP_SIZE: "step size fell below its minimum (too many rejected steps)"}
+               STEP_SIZE: "step size fell below its minimum (too many rejected steps)",
+               NEWTON: "Newton iteration of an implicit stage did not converge"}
+GRID_RTOL = 1e-9     # relative tolerance (per step) of "a whole number of steps"
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,12 @@ class Stepper:
     def advance(self, y, t: float, t_target: float, max_steps: int) -> Advance:  # pragma: no cover
         raise NotImplementedError
 
+    def check_times(self, times) -> None:
+        """Refuse (ConfigError) save times this stepper cannot honour; called before any work.
+
+        Adaptive steppers honour any; fixed-step ones refuse a step longer than an interval.
+        """
+
     def describe(self) -> dict:
         return {"stepper": self.name, "order": self.order}
 
@@ -58,13 +74,40 @@ def register(cls: type[Stepper]) -> type[Stepper]:
 
 def make(name: str, system, **options) -> Stepper:
     """Instantiate the stepper registered as ``name``."""
-    cls = STEPPERS.get(name)
-    if cls is None:
-        raise ConfigError("solver.stepper", f"unknown stepper {name!r}; allowed: {', '.join(sorted(STEPPERS))}")
-    unknown = set(options) - set(cls.options)
-    if unknown:
-        raise ConfigError(f"solver.{sorted(unknown)[0]}", f"not an option of stepper {name!r}; allowed: {', '.join(cls.options) or 'none'}")
+    cls = checks.lookup(STEPPERS, name, "solver.stepper", what="stepper")
+    for key in sorted(options, key=str):
+        if not checks.is_one_of(key, cls.options):
+            raise ConfigError(f"solver.{key}", f"not an option of stepper {name!r}; allowed: {', '.join(cls.options) or 'none'}")
     return cls(system, **options)
+
+
+# ----------------------------------------------------------------------------- step grids
+def whole_steps(span: float, dt: float) -> int | None:
+    """``span / dt`` if it is a whole number n of steps up to rounding (|x − n| ≤ 1e-9·max(1, n)), else None."""
+    x = span / dt
+    n = round(x)
+    return int(n) if abs(x - n) <= GRID_RTOL * max(1.0, abs(n)) else None
+
+
+def check_segment(dt: float, t0: float, t1: float, key: str = "solver.dt") -> None:
+    """ConfigError naming ``key`` if a fixed step ``dt`` is longer than [t0, t1] beyond rounding.
+
+    Every step there would be the interval itself, never dt (dt = 1e9 took 0 steps, dt = 10
+    with save_every = 0.1 the same steps as dt = 0.1).
+    """
+    span = t1 - t0
+    if span > 0 and span / dt < 1.0 - GRID_RTOL:
+        name = key.rsplit(".", 1)[-1]
+        raise ConfigError(key, f"{dt:.12g} is longer than the save interval [{t0:.12g}, {t1:.12g}] "
+                               f"(length {span:.12g}): no step could be {dt:.12g} there; use {name} ≤ {span:.12g} "
+                               f"(e.g. {span:.12g} or {span / 2:.12g}), fewer save times or a longer t_end")
+
+
+def check_fixed_step(dt: float, times, key: str = "solver.dt") -> None:
+    """:func:`check_segment` for every interval of the sorted save times ``times``."""
+    times = [float(t) for t in times]
+    for t0, t1 in zip(times[:-1], times[1:]):
+        check_segment(dt, t0, t1, key)
 
 
 # ----------------------------------------------------------------------------- option checks

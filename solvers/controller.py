@@ -5,7 +5,10 @@ time (in chunks of at most ~0.25 s so the progress bar and Ctrl-C stay responsiv
 times the :class:`~mfpde.solution.Solution` records observables and, if asked, the state;
 trackers run at their own intervals.  A non-finite state (detected inside the compiled
 loop, within one step) raises :class:`~mfpde.errors.BlowUpError` carrying the partial
-solution, whose last entry is the last good state.  Imports numpy, tqdm, mfpde and
+solution, whose last entry is the last good state: at its own time, or — when it is the state
+already saved at the last save time — not repeated (the time axis stays strictly increasing).
+The save times are checked against the stepper (``Stepper.check_times``: a fixed step longer
+than a save interval is refused) before anything is recorded.  Imports numpy, tqdm, mfpde and
 solvers.base.
 """
 from __future__ import annotations
@@ -17,9 +20,10 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from mfpde import checks
 from mfpde.errors import BlowUpError, ConfigError
 from mfpde.solution import Solution
-from mfpde.solvers.base import MAX_STEPS, OK, STATUS_TEXT, STEP_SIZE, Stepper
+from mfpde.solvers.base import MAX_STEPS, NEWTON, OK, STATUS_TEXT, STEP_SIZE, Stepper
 
 
 def save_times(t_end: float, *, every: float | None = None, times: Sequence[float] | None = None,
@@ -96,6 +100,14 @@ class Callback(Tracker):
 
 
 def _advice(stepper, status) -> str:
+    if status == NEWTON:
+        it = f"solver.newton_maxiter = {getattr(stepper, 'newton_maxiter', '?')}"
+        if getattr(stepper, "adaptive", False):
+            return (f"Newton did not converge within {it} iterations even at the smallest step tried: raise "
+                    "solver.newton_maxiter or solver.max_rejections, or lower solver.dt_min")
+        return (f"Newton did not converge within {it} iterations, neither with a fresh Jacobian, nor from Z = y, "
+                f"nor re-linearized at every iterate (damped): raise solver.newton_maxiter or reduce "
+                f"solver.dt = {getattr(stepper, 'dt', float('nan')):g}")
     if getattr(stepper, "adaptive", False):
         if status == STEP_SIZE:
             return "the problem may be stiff: loosen rtol/atol, lower dt_min, or reduce the learning rates"
@@ -129,9 +141,11 @@ def integrate(system, stepper: Stepper, t_end: float, *, times: Iterable[float] 
     atomically at every ``checkpoint_every``-th save time (:mod:`mfpde.solvers.checkpoint`);
     with ``resume`` and an existing file the solve continues from it (bit for bit).
     """
-    if parameters not in ("all", "final", "none"):
-        raise ConfigError("output.parameters", f"must be one of all, final, none; got {parameters!r}")
+    checks.choice(parameters, ("all", "final", "none"), "output.parameters")
     ts = save_times(t_end, every=save_every, times=times, t0=t0)
+    check = getattr(stepper, "check_times", None)
+    if check is not None:
+        check(ts)            # e.g. a fixed step longer than a save interval: refused before any work
     y = (system.y0 if y0 is None else np.asarray(y0, dtype=float)).copy()
     sol = Solution(system, stepper.describe())
     ck = None
@@ -178,8 +192,7 @@ def integrate(system, stepper: Stepper, t_end: float, *, times: Iterable[float] 
                     msg = (f"{STATUS_TEXT[res.status]} at t ≈ {res.t:.6g} after step {stepper.stats['steps'] + 1} "
                            f"(largest/non-finite drift in {layer!r}); the last good state (t = {res.t:.6g}) and all "
                            f"earlier save times are kept — {_advice(stepper, res.status)}")
-                    if parameters != "none" or True:
-                        sol.record(res.t, y, True)
+                    sol.record_last_good(res.t, y)
                     sol.status, sol.message = "blow-up", msg
                     sol.stats.update(stepper.stats, wall_seconds=_time.perf_counter() - wall0)
                     raise BlowUpError(msg, partial=sol, time=res.t, step=stepper.stats["steps"] + 1, layer=layer)

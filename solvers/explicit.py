@@ -16,7 +16,8 @@ import numpy as np
 from mfpde import kernels
 from mfpde._jit import njit
 from mfpde.errors import ConfigError
-from mfpde.solvers.base import MAX_STEPS, NONFINITE, BOUND, OK, Advance, Stepper, register
+from mfpde.solvers.base import (MAX_STEPS, NONFINITE, BOUND, OK, Advance, Stepper, check_fixed_step, check_segment,
+                                register)
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,11 @@ def rk_fixed(y, ynew, t, dt, nsteps, a, b, c, stages, ytmp, sysargs, bound2, n0=
 
 
 def grid_steps(t: float, t_target: float, dt: float) -> tuple[int, float]:
-    """Number of whole steps of size dt in [t, t_target] and the remainder (snapped to 0)."""
+    """Number of whole steps of size dt in [t, t_target] and the remainder (snapped to 0).
+
+    Callers refuse t_target − t < dt first (:func:`~mfpde.solvers.base.check_segment`): the
+    snapping would otherwise turn a tiny fraction of a step into 0 steps.
+    """
     x = (t_target - t) / dt
     n = round(x)
     if abs(x - n) <= 1e-9 * max(1.0, abs(x)):
@@ -108,11 +113,19 @@ class FixedGrid:
     of size dt from t, the first being step n0 of its segment).  A call that resumes where the
     last one stopped keeps counting from the same anchor, so stage times — and results — do not
     depend on how the controller splits the steps; a final partial step lands on t_target.
+
+    dt is never changed silently: a segment shorter than one step (beyond rounding) is refused
+    with a ConfigError naming ``solver.dt`` — by :meth:`check_times` for all save intervals
+    before ``integrate`` does any work, and here for a new segment of a direct call.
     """
 
     _anchor = None      # (t0, steps since t0) of the segment being advanced
     _t_last = None
     _target = None
+    dt_key = "solver.dt"
+
+    def check_times(self, times):
+        check_fixed_step(self.dt, times, self.dt_key)
 
     def advance(self, y, t, t_target, max_steps):
         # continue counting from the anchor when this call resumes where the last one stopped
@@ -120,6 +133,7 @@ class FixedGrid:
             t0, n0 = self._anchor
         else:
             t0, n0 = t, 0
+            check_segment(self.dt, t0, t_target, self.dt_key)
         n_all, rem = grid_steps(t0, t_target, self.dt)
         n = n_all - n0
         run = min(n, max_steps)

@@ -158,7 +158,8 @@ def test_fit_rate_recovers_a_known_power_law():
 
 
 def test_run_store_appends_resumes_and_reads_back(tmp_path):
-    c = config.loads(SMALL.replace("t_end = 1.0", "t_end = 0.25").replace("save_every = 0.25", "save_every = 0.125"))
+    c = config.loads(SMALL.replace("t_end = 1.0", "t_end = 0.25").replace("save_every = 0.25", "save_every = 0.125")
+                     .replace("dt = 0.05", "dt = 0.025"))   # lr = dt: the save times are on the step grid
     out = tmp_path / "runs.h5"
     run_ensemble(c, out, widths=(8, 16), replicas=2, say=lambda *a: None, progress=False)
     ds = runs.read(out)
@@ -224,11 +225,72 @@ def test_coupling_error_starts_at_zero_and_falls_like_inverse_sqrt_width():
 
 
 def test_compare_reports_the_coupling_error(tmp_path):
-    c = config.loads(SMALL.replace("t_end = 1.0", "t_end = 0.25").replace("save_every = 0.25", "save_every = 0.125"))
+    c = config.loads(SMALL.replace("t_end = 1.0", "t_end = 0.25").replace("save_every = 0.25", "save_every = 0.125")
+                     .replace("dt = 0.05", "dt = 0.025"))   # lr = dt: the save times are on the step grid
     s = System(c.problem)
-    limit = integrate(s, make("euler", s, dt=0.05), 0.25, save_every=0.125, parameters="none").to_xarray()
+    limit = integrate(s, make("euler", s, dt=0.025), 0.25, save_every=0.125, parameters="none").to_xarray()
     out = run_ensemble(c, tmp_path / "runs.h5", widths=(16, 32, 64), replicas=2, say=lambda *a: None,
                        progress=False, coupling=True)
     res = compare.compare(limit, runs.read(out))
     assert "coupling_error_mean" in res and np.all(res["coupling_error_mean"].values > 0)
     assert "coupling_error" in compare.table(res)
+
+
+# ----------------------------------------------------------------- SGD times lie on the step grid t = k·lr
+@pytest.mark.parametrize("lr, t_end, record", [(3.0, 1.0, None), (0.3, 1.0, None), (0.1, 1.0, [0.0, 0.25, 1.0]),
+                                               (0.05, 1.0, [0.5, 0.51])])
+def test_lr_that_does_not_divide_t_end_or_a_record_time_is_refused(lr, t_end, record):
+    """SGD's states exist only at t = k·lr: a t_end or record time off that grid (beyond rounding)
+    is refused with a ConfigError naming sgd.lr and the fitting learning rates, before any work."""
+    from mfpde.finite import check_arguments
+
+    p = finite_problem()
+    with pytest.raises(ConfigError) as exc:
+        check_arguments(p, 4, mode="full", batch=1, lr=lr, t_end=t_end, law=None, record_times=record)
+    assert exc.value.key == "sgd.lr" and f"{lr:g}" in str(exc.value) and "--lr" in str(exc.value)
+    with pytest.raises(ConfigError) as exc:
+        train(p, 4, lr=lr, t_end=t_end, record_times=record, statistics=False)
+    assert exc.value.key == "sgd.lr"
+
+
+def test_lr_that_divides_t_end_and_record_times_up_to_rounding_is_accepted():
+    p = finite_problem()
+    run = train(p, 4, lr=0.1, t_end=0.7, record_times=[0.1 * k for k in range(8)], statistics=False)
+    assert run.stats["steps"] == 7 and len(run.times) == 8
+    run = train(p, 4, lr=0.01, t_end=0.03, statistics=False)   # 0.03 / 0.01 = 2.9999999999999996
+    assert run.stats["steps"] == 3 and run.times[-1] == pytest.approx(0.03)
+
+
+def test_cli_sgd_refuses_lr_longer_than_t_end_before_creating_the_store(tmp_path, capsys):
+    from mfpde.cli import main
+
+    cfg = tmp_path / "small.toml"
+    cfg.write_text(SMALL, encoding="utf-8")
+    out = tmp_path / "runs.h5"
+    assert main(["sgd", str(cfg), "--lr", "3.0", "--widths", "4", "--replicas", "1", "-o", str(out), "-q",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mfpde: error: sgd.lr: ") and "--lr" in err[0]
+    assert not out.exists()
+
+
+def test_blown_up_sgd_run_has_a_strictly_increasing_time_axis_and_keeps_the_last_good_state():
+    """Blow-up in the first step after a record time: its state is the last good one and is not
+    recorded twice; a blow-up between record times records the last good state at its own time."""
+    from mfpde.errors import BlowUpError
+
+    p = finite_problem()
+    ref = train(p, 4, lr=0.05, t_end=1.0, record_times=[0.05 * k for k in range(21)], snapshots=True, statistics=False)
+    norms = np.array([np.linalg.norm(y) for y in ref.states])
+    bound = float(norms[:6].max()) * (1 + 1e-12)
+    k = int(np.argmax(norms > bound))         # the first step past the bound (k ≥ 6; 0 if none)
+    assert k >= 6
+    t_last = (k - 1) * 0.05
+    for record in ([0.0, t_last, 1.0], [0.0, 1.0], [0.0]):   # right after a record time; between records
+        with np.errstate(all="ignore"), pytest.raises(BlowUpError) as exc:
+            train(p, 4, lr=0.05, t_end=1.0, record_times=record, bound=bound, snapshots=True, statistics=False)
+        run = exc.value.partial
+        assert np.all(np.diff(run.times) > 0), run.times
+        assert run.times[-1] == pytest.approx(t_last) and run.status == "blow-up"
+        assert all(len(v) == len(run.times) for v in run.observables.values())
+        np.testing.assert_array_equal(run.states[-1], ref.states[k - 1])

@@ -418,3 +418,44 @@ def test_backward_euler_takes_steps_far_beyond_explicit_stability():
     # global error of backward Euler ≤ C h; here |Δ loss| ≪ h = 0.1 (the loss varies by 3e-3 over [0, 5])
     assert abs(be.observable("loss_train")[-1] - ref.observable("loss_train")[-1]) < 1e-3
     np.testing.assert_allclose(be.y, ref.y, atol=0.1 * np.max(np.abs(ref.y - s.y0)) + 1e-6)
+
+
+@pytest.mark.parametrize("name, dt", [("backward_euler", 0.5), ("backward_euler", 1.0), ("implicit_midpoint", 0.5)])
+def test_fixed_step_newton_restarts_with_a_relinearized_damped_newton_before_giving_up(name, dt):
+    """hρ ≈ 134–268: the simplified Newton (Jacobian frozen at y) cannot follow the tanh layer
+    this far even from Z = y; the last retry re-linearizes at every iterate (damped full Newton),
+    converges, and the result is within the method's error of a tight sdirk4 solve."""
+    c = config.loads(STIFF_SMALL)
+    s = System(c.problem)
+    st = make(name, s, dt=dt)
+    sol = integrate(s, st, 5.0, save_every=dt)
+    ref = integrate(s, make("sdirk4", s, rtol=1e-9, atol=1e-12), 5.0, times=[0.0, 5.0])
+    assert sol.status == "completed" and st.stats["newton_failures"] > 0
+    assert abs(sol.observable("loss_train")[-1] - ref.observable("loss_train")[-1]) < 1e-2
+    # every step solves its implicit equation: y1 = y0 + h f(t + c h, (1 − c) y0 + c y1) with c = 1 or 1/2
+    cc = 1.0 if name == "backward_euler" else 0.5
+    for t0, y0, y1 in zip(sol.state_times, sol.states, sol.states[1:]):
+        res = y1 - y0 - dt * s.rhs(t0 + cc * dt, (1 - cc) * y0 + cc * y1)
+        assert np.max(np.abs(res)) <= 1e-6 * (1 + np.max(np.abs(y1))), (t0, np.max(np.abs(res)))   # ≤ (1 + hρ)·newton_tol
+
+
+@pytest.mark.parametrize("name, dt", [("backward_euler", 0.5), ("implicit_midpoint", 0.5)])
+def test_newton_failure_is_reported_as_such_naming_newton_maxiter_and_dt(name, dt):
+    c = config.loads(STIFF_SMALL)
+    s = System(c.problem)
+    with pytest.raises(BlowUpError) as exc:
+        integrate(s, make(name, s, dt=dt, newton_maxiter=1), 5.0, times=[0.0, 5.0])
+    msg = str(exc.value)
+    assert "Newton" in msg and "did not converge" in msg
+    assert "solver.newton_maxiter = 1" in msg and f"solver.dt = {dt:g}" in msg
+    assert exc.value.partial.times == [0.0]
+
+
+def test_default_problem_backward_euler_at_dt_0p2_converges():
+    """The embedded default (ρ ≈ 2.4, N = 4224, MINRES): the simplified Newton contracts at θ ≈ 0.27
+    and needs 16 iterations at hρ ≈ 0.5, more than newton_maxiter = 10; one step must not fail."""
+    c = config.default()
+    s = System(c.problem)
+    st = make("backward_euler", s, dt=0.2)
+    sol = integrate(s, st, 0.4, times=[0.0, 0.4], parameters="final")
+    assert sol.status == "completed" and st.stats["steps"] == 2 and np.all(np.isfinite(sol.y))

@@ -10,7 +10,7 @@ from mfpde.data import finite_set
 from mfpde.errors import BlowUpError, ConfigError
 from mfpde.problem import Embedding, Model, Problem, Schedules
 from mfpde.schedules import Schedule
-from mfpde.solvers import STEPPERS, TABLEAUX, integrate, make, save_times
+from mfpde.solvers import STEPPERS, TABLEAUX, Callback, integrate, make, save_times
 from mfpde.solvers.explicit import grid_steps
 from mfpde.system import System
 
@@ -127,3 +127,96 @@ def test_results_do_not_depend_on_how_steps_are_split_with_time_dependent_rates(
         while t < 0.77:
             t = st.advance(y, t, 0.77, 3).t
         np.testing.assert_array_equal(y, integrate(s, make(name, s, dt=0.01), 0.77, parameters="final").y)
+
+
+# ----------------------------------------------------------------- a fixed step is never changed silently
+FIXED_STEP = [(name, "dt") for name in sorted(TABLEAUX)] + [("backward_euler", "dt"), ("implicit_midpoint", "dt"),
+                                                            ("dopri5", "fixed_dt"), ("bs32", "fixed_dt")]
+
+
+@pytest.mark.parametrize("name, key", FIXED_STEP)
+@pytest.mark.parametrize("dt, grid", [(1e9, {}), (1e8, {}), (10.0, {"save_every": 0.1}), (0.2, {"times": [0.3, 0.45]}),
+                                      (0.5 * (1 + 1e-6), {"save_every": 0.5})])
+def test_fixed_step_longer_than_a_save_interval_is_refused_before_any_work(system, name, key, dt, grid):
+    """A step of dt would never be taken there (every step would be the shorter interval): refused
+    with a ConfigError naming the option, dt and the interval, before the stepper or a tracker runs."""
+    st = make(name, system, **{key: dt})
+    seen = []
+    with pytest.raises(ConfigError) as exc:
+        integrate(system, st, 1.0, trackers=[Callback(lambda t, y, s: seen.append(t))], **grid)
+    assert exc.value.key == f"solver.{key}"
+    assert format(dt, ".12g") in str(exc.value) and "save interval" in str(exc.value)
+    assert seen == [] and st.stats["steps"] == 0 and st.stats["rhs_evals"] == 0
+
+
+@pytest.mark.parametrize("name, key", [("euler", "dt"), ("rk4", "dt"), ("backward_euler", "dt"), ("implicit_midpoint", "dt")])
+def test_a_direct_advance_over_less_than_one_step_is_refused_and_leaves_the_state(system, name, key):
+    st = make(name, system, **{key: 1.0})
+    y = system.y0.copy()
+    with pytest.raises(ConfigError) as exc:
+        st.advance(y, 0.0, 0.5, 100)
+    assert exc.value.key == f"solver.{key}"
+    np.testing.assert_array_equal(y, system.y0)
+
+
+def test_fixed_step_equal_to_the_save_interval_up_to_rounding_takes_exactly_those_steps(system):
+    st = make("rk4", system, dt=0.1)
+    sol = integrate(system, st, 1.0, save_every=0.1)
+    assert st.stats["steps"] == 10 and len(sol.times) == 11
+    st = make("euler", system, dt=0.3)   # 0.3, 0.3, 0.3 and one shorter step of 0.1 onto t_end (documented)
+    integrate(system, st, 1.0)
+    assert st.stats["steps"] == 4
+    # dt exactly the interval up to rounding of the save grid (0.7 - 0.6000000000000001 < 0.1)
+    st = make("euler", system, dt=0.1)
+    integrate(system, st, 0.7, times=[0.1 * k for k in range(7)])
+    assert st.stats["steps"] == 7
+
+
+TINY_TOML = """\
+name = "tiny"
+[model]
+input_dim = 1
+hidden = ["tanh"]
+[rules]
+default = { kind = "gaussian_trapezoid", size = 8 }
+[data.train]
+kind = "arrays"
+x = [-1.0, 0.0, 1.0]
+y = [0.5, -0.2, 0.3]
+[solver]
+stepper = "rk4"
+dt = 0.05
+t_end = 0.5
+save_every = 0.1
+"""
+
+
+@pytest.mark.parametrize("dt", ["1e9", "1e8", "10", "0.2"])
+def test_cli_solve_refuses_a_step_longer_than_the_save_interval_with_exit_2(tmp_path, capsys, dt):
+    from mfpde.cli import main
+
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(TINY_TOML, encoding="utf-8")
+    out = tmp_path / "tiny.nc"
+    assert main(["solve", str(cfg), "--dt", dt, "-o", str(out), "-q", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mfpde: error: solver.dt: ") and "save interval" in err[0]
+    assert not out.exists()
+
+
+def test_blown_up_solve_has_a_strictly_increasing_time_axis_and_keeps_the_last_good_state(system):
+    """The first step after a save time blows up: the last good state is the one saved there, so
+    no time is repeated; a blow-up between save times adds the last good state at its own time."""
+    for parameters in ("all", "none"):
+        with np.errstate(all="ignore"), pytest.raises(BlowUpError) as exc:
+            integrate(system, make("rk4", system, dt=0.01, bound=1e-3), 1.0, save_every=0.5, parameters=parameters)
+        p = exc.value.partial
+        assert p.times == [0.0] and p.state_times == [0.0]
+        np.testing.assert_array_equal(p.states[-1], system.y0)
+        assert all(len(v) == 1 for v in p.observables.values())
+    s = System(small_problem(xi=1e6))
+    with np.errstate(all="ignore"), pytest.raises(BlowUpError) as exc:
+        integrate(s, make("euler", s, dt=0.1, bound=1e6), 100.0, save_every=1.0)
+    p = exc.value.partial
+    assert np.all(np.diff(p.times) > 0) and p.state_times[-1] == p.times[-1] == exc.value.time
+    assert all(len(v) == len(p.times) for v in p.observables.values())
