@@ -32,7 +32,7 @@ def _one_line(message) -> str:
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse exits 2 already; keep one line
         self.print_usage(sys.stderr)
-        print(f"mfpde: error: {message}", file=sys.stderr)
+        print(f"mfpde: error: {_one_line(message)}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
 
 
@@ -270,7 +270,6 @@ def _sgd(args) -> int:
     return 0
 
 
-COMPARE_FIGURES = ("loss_vs_time.png", "error_vs_width.png")   # what compare.plot writes into --plot DIR
 
 
 def _compare(args) -> int:
@@ -278,11 +277,13 @@ def _compare(args) -> int:
 
     outputs = [("--output", args.output, "compare"), ("--plot", args.plot, "directory")]
     if args.plot:
-        outputs += [("--plot", Path(args.plot) / f, "figure") for f in getattr(compare, "FIGURES", COMPARE_FIGURES)]
+        outputs += [("--plot", Path(args.plot) / f, "figure") for f in compare.FIGURES]
     _check_outputs(args, outputs, [args.limit, args.runs])
+    if args.plot:
+        compare.require_plotting()
     limit = io.read(args.limit)
     ens = runs.read(args.runs)
-    res = compare.compare(limit, ens)
+    res = compare.compare(limit, ens, limit_name=args.limit, runs_name=args.runs)
     print(compare.table(res))
     if args.output:
         from mfpde import __version__

@@ -465,3 +465,15 @@ def test_run_ensemble_refuses_a_folder_as_its_store_before_training(tmp_path):
         with pytest.raises(ConfigError, match="^out: .*is a folder"):
             run_ensemble(c, tmp_path / "adir", widths=(4,), replicas=1, resume=resume, say=lambda *a: None)
     assert (tmp_path / "adir").is_dir()
+
+
+@pytest.mark.parametrize("junk", ["\n", "a\nb", "\r\n0"])
+def test_an_argparse_error_quoting_a_line_break_is_still_one_line(junk, capsys):
+    """Found by make fuzz: `mfpde solve T -o o.nc --resume '\\n'` printed the unrecognized
+    argument's line break, so the error took two lines."""
+    with pytest.raises(SystemExit) as exc:
+        main(["solve", "x.toml", "--resume", junk])
+    assert exc.value.code == 2
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert lines[-1].startswith("mfpde: error: ") and "\\n" in lines[-1]
+    assert all(ln.startswith(("usage:", "mfpde: error: ", "  ")) for ln in lines), lines
