@@ -11,7 +11,9 @@ TEST_ENV ?= NUMBA_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 # make fuzz: every hypothesis test with a fresh random seed at the larger budget of tests/fuzzing.py
 # (20 000 mutated configurations, 3 000 command lines, 10 000 API calls, ...); run it before each stop.
 # Reproduce a failure with the seed it prints: make fuzz FUZZ_SEED=<seed>
-FUZZ_SEED  ?= $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+ifndef FUZZ_SEED
+FUZZ_SEED := $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+endif
 FUZZ_SCALE ?= 1
 
 .PHONY: run test test-fast fuzz bench clean
