@@ -134,6 +134,8 @@ def _noise_rule(rule):
 def _widths(widths, L: int) -> tuple[int, ...]:
     if isinstance(widths, (int, np.integer)) and not isinstance(widths, bool):
         widths = (int(widths),) * L
+    if isinstance(widths, (str, bytes)) or not hasattr(widths, "__iter__"):
+        raise ConfigError("sgd.widths", f"need {L} positive integer widths (one per hidden layer), got {widths!r}")
     widths = tuple(widths)
     if len(widths) != L or any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1 for n in widths):
         raise ConfigError("sgd.widths", f"need {L} positive integer widths (one per hidden layer), got {widths!r}")
@@ -260,6 +262,9 @@ def train(problem: Problem, widths, *, mode: str = "full", batch: int = 1, lr: f
     other settings is refused (ConfigError).
     """
     check_arguments(problem, widths, mode=mode, batch=batch, lr=lr, t_end=t_end, law=law, record_times=record_times)
+    if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not bound > 0:
+        raise ConfigError("solver.bound", f"must be a number > 0 (inf allowed), got {bound!r}")
+    replica = checks.integer(int(replica) if isinstance(replica, np.integer) else replica, "replica", lo=0)
     if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or
                                          not isinstance(checkpoint_every, (int, np.integer)) or checkpoint_every < 1):
         raise ConfigError("--checkpoint-every", f"must be an integer >= 1, got {checkpoint_every!r}")

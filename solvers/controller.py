@@ -26,16 +26,29 @@ from mfpde.solution import Solution
 from mfpde.solvers.base import MAX_STEPS, NEWTON, OK, STATUS_TEXT, STEP_SIZE, Stepper
 
 
+def _number(v, key):
+    """A user-supplied time as float (numpy scalars accepted); ConfigError naming ``key`` otherwise."""
+    return checks.number(v.item() if isinstance(v, (np.integer, np.floating)) else v, key)
+
+
 def save_times(t_end: float, *, every: float | None = None, times: Sequence[float] | None = None,
                t0: float = 0.0) -> np.ndarray:
     """Sorted save times in [t0, t_end], always including t0 and t_end."""
+    t0 = _number(t0, "t0")
+    t_end = _number(t_end, "solver.t_end")
     if not (t_end > t0):
         raise ConfigError("solver.t_end", f"must be > {t0}, got {t_end!r}")
     if times is not None:
-        ts = np.asarray(times, dtype=float)
+        if isinstance(times, (str, bytes)) or not hasattr(times, "__iter__"):
+            raise ConfigError("solver.save_times", f"expected a list of times, got {times!r}")
+        times = list(times)
+        if any(np.ndim(x) != 0 for x in times):
+            raise ConfigError("solver.save_times", "expected a list of numbers")
+        ts = np.asarray([_number(x, "solver.save_times") for x in times], dtype=float)
         if ts.ndim != 1 or not np.all(np.isfinite(ts)) or np.any(ts < t0) or np.any(ts > t_end):
             raise ConfigError("solver.save_times", f"must be finite times within [{t0}, {t_end}]")
     elif every is not None:
+        every = _number(every, "solver.save_every")
         if not (every > 0):
             raise ConfigError("solver.save_every", f"must be > 0, got {every!r}")
         n = int(np.floor((t_end - t0) / every * (1 + 1e-12)))
@@ -146,7 +159,14 @@ def integrate(system, stepper: Stepper, t_end: float, *, times: Iterable[float] 
     check = getattr(stepper, "check_times", None)
     if check is not None:
         check(ts)            # e.g. a fixed step longer than a save interval: refused before any work
-    y = (system.y0 if y0 is None else np.asarray(y0, dtype=float)).copy()
+    if y0 is not None:
+        try:
+            y0 = np.asarray(y0, dtype=float)
+        except (TypeError, ValueError):
+            raise ConfigError("y0", "expected a flat state vector of numbers") from None
+        if y0.shape != (system.size,) or not np.all(np.isfinite(y0)):
+            raise ConfigError("y0", f"expected {system.size} finite numbers (the flat state), got shape {y0.shape}")
+    y = (system.y0 if y0 is None else y0).copy()
     sol = Solution(system, stepper.describe())
     ck = None
     if checkpoint is not None:

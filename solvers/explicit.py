@@ -17,7 +17,7 @@ from mfpde import kernels
 from mfpde._jit import njit
 from mfpde.errors import ConfigError
 from mfpde.solvers.base import (MAX_STEPS, NONFINITE, BOUND, OK, Advance, Stepper, check_fixed_step, check_segment,
-                                register)
+                                option_number, register)
 
 
 @dataclass(frozen=True)
@@ -170,7 +170,7 @@ class ExplicitRK(FixedGrid, Stepper):
         if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not (dt > 0) or not math.isfinite(dt):
             raise ConfigError("solver.dt", f"must be a finite number > 0, got {dt!r}")
         self.dt = float(dt)
-        self.bound2 = float(bound) ** 2
+        self.bound2 = option_number(bound, "bound", strict=True, inf_ok=True) ** 2
         N = system.size
         s = len(self.tableau.b)
         self._stages = np.empty((s, N))

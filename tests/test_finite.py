@@ -294,3 +294,13 @@ def test_blown_up_sgd_run_has_a_strictly_increasing_time_axis_and_keeps_the_last
         assert run.times[-1] == pytest.approx(t_last) and run.status == "blow-up"
         assert all(len(v) == len(run.times) for v in run.observables.values())
         np.testing.assert_array_equal(run.states[-1], ref.states[k - 1])
+
+
+@pytest.mark.parametrize("kw, key", [({"widths": 4.0}, "sgd.widths"), ({"mode": ["full"]}, "sgd.mode"),
+                                     ({"bound": [1.0]}, "solver.bound"), ({"record_times": [[0.5]]}, "record_times"),
+                                     ({"record_times": 0.5}, "record_times"), ({"replica": "a"}, "replica")])
+def test_a_list_or_string_where_a_width_name_or_number_is_expected_is_a_config_error(kw, key):
+    kw = {"widths": 4, "lr": 0.05, "t_end": 1.0, "statistics": False, **kw}
+    with pytest.raises(ConfigError) as exc:
+        train(finite_problem(), kw.pop("widths"), **kw)
+    assert exc.value.key == key

@@ -220,3 +220,21 @@ def test_blown_up_solve_has_a_strictly_increasing_time_axis_and_keeps_the_last_g
     p = exc.value.partial
     assert np.all(np.diff(p.times) > 0) and p.state_times[-1] == p.times[-1] == exc.value.time
     assert all(len(v) == len(p.times) for v in p.observables.values())
+
+
+@pytest.mark.parametrize("call, key", [
+    (lambda s: make(["rk4"], s, dt=0.1), "solver.stepper"),
+    (lambda s: make({"name": "rk4"}, s, dt=0.1), "solver.stepper"),
+    (lambda s: make("rk4", s, dt=0.1, bound=[1.0]), "solver.bound"),
+    (lambda s: make("backward_euler", s, dt=0.1, linear_solver=["dense"]), "solver.linear_solver"),
+    (lambda s: make("sdirk4", s, jacobian={"fd": True}), "solver.jacobian"),
+    (lambda s: integrate(s, make("rk4", s, dt=0.1), "1.0"), "solver.t_end"),
+    (lambda s: integrate(s, make("rk4", s, dt=0.1), 1.0, save_every=[0.5]), "solver.save_every"),
+    (lambda s: integrate(s, make("rk4", s, dt=0.1), 1.0, times=[[0.5]]), "solver.save_times"),
+    (lambda s: integrate(s, make("rk4", s, dt=0.1), 1.0, parameters=["all"]), "output.parameters"),
+    (lambda s: integrate(s, make("rk4", s, dt=0.1), 1.0, y0=np.zeros(3)), "y0"),
+])
+def test_a_list_table_or_string_where_a_name_or_number_is_expected_is_a_config_error(system, call, key):
+    with pytest.raises(ConfigError) as exc:
+        call(system)
+    assert exc.value.key == key
