@@ -202,6 +202,8 @@ def _solve(args) -> int:
     t0 = time.perf_counter()
     system = System(c.problem)
     stepper = solvers.make(c.solver.stepper, system, **c.solver.stepper_options())
+    # refuse a step the save times cannot honour before printing or assessing anything
+    stepper.check_times(solvers.save_times(c.solver.t_end, every=c.solver.save_every, times=c.solver.save_times))
     fixed = not stepper.adaptive
     step = f"dt = {c.solver.dt}" if fixed else f"rtol = {getattr(stepper, 'rtol', '?')}, atol = {getattr(stepper, 'atol', '?')}"
     say(f"mfpde: solving {c.problem.name!r}: L = {c.problem.model.L}, nodes per layer = "
