@@ -128,12 +128,23 @@ def write(ds, path: str | Path) -> Path:
     ds.attrs = {atomic.MARKER: "sha256", **{k: v for k, v in ds.attrs.items() if k not in atomic.CHECKSUM_KEYS}}
     buf = _io.BytesIO()
     try:
-        ds.to_netcdf(buf, engine=ENGINE, encoding=_checksums(ds))
+        with _local_locks():
+            ds.to_netcdf(buf, engine=ENGINE, encoding=_checksums(ds))
         with h5py.File(buf, "r+") as f:
             atomic.seal(f.attrs)
     except OSError as exc:
         raise StoreError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
     return atomic.write_bytes(path, buf.getbuffer())
+
+
+def _local_locks():
+    """On a dask worker xarray takes a *distributed* lock named after the target, which an
+    in-memory target cannot name; the image is private to this call, so a local lock is right."""
+    import contextlib
+    import sys
+
+    dask = sys.modules.get("dask")
+    return dask.config.set(scheduler="synchronous") if dask is not None else contextlib.nullcontext()
 
 
 def _checksums(ds) -> dict:
