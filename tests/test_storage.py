@@ -164,6 +164,14 @@ def test_every_writer_removes_temporaries_of_dead_writers_only(tmp_path, kind):
         alive.wait()
 
 
+def test_temporary_names_fit_the_room_the_path_checker_leaves():
+    from mfpde import paths
+
+    name = "x" * 200 + ".nc"
+    worst = atomic.temp_path(Path(name)).name.replace(f".{os.getpid()}.", ".4194304.")   # the largest Linux pid
+    assert len(worst.encode()) - len(name.encode()) <= paths.TEMP_ROOM
+
+
 # --------------------------------------------------------------------------- 5c. killed NetCDF writers
 KILLED_WRITER = textwrap.dedent("""
     import os, sys, time
