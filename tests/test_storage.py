@@ -11,8 +11,6 @@ import stat
 import subprocess
 import sys
 import textwrap
-import time
-import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
