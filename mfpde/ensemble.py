@@ -33,8 +33,6 @@ def run_ensemble(c: cfg_mod.Config, out: str | Path, *, widths=None, replicas=No
     checkpoints; otherwise the store and its checkpoints are started afresh.
     ``checkpoint_every``: checkpoint each run in progress every K SGD steps.
     """
-    import shutil
-
     from mfpde import __version__
 
     sgd = c.sgd
@@ -69,17 +67,11 @@ def run_ensemble(c: cfg_mod.Config, out: str | Path, *, widths=None, replicas=No
                                          or checkpoint_every < 1):
         raise ConfigError("--checkpoint-every", f"must be an integer >= 1, got {checkpoint_every!r}")
     ck_dir = runs.checkpoint_dir(out)
-    if ck_dir.is_dir():
-        for left in ck_dir.glob(".*.tmp"):   # a checkpoint being written when the process was killed
-            left.unlink()
-    if not resume:
-        if out.exists():
-            out.unlink()
-        if ck_dir.is_dir():
-            shutil.rmtree(ck_dir)
+    # the store's lock is taken first: "w" (not resuming) removes the old store and its
+    # checkpoints under it, and each atomic write removes only dead writers' temporaries
     steps = int(round(c.solver.t_end / lr))   # SGD steps per run (finite.train)
     show = sys.stderr.isatty() if progress is None else progress
-    with runs.RunStore(out, "a", attrs=attrs) as store:
+    with runs.RunStore(out, "a" if resume else "w", attrs=attrs) as store:
         done = store.completed()
         todo = [(n, r) for n in widths for r in range(replicas) if runs.run_name(n, r) not in done]
         total = len(widths) * replicas

@@ -457,6 +457,24 @@ def test_two_store_handles_in_one_process_exclude_each_other(tmp_path):
     assert runs.read(out).sizes["replica"] == 2
 
 
+def test_starting_a_store_afresh_while_another_writer_holds_it_deletes_nothing(tmp_path):
+    """`mfpde sgd --overwrite` (resume=False) used to delete the store and its checkpoints
+    before taking the lock, so it could destroy a store another process was appending to."""
+    from mfpde.ensemble import run_ensemble
+
+    c = config.loads(TINY)
+    out = tmp_path / "runs.h5"
+    with runs.RunStore(out, "a", attrs={"config": config.to_toml(c.raw)}) as holder:
+        holder.write(_run())
+        ck = runs.checkpoint_dir(out)
+        ck.mkdir()
+        (ck / "w4_r0.h5").write_bytes(b"a checkpoint of the holder")
+        before = out.read_bytes()
+        with pytest.raises(StoreError, match="being written by another process"):
+            run_ensemble(c, out, resume=False, progress=False, say=lambda *a: None)
+        assert out.read_bytes() == before and (ck / "w4_r0.h5").exists()
+
+
 # --------------------------------------------------------------------------- 4h. show a collected sweep
 def _collected(tmp_path, mode):
     base = "[base]" + re.sub(r"^\[", "[base.", TINY, flags=re.M)
