@@ -28,7 +28,6 @@ import os
 import re
 import sys
 import time
-import tomllib
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,11 +113,7 @@ def load(path: str | Path) -> Sweep:
 
 
 def loads(text: str, source: str = "<string>", base_dir: str | Path | None = None) -> Sweep:
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("", f"{source} is not valid TOML: {exc}") from None
-    return from_dict(raw, source, base_dir)
+    return from_dict(checks.parse_toml(text, source), source, base_dir)
 
 
 def from_dict(raw: Mapping, source: str = "<dict>", base_dir: str | Path | None = None) -> Sweep:
@@ -202,13 +197,15 @@ def _base(raw, source, base_dir):
         if not p.is_absolute() and base_dir is not None:
             p = Path(base_dir) / p
         try:
-            base = tomllib.loads(p.read_text(encoding="utf-8"))
+            text = p.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise ConfigError("base", f"configuration file {str(p)!r} does not exist") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError("base", f"cannot read {str(p)!r}: {exc}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError("base", f"{str(p)!r} is not valid TOML: {exc}") from None
+        try:
+            base = checks.parse_toml(text, repr(str(p)))
+        except ConfigError as exc:
+            raise ConfigError("base", str(exc)) from None
         base_dir, name = p.parent, p.stem
     elif isinstance(b, Mapping):
         base, name = dict(b), str(b.get("name", "sweep"))
@@ -294,14 +291,21 @@ def _set(conf: dict, key: str, value) -> None:
 
 
 def _check_sgd(c: cfg_mod.Config) -> None:
-    """What :func:`mfpde.finite.train` would refuse, checked before submitting."""
+    """What :func:`mfpde.finite.train` would refuse (the one check, finite.check_arguments:
+    an lr off the record-time grid among them), checked before submitting."""
+    from mfpde import finite
+    from mfpde.ensemble import record_times
+
     sgd = c.sgd
+    law = None
     if sgd.mode == "online":
         from mfpde.data import make_law
 
-        make_law(c.raw["data"]["train"], "data.train")
-    if sgd.mode == "minibatch" and sgd.batch > c.problem.train.M:
-        raise ConfigError("sgd.batch", f"batch {sgd.batch} exceeds the training set size {c.problem.train.M}")
+        law = make_law(c.raw["data"]["train"], "data.train")
+    lr = float(sgd.lr or c.solver.dt)
+    for n in sgd.widths:
+        finite.check_arguments(c.problem, n, mode=sgd.mode, batch=sgd.batch, lr=lr, t_end=c.solver.t_end, law=law,
+                               record_times=record_times(c))
 
 
 def _canonical(conf: dict, kind: str) -> dict:

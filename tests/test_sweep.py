@@ -164,6 +164,26 @@ def test_invalid_sweeps_raise_config_error_naming_the_key(tmp_path, text, key):
     assert "\n" not in str(exc.value)
 
 
+@pytest.mark.parametrize("lr", [0.07, 3.0])
+def test_an_sgd_sweep_point_with_an_lr_off_the_record_grid_is_refused_before_submitting(tmp_path, lr):
+    """t_end = 0.6 and save_every = 0.2: lr 0.07 (not a divisor) and lr 3.0 (> t_end, trained
+    nothing) are refused at the sweep point, as `mfpde sgd` refuses them (finite.check_arguments)."""
+    (tmp_path / "base.toml").write_text(BASE)
+    with pytest.raises(ConfigError) as exc:
+        sweep.loads(f'base = "base.toml"\ntask = "sgd"\n[[axis]]\nkey = "sgd.lr"\nvalues = [0.1, {lr}]\n',
+                    base_dir=tmp_path)
+    assert exc.value.key == "sgd.lr" and "at the sweep point sgd.lr" in str(exc.value), str(exc.value)
+
+
+def test_a_sweep_nested_deeper_than_the_toml_limit_is_one_config_error(tmp_path):
+    (tmp_path / "base.toml").write_text(BASE + "\n[probes]\nx = " + "[" * 600 + "1" + "]" * 600 + "\n")
+    with pytest.raises(ConfigError, match="nested more than 16 levels") as exc:
+        sweep.loads('base = "base.toml"\n', base_dir=tmp_path)
+    assert exc.value.key == "base"
+    with pytest.raises(ConfigError, match="nested more than 16 levels"):
+        sweep.loads('base = "base.toml"\nx = ' + "[" * 600 + "]" * 600 + "\n", base_dir=tmp_path)
+
+
 def test_missing_base_and_defaulted_keys(tmp_path):
     with pytest.raises(ConfigError) as exc:
         sweep.loads('base = "nowhere.toml"\n', base_dir=tmp_path)
