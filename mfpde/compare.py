@@ -207,6 +207,17 @@ def table(result) -> str:
     return "\n".join(rows)
 
 
+def _save(fig, path) -> None:
+    """A figure written like every other file: rendered in memory, then atomically (mfpde.atomic)."""
+    import io as _io
+
+    from mfpde import atomic
+
+    buf = _io.BytesIO()
+    fig.savefig(buf, dpi=120, format="png")
+    atomic.write_bytes(path, buf.getbuffer(), what="figure ")
+
+
 def require_plotting() -> None:
     """MfpdeError unless matplotlib (the ``plot`` extra) can be imported; call it before any work."""
     try:
@@ -238,7 +249,7 @@ def plot(result, limit, runs, outdir) -> list[str]:
     ax.set_xlabel("t"), ax.set_ylabel(loss), ax.set_yscale("log"), ax.legend()
     fig.tight_layout()
     files.append(str(outdir / FIGURES[0]))
-    fig.savefig(files[-1], dpi=120)
+    _save(fig, files[-1])
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(5, 4))
     n = result["width"].values.astype(float)
@@ -251,6 +262,6 @@ def plot(result, limit, runs, outdir) -> list[str]:
     ax.set_xscale("log"), ax.set_yscale("log"), ax.set_xlabel("width n"), ax.set_ylabel("sup-time error"), ax.legend()
     fig.tight_layout()
     files.append(str(outdir / FIGURES[1]))
-    fig.savefig(files[-1], dpi=120)
+    _save(fig, files[-1])
     plt.close(fig)
     return files

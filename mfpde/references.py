@@ -540,8 +540,9 @@ def write_manifest(directory: Path) -> Path:
     directory = Path(directory)
     files = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix in (".nc", ".toml"))
     text = "".join(f"{sha256(p)}  {p.name}\n" for p in files)
-    (directory / MANIFEST).write_text(text, encoding="utf-8")
-    return directory / MANIFEST
+    from mfpde import atomic
+
+    return atomic.write_text(directory / MANIFEST, text, what="reference manifest ")
 
 
 def names_in(directory: Path) -> list[str]:

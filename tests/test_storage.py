@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from mfpde import atomic, config, finite, io, runs, sweep
+from mfpde import atomic, config, finite, io, references, runs, sweep
 from mfpde.cli import main
 from mfpde.errors import StoreError
 from mfpde.solvers import checkpoint as solve_ck
@@ -89,15 +89,19 @@ def _writers(tmp_path):
     def index(version):
         sweep._write_text_atomic(tmp_path / "index.json", json.dumps({"v": version}))
 
+    def manifest(version):
+        (tmp_path / "ref.toml").write_text(f"# {version}\n")
+        references.write_manifest(tmp_path)
+
     def marker(name):
         p = tmp_path / name
         return p.read_bytes()
 
     return {"nc": (nc, "r.nc"), "store": (store, "s.h5"), "sgd_ck": (sgd_ck, "sgd.h5"), "ck": (ck, "ck.h5"),
-            "index": (index, "index.json")}, marker
+            "index": (index, "index.json"), "manifest": (manifest, "MANIFEST.sha256")}, marker
 
 
-WRITERS = ["nc", "store", "sgd_ck", "ck", "index"]
+WRITERS = ["nc", "store", "sgd_ck", "ck", "index", "manifest"]
 
 
 # --------------------------------------------------------------------------- 0. one atomic write
