@@ -40,14 +40,14 @@ import time
 import numpy as np
 
 from benchmarks.common import interleaved, repeat
-from mfpde import embedding as E
-from mfpde import kernels
-from mfpde import quadrature as qd
+from mfpde.problem import embedding as E
+from mfpde.system import kernels
+from mfpde.problem import quadrature as qd
 from mfpde._jit import njit
-from mfpde.data import TwoLayerTeacher, finite_set
-from mfpde.finite import network_problem, sgd_steps
-from mfpde.problem import Embedding, Model, Problem, Schedules
-from mfpde.system import System
+from mfpde.problem.data import TwoLayerTeacher, finite_set
+from mfpde.finite.sgd import network_problem, sgd_steps
+from mfpde.problem.model import Embedding, Model, Problem, Schedules
+from mfpde.system.system import System
 
 D, K = 16, 1
 WIDTHS = (256, 1024, 4096)

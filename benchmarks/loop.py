@@ -18,12 +18,12 @@ import time
 import numpy as np
 
 from benchmarks.common import interleaved, median_ratio, spread
-from mfpde import embedding as E
-from mfpde import quadrature as qd
-from mfpde.data import GaussianTeacherLaw, TwoLayerTeacher
-from mfpde.problem import Embedding, Model, Problem, Schedules
+from mfpde.problem import embedding as E
+from mfpde.problem import quadrature as qd
+from mfpde.problem.data import GaussianTeacherLaw, TwoLayerTeacher
+from mfpde.problem.model import Embedding, Model, Problem, Schedules
 from mfpde.solvers import make
-from mfpde.system import System
+from mfpde.system.system import System
 
 M = 32
 SIZES = (16, 32)

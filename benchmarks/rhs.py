@@ -22,13 +22,13 @@ import time
 import numpy as np
 
 from benchmarks.common import interleaved, median_ratio, repeat
-from mfpde import embedding as E
-from mfpde import kernels
-from mfpde import quadrature as qd
+from mfpde.problem import embedding as E
+from mfpde.system import kernels
+from mfpde.problem import quadrature as qd
 from mfpde._jit import njit
-from mfpde.data import TwoLayerTeacher, finite_set
-from mfpde.problem import Embedding, Model, Problem, Schedules
-from mfpde.system import System
+from mfpde.problem.data import TwoLayerTeacher, finite_set
+from mfpde.problem.model import Embedding, Model, Problem, Schedules
+from mfpde.system.system import System
 
 D, M, K = 8, 256, 1
 SIZES = (32, 256, 1024, 2048)

@@ -1,6 +1,6 @@
 """Stiff and long-horizon benchmark of the steppers: ``python -m benchmarks.stiff [--quick] [--out DIR]``.
 
-(a) **Stiff layer rates.**  The two-hidden-layer test system of ``tests/test_adaptive.py``
+(a) **Stiff layer rates.**  The two-hidden-layer test system of ``tests/solvers/test_adaptive.py``
     (tanh, Gauss–Hermite Q = 12, 11 data points, 168 unknowns) with ξ = (1, 10³, 1) to
     t = 10⁴.  Reference: SciPy's Radau (rtol 1e-11) given the analytic Jacobian, cross-checked
     against sdirk4 at rtol 1e-10.  For every stepper the cheapest tolerance of a list that
@@ -28,14 +28,14 @@ from pathlib import Path
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from mfpde import embedding as E
-from mfpde import quadrature as qd
-from mfpde.data import finite_set
-from mfpde.problem import Embedding, Model, Problem, Schedules
-from mfpde.schedules import Schedule
+from mfpde.problem import embedding as E
+from mfpde.problem import quadrature as qd
+from mfpde.problem.data import finite_set
+from mfpde.problem.model import Embedding, Model, Problem, Schedules
+from mfpde.problem.schedules import Schedule
 from mfpde.solvers import integrate, make
-from mfpde.stiffness import spectral_radius
-from mfpde.system import System
+from mfpde.system.stiffness import spectral_radius
+from mfpde.system.system import System
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,7 +69,7 @@ def cost_of_jvp(system, reps=2000):
     """Wall time of one JVP over one RHS, medians of 5 interleaved rounds: (a) a column of the
     compiled dense-Jacobian loop (what the dense mode pays), (b) ``System.jvp`` from Python
     (linearization + product + call overhead, what a Krylov iteration pays at most)."""
-    from mfpde import jvp as J_
+    from mfpde.system import jvp as J_
 
     N = system.size
     y = system.y0.copy()

@@ -77,8 +77,10 @@ def _warm() -> int:
     """Import mfpde and load the solve kernels in a worker (not timed)."""
     import tomllib
 
-    from mfpde import config, solvers
-    from mfpde.system import System
+    from mfpde import solvers
+
+    from mfpde.problem import config
+    from mfpde.system.system import System
 
     c = config.from_dict(tomllib.loads(BASE.format(dt=0.01, t_end=0.02, save=0.01)))
     system = System(c.problem)

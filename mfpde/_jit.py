@@ -7,7 +7,7 @@ finite guards catch, instead of a branch per division that blocks vectorization)
 
 Cache policy.  Numba validates a cached function only against its *own* source file, so a
 stepper cached from ``solvers/explicit.py`` would keep running the kernels of an older
-``mfpde/kernels.py``.  mfpde therefore keys the cache directory on a hash of the source files
+``mfpde/system/kernels.py``.  mfpde therefore keys the cache directory on a hash of the source files
 that import this module (:func:`kernel_sources`, found by scanning mfpde/ and solvers/) plus the Numba version: ``<repo>/.numba-cache/<hash>/``
 (a fresh clone, or any edit, recompiles once).  ``MFPDE_JIT_CACHE=0`` disables caching; an
 explicit ``NUMBA_CACHE_DIR`` set by the user is respected.
@@ -36,7 +36,7 @@ def kernel_sources(package: Path | None = None) -> list[Path]:
     and solvers/ that imports it (derived, not listed by hand, so a new kernel module — or one
     whose kernels are only inlined elsewhere, like edges.py — is never left out of the key)."""
     pkg = _PKG if package is None else Path(package)
-    files = sorted(list(pkg.glob("*.py")) + list((pkg.parent / "solvers").glob("*.py")))
+    files = sorted(list(pkg.rglob("*.py")) + list((pkg.parent / "solvers").glob("*.py")))
     return [p for p in files if p == pkg / "_jit.py" or _IMPORTS_JIT.search(p.read_text(encoding="utf-8", errors="replace"))]
 
 

@@ -163,3 +163,24 @@ def check_depth(raw, source: str, max_depth: int = MAX_DEPTH) -> None:
         if d > max_depth:
             raise ConfigError("", f"{source}: tables or arrays nested more than {max_depth} levels deep")
         stack.extend((x, d + 1) for x in children)
+
+
+def to_toml(raw: Mapping) -> str:
+    """A configuration table as TOML text (numpy scalars and arrays as plain numbers and lists)."""
+    import tomli_w
+
+    return tomli_w.dumps(_plain(raw))
+
+
+def _plain(v):
+    import numpy as np
+
+    if isinstance(v, Mapping):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return _plain(v.tolist())
+    if isinstance(v, np.generic):
+        return v.item()
+    return v

@@ -6,7 +6,7 @@ when none is given), solves, prints a loss table and writes the labelled NetCDF 
 ``mfpde show OUT.nc`` prints a summary.  Every user error prints one line ``mfpde: error:
 …`` and exits with status 2 (an error with an ``exit_status``, e.g. a file that could not be
 written, exits with that status); a blow-up writes the partial result and exits with status 3.
-Every output path is checked before any work (:mod:`mfpde.paths`): an existing file is
+Every output path is checked before any work (:mod:`mfpde.store.paths`): an existing file is
 replaced only if it is an mfpde output of the same kind or with ``--overwrite``, an input of
 the command never.
 Imports mfpde and mfpde.solvers.
@@ -136,9 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_outputs(args, outputs, inputs=()) -> None:
-    """Every output of the command, checked before any work (mfpde/paths.py): ``outputs`` are
+    """Every output of the command, checked before any work (mfpde/store/paths.py): ``outputs`` are
     (option, path, kind); ``inputs`` the files the command reads (never overwritten)."""
-    from mfpde.paths import check_outputs
+    from mfpde.store.paths import check_outputs
 
     check_outputs(outputs, overwrite=bool(getattr(args, "overwrite", False)), inputs=inputs)
 
@@ -166,9 +166,10 @@ def _solve(args) -> int:
         from mfpde.errors import ConfigError
 
         raise ConfigError("--checkpoint-every", f"must be >= 1, got {args.checkpoint_every}")
-    from mfpde import config as cfg_mod
-    from mfpde import io, solvers
-    from mfpde.system import System
+    from mfpde.problem import config as cfg_mod
+    from mfpde import solvers
+    from mfpde.store import netcdf as io
+    from mfpde.system.system import System
 
     raw_cfg = cfg_mod.load(args.config) if args.config else cfg_mod.default()
     raw = raw_cfg.raw
@@ -209,7 +210,7 @@ def _solve(args) -> int:
     say(f"mfpde: solving {c.problem.name!r}: L = {c.problem.model.L}, nodes per layer = "
         f"{list(system.layout.sizes)}, state size = {system.size}, {c.solver.stepper} {step}, t_end = {c.solver.t_end}")
     if not args.quiet:
-        from mfpde.stiffness import assess
+        from mfpde.system.stiffness import assess
 
         say(assess(system).report(c.solver.stepper, c.solver.dt if fixed else None))
     try:
@@ -236,11 +237,11 @@ def _solve(args) -> int:
 
 
 def _sgd(args) -> int:
-    from mfpde import config as cfg_mod
-    from mfpde.ensemble import check_widths, run_ensemble
+    from mfpde.problem import config as cfg_mod
+    from mfpde.finite.ensemble import check_widths, run_ensemble
 
     c = cfg_mod.load(args.config) if args.config else cfg_mod.default()
-    from mfpde.ensemble import MAX_BATCH, MAX_REPLICAS
+    from mfpde.finite.ensemble import MAX_BATCH, MAX_REPLICAS
 
     for name, hi in (("replicas", MAX_REPLICAS), ("batch", MAX_BATCH)):
         v = getattr(args, name)
@@ -252,8 +253,8 @@ def _sgd(args) -> int:
         raise cfg_mod.ConfigError("--checkpoint-every", f"must be >= 1, got {args.checkpoint_every}")
     if args.resume and args.overwrite:
         raise cfg_mod.ConfigError("--resume", "cannot be combined with --overwrite")
-    from mfpde.paths import check_output
-    from mfpde.runs import checkpoint_dir
+    from mfpde.store.paths import check_output
+    from mfpde.store.runs import checkpoint_dir
 
     inputs = _config_inputs(args.config, c)
     _check_outputs(args, [("--output", args.output, "runs")], inputs)
@@ -275,7 +276,9 @@ def _sgd(args) -> int:
 
 
 def _compare(args) -> int:
-    from mfpde import compare, io, runs
+    from mfpde.analysis import compare
+    from mfpde.store import netcdf as io
+    from mfpde.store import runs
 
     outputs = [("--output", args.output, "compare"), ("--plot", args.plot, "directory")]
     if args.plot:
@@ -342,7 +345,7 @@ def _collect(args) -> int:
 
 
 def _reference(args) -> int:
-    from mfpde import references
+    from mfpde.analysis import references
 
     if args.reference_command != "build":
         print("mfpde: error: give a reference command: mfpde reference build [NAMES...]", file=sys.stderr)
@@ -357,7 +360,7 @@ def _reference(args) -> int:
 
 
 def _verify(args) -> int:
-    from mfpde import references
+    from mfpde.analysis import references
 
     results = references.verify(args.references, args.dir)
     print(references.verify_table(results))
@@ -365,8 +368,8 @@ def _verify(args) -> int:
 
 
 def _refine(args) -> int:
-    from mfpde import config as cfg_mod
-    from mfpde import references
+    from mfpde.problem import config as cfg_mod
+    from mfpde.analysis import references
 
     c = cfg_mod.load(args.config)
     out = args.output if args.output is not None else f"{c.problem.name}_refine.nc"
@@ -423,7 +426,7 @@ def main(argv=None) -> int:
         if args.command == "refine":
             return _refine(args)
         if args.command == "show":
-            from mfpde import io
+            from mfpde.store import netcdf as io
 
             ds = io.read(args.path)
             if "time" not in ds.coords:
@@ -433,7 +436,7 @@ def main(argv=None) -> int:
         if args.command == "validate":
             return _validate(args)
         if args.command == "default-config":
-            from mfpde.config import default_text
+            from mfpde.problem.config import default_text
 
             print(default_text(), end="")
             return 0

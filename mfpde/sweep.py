@@ -5,9 +5,9 @@ inline ``[base]`` table) and ``[[axis]]`` tables ``{key = "schedules.weights", v
 combined as a Cartesian product (``mode = "cross"``) or element by element (``"zip"``).  A
 task is one limit solve (``task = "solve"``) or one SGD run (``"sgd"``: one per width and
 replica of the point's ``[sgd]`` section).  Every point is validated by
-:func:`mfpde.config.from_dict` before anything is submitted.
+:func:`mfpde.problem.config.from_dict` before anything is submitted.
 
-Each task writes ``OUTDIR/<hash>.nc`` atomically (:func:`mfpde.io.write`), where the hash is
+Each task writes ``OUTDIR/<hash>.nc`` atomically (:func:`mfpde.store.netcdf.write`), where the hash is
 taken over the task's resolved configuration, so a file is complete or absent and a re-run
 skips what exists.  ``OUTDIR/index.json`` (written atomically) records every task's axis
 values, status, attempts and error message; :func:`collect` combines the results into one
@@ -36,7 +36,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from mfpde import checks
-from mfpde import config as cfg_mod
+from mfpde.problem import config as cfg_mod
 from mfpde.errors import ConfigError, StoreError
 
 FORMAT = "mfpde-sweep"
@@ -106,7 +106,7 @@ class Sweep:
 
 def load(path: str | Path) -> Sweep:
     """Read and validate a sweep description (every point is validated; nothing runs)."""
-    from mfpde.config import read_text
+    from mfpde.problem.config import read_text
 
     p = Path(path)
     return loads(read_text(p, "sweep"), source=str(p), base_dir=p.parent)
@@ -257,7 +257,7 @@ def _axes(raw_axes, base: dict, kind: str, mode: str) -> list[Axis]:
 def _jsonable(v, key):
     """A plain copy of a TOML value (numbers, strings, booleans, lists, tables; no dates)."""
     try:
-        return json.loads(json.dumps(cfg_mod._plain(v), allow_nan=True))
+        return json.loads(json.dumps(checks._plain(v), allow_nan=True))
     except (TypeError, ValueError):
         raise ConfigError(key, "may hold numbers, strings, booleans, lists and tables only (no dates or times)") from None
 
@@ -294,12 +294,12 @@ def _check_sgd(c: cfg_mod.Config) -> None:
     """What :func:`mfpde.finite.train` would refuse (the one check, finite.check_arguments:
     an lr off the record-time grid among them), checked before submitting."""
     from mfpde import finite
-    from mfpde.ensemble import record_times
+    from mfpde.finite.ensemble import record_times
 
     sgd = c.sgd
     law = None
     if sgd.mode == "online":
-        from mfpde.data import make_law
+        from mfpde.problem.data import make_law
 
         law = make_law(c.raw["data"]["train"], "data.train")
     lr = float(sgd.lr or c.solver.dt)
@@ -340,7 +340,7 @@ def _coord(v):
 # ----------------------------------------------------------------------------- one task
 def run_task(task: Task, outdir: str, numba_threads: int | None = 1) -> dict:
     """Run one task on a worker and write ``OUTDIR/<hash>.nc``; a file already there is kept."""
-    from mfpde import io
+    from mfpde.store import netcdf as io
 
     path = Path(outdir) / task.file
     t0 = time.perf_counter()
@@ -363,7 +363,7 @@ def run_task(task: Task, outdir: str, numba_threads: int | None = 1) -> dict:
 
 def _solve(c: cfg_mod.Config):
     from mfpde import solvers
-    from mfpde.system import System
+    from mfpde.system.system import System
 
     system = System(c.problem)
     stepper = solvers.make(c.solver.stepper, system, **c.solver.stepper_options())
@@ -374,11 +374,11 @@ def _solve(c: cfg_mod.Config):
 
 def _train(c: cfg_mod.Config, width: int, replica: int):
     from mfpde import finite
-    from mfpde.ensemble import record_times
+    from mfpde.finite.ensemble import record_times
 
     law = None
     if c.sgd.mode == "online":
-        from mfpde.data import make_law
+        from mfpde.problem.data import make_law
 
         law = make_law(c.raw["data"]["train"], "data.train")
     lr = float(c.sgd.lr or c.solver.dt)
@@ -393,7 +393,7 @@ def run_to_xarray(run, c: cfg_mod.Config, lr: float):
     import xarray as xr
 
     from mfpde import __version__
-    from mfpde.runs import _LABELS, _dims_of
+    from mfpde.store.runs import _LABELS, _dims_of
 
     data_vars = {}
     for key, vals in run.observables.items():
@@ -412,9 +412,9 @@ def run_to_xarray(run, c: cfg_mod.Config, lr: float):
 
 # ----------------------------------------------------------------------------- index
 def _write_text_atomic(path: Path, text: str) -> bool:
-    """Replace ``path`` by ``text`` (:func:`mfpde.atomic.write_text`: temporary file, fsync,
+    """Replace ``path`` by ``text`` (:func:`mfpde.store.atomic.write_text`: temporary file, fsync,
     rename); unchanged text is not rewritten.  Returns whether the file was written."""
-    from mfpde import atomic
+    from mfpde.store import atomic
 
     try:
         if path.read_text(encoding="utf-8") == text:
@@ -678,7 +678,7 @@ def combine(outdir: str | Path):
     """
     import xarray as xr
 
-    from mfpde import io
+    from mfpde.store import netcdf as io
 
     outdir = Path(outdir)
     idx = read_index(outdir)
@@ -763,7 +763,7 @@ def _coord_array(values: list) -> np.ndarray:
 
 def collect(outdir: str | Path, out: str | Path | None = None) -> Path:
     """Combine a sweep directory (:func:`combine`) and write it as NetCDF (default OUTDIR/sweep.nc)."""
-    from mfpde import io
+    from mfpde.store import netcdf as io
 
     target = Path(out) if out else Path(outdir) / COLLECTED
     return io.write(combine(outdir), target)

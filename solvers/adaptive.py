@@ -10,7 +10,7 @@ controller on the mixed RMS error norm ``sqrt(mean((err / (atol + rtol·max(|y_o
 The step size, the previous error and the FSAL stage persist between ``advance`` calls, so
 chunked calls reproduce one long call bit for bit.  ``fixed_dt`` forces a constant step
 through the same loop (acceptance forced) to measure a method's order.  Imports numpy,
-mfpde._jit, mfpde.kernels, mfpde.errors and solvers.base.
+mfpde._jit, mfpde.system.kernels, mfpde.errors and solvers.base.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mfpde import kernels
+from mfpde.system import kernels
 from mfpde._jit import njit
 from mfpde.solvers.base import (BOUND, MAX_STEPS, NONFINITE, OK, STEP_SIZE, Advance, Stepper, check_fixed_step,
                                 error_control, option_number, register)

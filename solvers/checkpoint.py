@@ -4,14 +4,14 @@ A :class:`Checkpoint` tracker writes, at every ``every``-th save time, everythin
 continue: the state, the time, the solution recorded so far, the stepper's statistics and
 its internal arrays (step size, FSAL stage, … of adaptive steppers), and a fingerprint of
 the problem and the solve settings.  Files are HDF5 images built in memory and written by
-:func:`mfpde.atomic.write_bytes` (temporary file, fsync, rename), so a run killed at any
+:func:`mfpde.store.atomic.write_bytes` (temporary file, fsync, rename), so a run killed at any
 moment leaves the previous checkpoint intact and a full disk is one error, not a crash.
-Arrays carry Fletcher-32 checksums and the attributes a SHA-256 (:func:`mfpde.atomic.seal`):
+Arrays carry Fletcher-32 checksums and the attributes a SHA-256 (:func:`mfpde.store.atomic.seal`):
 a changed digit of the time, statistics or step size is a StoreError, not another result.
 ``integrate(..., resume=load(path))`` continues from it; because fixed-step stage times are
 counted from the last save time and adaptive steppers carry their state, the resumed run is
 bit-for-bit identical to an uninterrupted one.  Imports numpy, h5py (lazily), mfpde.errors
-and mfpde.atomic.
+and mfpde.store.atomic.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mfpde import atomic
+from mfpde.store import atomic
 from mfpde.errors import StoreError
 from mfpde.solvers.controller import Tracker
 
@@ -31,7 +31,7 @@ FORMAT = "mfpde-checkpoint"
 
 def fingerprint(system, stepper, t_end: float, save_times) -> str:
     """Hash of the problem's configuration, the stepper settings and the save times."""
-    from mfpde.config import to_toml
+    from mfpde.checks import to_toml
 
     cfg = system.problem.config
     h = hashlib.sha256((to_toml(cfg) if cfg else repr(system.problem.name)).encode())

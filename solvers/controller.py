@@ -2,7 +2,7 @@
 
 :func:`integrate` owns the loop: the stepper advances in compiled code up to the next save
 time (in chunks of at most ~0.25 s so the progress bar and Ctrl-C stay responsive); at save
-times the :class:`~mfpde.solution.Solution` records observables and, if asked, the state;
+times the :class:`~mfpde.store.solution.Solution` records observables and, if asked, the state;
 trackers run at their own intervals.  A non-finite state (detected inside the compiled
 loop, within one step) raises :class:`~mfpde.errors.BlowUpError` carrying the partial
 solution, whose last entry is the last good state: at its own time, or — when it is the state
@@ -22,7 +22,7 @@ import numpy as np
 
 from mfpde import checks
 from mfpde.errors import BlowUpError, ConfigError
-from mfpde.solution import Solution
+from mfpde.store.solution import Solution
 from mfpde.solvers.base import MAX_STEPS, NEWTON, OK, STATUS_TEXT, STEP_SIZE, Stepper
 
 

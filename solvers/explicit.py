@@ -4,7 +4,7 @@ One compiled engine (:func:`rk_fixed`) advances many steps per call, calling the
 compiled right-hand side directly, and checks the new state after every step (a non-finite
 value or a norm past ``bound`` stops it at once with the last good state kept in ``y``).
 Each scheme is a :class:`Tableau` registered by name; tests are parametrized over the
-registry.  Imports numpy, mfpde._jit, mfpde.kernels and solvers.base.
+registry.  Imports numpy, mfpde._jit, mfpde.system.kernels and solvers.base.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mfpde import kernels
+from mfpde.system import kernels
 from mfpde._jit import njit
 from mfpde.errors import ConfigError
 from mfpde.solvers.base import (MAX_STEPS, NONFINITE, BOUND, OK, Advance, Stepper, check_fixed_step, check_segment,

@@ -7,7 +7,7 @@ error control.  Every stage solves  Z − hγ f(t + c h, Z) = ψ  by a simplifie
 iteration with the Jacobian J = ∂f/∂y frozen at a linearization point (t_J, y_J):
 
 * ``linear_solver = "dense"``: J assembled from N analytic Jacobian–vector products
-  (:mod:`mfpde.jvp`), LU of (I − hγJ) by LAPACK; J and the LU are kept across steps and
+  (:mod:`mfpde.system.jvp`), LU of (I − hγJ) by LAPACK; J and the LU are kept across steps and
   refreshed only when Newton converges slowly (rate > ``theta_refresh``) or fails (modified
   Newton, as in Hairer's RADAU5/SDIRK4 codes);
 * ``"gmres"``: matrix-free, each Krylov iteration one JVP at (t_J, y_J);
@@ -18,7 +18,7 @@ iteration with the Jacobian J = ∂f/∂y frozen at a linearization point (t_J, 
   not hold: zero-weight tracer nodes or nonlinear edges).
 
 ``jacobian = "fd"`` replaces the analytic JVPs by forward differences (one RHS each; also the
-automatic fallback where :func:`mfpde.jvp.supported` says no).  In dense mode the stage Newton
+automatic fallback where :func:`mfpde.system.jvp.supported` says no).  In dense mode the stage Newton
 loop runs in compiled code (:func:`dirk_stages_dense`); the step-size controller, the LU
 factorizations and the Krylov modes' Newton loops are Python (SciPy), calling the compiled
 right-hand side and JVPs.
@@ -27,7 +27,7 @@ Statistics: steps, rejected, rhs_evals, jvps (J·u products, analytic or FD), li
 (base passes of the analytic JVP, ≈ 1 RHS each), jacobians (dense assemblies), lu
 (factorizations), newton_iterations, linear_iterations, newton_failures, and
 rhs_equivalent = rhs_evals + jvps + linearizations.  Imports numpy, scipy, mfpde._jit,
-mfpde.kernels, mfpde.jvp, mfpde.errors and solvers.base/explicit.
+mfpde.system.kernels, mfpde.system.jvp, mfpde.errors and solvers.base/explicit.
 """
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ import scipy.linalg as sla
 import scipy.sparse.linalg as spla
 
 from mfpde import checks
-from mfpde import jvp as J_
-from mfpde import kernels
+from mfpde.system import jvp as J_
+from mfpde.system import kernels
 from mfpde._jit import njit
 from mfpde.errors import ConfigError
 from mfpde.solvers.base import (BOUND, MAX_STEPS, NEWTON, NONFINITE, OK, STEP_SIZE, Advance, Stepper, error_control,

@@ -1,7 +1,7 @@
-"""Independent plain-numpy references for the System tests (no mfpde kernels, no mfpde.activations).
+"""Independent plain-numpy references for the System tests (no mfpde kernels, no mfpde.problem.activations).
 
 Everything here is derived by hand from SPEC §1 and §3 and shares no code with
-``mfpde.kernels`` or ``mfpde.system``:
+``mfpde.system.kernels`` or ``mfpde.system``:
 
 * ``ACT``                 — φ and φ' of every built-in activation, written out again;
 * ``loss_and_grad``       — per-sample loss and ∂loss/∂ŷ of every built-in loss;

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from mfpde import config, io
+from mfpde.problem import config
+
+from mfpde.store import netcdf as io
 from mfpde.cli import main
 
 TINY = """\
@@ -251,13 +253,17 @@ def test_console_script_solves_the_embedded_default_end_to_end(tmp_path):
     assert ds.sizes["node_1"] == 64 and ds.sizes["node_2"] == 64 and ds["W_2"].dims == ("time", "node_1", "node_2")
 
 
-# --------------------------------------------------------------------------- output paths (mfpde/paths.py)
+# --------------------------------------------------------------------------- output paths (mfpde/store/paths.py)
 
 @pytest.fixture
 def no_work(monkeypatch):
     """Any work (building a System, training, reading inputs, sweeping, refining) raises: an output
     check that comes after it makes the test fail with RuntimeError instead of a clean exit 2."""
-    from mfpde import ensemble, references, runs, sweep, system
+    from mfpde import sweep
+    from mfpde.finite import ensemble
+    from mfpde.analysis import references
+    from mfpde.store import runs
+    from mfpde.system import system
 
     def work(*a, **k):
         raise RuntimeError("work started before the output paths were checked")
@@ -362,7 +368,7 @@ def test_solve_refuses_to_replace_a_foreign_file_unless_overwrite(tmp_path, caps
 
 
 def test_solve_to_its_own_earlier_output_replaces_it_but_not_an_output_of_another_kind(tmp_path, capsys):
-    from mfpde import runs
+    from mfpde.store import runs
 
     cfg = write_config(tmp_path)
     out = tmp_path / "again.nc"
@@ -378,7 +384,7 @@ def test_solve_to_its_own_earlier_output_replaces_it_but_not_an_output_of_anothe
 
 
 def test_sgd_refuses_to_replace_a_foreign_file_and_compare_rewrites_its_own_output(tmp_path, capsys, monkeypatch):
-    from mfpde.paths import sniff
+    from mfpde.store.paths import sniff
 
     monkeypatch.chdir(tmp_path)
     write_config(tmp_path)
@@ -445,7 +451,7 @@ def test_sgd_refuses_record_times_off_the_step_grid_before_creating_the_store(tm
 
 
 def test_run_ensemble_refuses_a_mode_of_the_wrong_type_with_a_config_error(tmp_path):
-    from mfpde.ensemble import run_ensemble
+    from mfpde.finite.ensemble import run_ensemble
     from mfpde.errors import ConfigError
 
     c = config.loads(TINY)
@@ -456,7 +462,7 @@ def test_run_ensemble_refuses_a_mode_of_the_wrong_type_with_a_config_error(tmp_p
 
 
 def test_run_ensemble_refuses_a_folder_as_its_store_before_training(tmp_path):
-    from mfpde.ensemble import run_ensemble
+    from mfpde.finite.ensemble import run_ensemble
     from mfpde.errors import ConfigError
 
     (tmp_path / "adir").mkdir()

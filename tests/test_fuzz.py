@@ -20,10 +20,22 @@ from fuzzing import FUZZ, budget, fuzz_settings
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mfpde import config, data, embedding, finite, iid, quadrature, schedules
+from mfpde import finite
+
+from mfpde.problem import config
+
+from mfpde.problem import data
+
+from mfpde.problem import embedding
+
+from mfpde.problem import iid
+
+from mfpde.problem import quadrature
+
+from mfpde.problem import schedules
 from mfpde.cli import main
 from mfpde.errors import ConfigError, MfpdeError
-from mfpde.system import System
+from mfpde.system.system import System
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.toml") if p.name != "sweep_widths.toml")
@@ -377,7 +389,7 @@ def test_no_pickle_or_eval_of_input_files():
             if re.search(pat, text):
                 offenders.append(f"{path.relative_to(ROOT)}: {pat}")
     assert offenders == []
-    assert "allow_pickle=False" in (ROOT / "mfpde" / "data.py").read_text()
+    assert "allow_pickle=False" in (ROOT / "mfpde" / "problem" / "data.py").read_text()
 
 
 # --------------------------------------------------------------------------- determinism of make test

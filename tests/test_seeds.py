@@ -3,9 +3,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mfpde import config
+from mfpde.problem import config
 from mfpde.solvers import integrate, make
-from mfpde.system import System, reference_forward
+from mfpde.system.system import System, reference_forward
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

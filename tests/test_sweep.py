@@ -112,8 +112,10 @@ def warm_jit_cache() -> None:
     Numba's on-disk cache instead of both compiling them (which takes long after any source edit)."""
     import tomllib
 
-    from mfpde import config, finite, solvers
-    from mfpde.system import System
+    from mfpde import finite, solvers
+
+    from mfpde.problem import config
+    from mfpde.system.system import System
 
     c = config.from_dict(tomllib.loads(BASE))
     system = System(c.problem)
@@ -246,7 +248,7 @@ def test_killed_worker_loses_and_duplicates_nothing_and_rerun_does_no_work(clien
     assert temporaries(out) == []
     index = sweep.read_index(out)
     assert {e["status"] for e in index["tasks"].values()} == {"done"} and len(index["tasks"]) == 12
-    from mfpde import io
+    from mfpde.store import netcdf as io
 
     ds = io.read(out / sweep.COLLECTED)
     assert dict(ds.sizes)["xi"] == 3 and dict(ds.sizes)["activation"] == 2 and dict(ds.sizes)["solver.dt"] == 2
@@ -306,7 +308,7 @@ def test_zipped_sgd_sweep_collects_task_width_replica(client, tmp_path):
     # replicas differ (own seeds), and a task file is the run of its width and replica
     assert not np.allclose(ds["loss_train"].isel(replica=0).values, ds["loss_train"].isel(replica=1).values)
     one = next(t for t in sw.tasks.values() if t.width == 8 and t.replica == 1)
-    from mfpde import io
+    from mfpde.store import netcdf as io
 
     f = io.read(out / one.file)
     assert json.loads(f.attrs["widths"]) == [8, 8] and f.attrs["replica"] == 1

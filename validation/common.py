@@ -2,8 +2,8 @@
 pass/fail checks, the summary JSON and figure helpers.
 
 A study module builds its problem (TOML text), calls :func:`solve_limit` (NetCDF via
-``mfpde.io``) and :func:`ensemble` (HDF5 run store via ``mfpde.runs``), measures errors with
-``mfpde.compare`` and records its pre-stated criteria with :meth:`Context.check`.  Nothing
+``mfpde.store.netcdf``) and :func:`ensemble` (HDF5 run store via ``mfpde.store.runs``), measures errors with
+``mfpde.analysis.compare`` and records its pre-stated criteria with :meth:`Context.check`.  Nothing
 here changes mfpde; it only calls its public API.  Imports numpy, mfpde, matplotlib (lazily).
 """
 from __future__ import annotations
@@ -19,12 +19,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from mfpde import compare as cmp
-from mfpde import config as cfg_mod
-from mfpde import finite, io, runs
+from mfpde.analysis import compare as cmp
+from mfpde.problem import config as cfg_mod
+from mfpde import finite
+from mfpde.store import netcdf as io
+from mfpde.store import runs
 from mfpde.errors import BlowUpError
 from mfpde.solvers import integrate, make
-from mfpde.system import System
+from mfpde.system.system import System
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "validation" / "results"
@@ -145,7 +147,9 @@ def fixed_layer_nodes(layer: int, rule):
     """
     from dataclasses import replace
 
-    orig = finite.network_problem
+    from mfpde.finite import sgd
+
+    orig = sgd.network_problem
 
     def patched(problem, widths, rng, *args, **kw):
         net = orig(problem, widths, rng, *args, **kw)
@@ -155,11 +159,11 @@ def fixed_layer_nodes(layer: int, rule):
         rules[layer] = rule
         return replace(net, embedding=replace(net.embedding, rules=tuple(rules)))
 
-    finite.network_problem = patched
+    sgd.network_problem = patched
     try:
         yield
     finally:
-        finite.network_problem = orig
+        sgd.network_problem = orig
 
 
 # ----------------------------------------------------------------------------- rates
@@ -172,7 +176,7 @@ def rate_noise_se(n, mean, sem) -> float:
 
 
 def rate_check(ctx: Context, name: str, n, mean, sem, *, band=BAND, expected="1/2", z: float = 2.0) -> dict:
-    """Fit err ≈ C n^{−r} (mfpde.compare.fit_rate), record r ∈ band (widened in quick mode by z × replica-noise SE)."""
+    """Fit err ≈ C n^{−r} (mfpde.analysis.compare.fit_rate), record r ∈ band (widened in quick mode by z × replica-noise SE)."""
     n = np.asarray(n, float)
     mean = np.asarray(mean, float)
     r, lo, hi = cmp.fit_rate(n, mean)

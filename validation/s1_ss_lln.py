@@ -18,9 +18,9 @@ Criteria (stated before running):
 """
 from __future__ import annotations
 
-from mfpde import compare as cmp
-from mfpde import runs
-from mfpde.data import make_law
+from mfpde.analysis import compare as cmp
+from mfpde.store import runs
+from mfpde.problem.data import make_law
 from validation import common
 
 TITLE = "SS-LLN: shallow online SGD with ε = 1/N"

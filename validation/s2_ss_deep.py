@@ -32,10 +32,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from mfpde import runs
-from mfpde.data import make_law
-from mfpde.finite import config_entropy
-from mfpde.quadrature import user
+from mfpde.store import runs
+from mfpde.problem.data import make_law
+from mfpde.finite.sgd import config_entropy
+from mfpde.problem.quadrature import user
 from validation import common
 
 TITLE = "SS-deep: two hidden layers, N_1 → ∞ then N_2 → ∞"
@@ -100,7 +100,7 @@ def features(entropy: int, N2: int, r: int) -> np.ndarray:
 
 def run(ctx: common.Context) -> None:
     from mfpde.solvers import integrate, make
-    from mfpde.system import System
+    from mfpde.system.system import System
 
     sz = SIZES["quick" if ctx.quick else "full"]
     T, every = sz["t_end"], 0.5

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from mfpde import compare as cmp
-from mfpde import runs
-from mfpde.data import make_law
+from mfpde.analysis import compare as cmp
+from mfpde.store import runs
+from mfpde.problem.data import make_law
 from validation import common
 
 TITLE = "NP two hidden layers, i.i.d.: full batch vs online minibatch"

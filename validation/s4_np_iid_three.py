@@ -29,8 +29,8 @@ import warnings
 
 import numpy as np
 
-from mfpde import compare as cmp
-from mfpde import runs
+from mfpde.analysis import compare as cmp
+from mfpde.store import runs
 from validation import common
 
 TITLE = "NP three hidden layers, i.i.d.: degeneracy in networks vs the collapsed limit"

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mfpde import compare as cmp
-from mfpde import runs
+from mfpde.analysis import compare as cmp
+from mfpde.store import runs
 from validation import common
 
 TITLE = "NP three hidden layers, correlated embedding: no collapse"
@@ -77,7 +77,7 @@ save_every = 0.5
 
 def limit_spread(sol, system, layer: int = 2) -> float:
     """Mean over probes of the rule-weighted std across nodes of h_layer in the final limit state."""
-    from mfpde.system import reference_forward
+    from mfpde.system.system import reference_forward
 
     H = reference_forward(system, sol.y, np.asarray(system.problem.probes, float))[0][layer - 1]   # [P, Q]
     w = system.weights[layer - 1]

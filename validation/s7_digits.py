@@ -31,8 +31,8 @@ import math
 
 import numpy as np
 
-from mfpde import compare as cmp
-from mfpde import runs
+from mfpde.analysis import compare as cmp
+from mfpde.store import runs
 from validation import common
 
 TITLE = "Real data: 8×8 digits, two hidden tanh layers, Huber loss (Pham–Nguyen protocol)"

@@ -1,0 +1,267 @@
+"""Limit versus finite width (Store room): errors per width, error × √n, fitted rate with a CI.
+
+:func:`compare` takes a limit solution (``mfpde solve`` NetCDF, as a Dataset) and an
+ensemble (``mfpde sgd`` HDF5, via :func:`mfpde.store.runs.read`) recorded at the same times and
+returns an ``xarray.Dataset`` over ``width``: for every run the sup-over-time RMS output
+error on the probes, sup_t sqrt(mean_probes Σ_k (ŷ_n − ŷ_∞)²), and the sup-over-time loss
+error |𝓛_n − 𝓛_∞| (test loss when present); their replica means and standard errors;
+mean × √n; and the least-squares rate r of log(error) = c − r log n with a 95 % confidence
+interval (Student t).  SPEC §2: the expected rate is 1/2.  :func:`check_inputs` runs first and
+refuses, with one :class:`~mfpde.errors.MfpdeError` line, a first input that is not a limit
+result (a run store, a comparison, a file without ``time`` / ``loss_train``), a second input that
+is not a run store, ŷ recorded at other probe points or with another number of outputs, and runs
+outside the limit's time span.  Imports numpy, scipy, xarray (and mfpde.problem.data for the probes).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from mfpde.errors import DataError, MfpdeError, StoreError
+
+FIGURES = ("loss_vs_time.png", "error_vs_width.png")   # what :func:`plot` writes into its folder
+_ORDER = "give the limit result of `mfpde solve` first and the run store of `mfpde sgd` second"
+
+
+def _label(ds, name, default: str) -> str:
+    if name is not None:
+        return f"{str(name)!r}"
+    src = getattr(ds, "encoding", {}).get("source")
+    return f"{str(src)!r}" if src else default
+
+
+def _has(ds, name: str, dims: tuple[str, ...]) -> bool:
+    return name in ds.data_vars and tuple(ds[name].dims) == dims
+
+
+def _times(ds, label: str) -> np.ndarray:
+    t = ds["time"]
+    if tuple(t.dims) != ("time",) or t.size == 0 or t.dtype.kind not in "iuf":
+        raise DataError(f"{label}: its 'time' coordinate is not a non-empty list of numbers")
+    v = t.values.astype(float)
+    if not (np.all(np.isfinite(v)) and np.all(np.diff(v) > 0)):
+        raise DataError(f"{label}: its times are not finite and strictly increasing")
+    return v
+
+
+def _probe_points(ds, label: str) -> np.ndarray:
+    """The probe points ``[P, d]`` a result was recorded at: its ``probe_x``, else its stored config."""
+    if "probe_x" in ds.coords or "probe_x" in ds.data_vars:
+        return np.asarray(ds["probe_x"].values, dtype=float)
+    import tomllib
+
+    from mfpde.problem import data
+
+    try:
+        raw = tomllib.loads(ds.attrs["config"])
+        d = raw.get("model", {}).get("input_dim")
+        return np.asarray(data.probes(raw["probes"], d), dtype=float)
+    except (KeyError, TypeError, AttributeError, ValueError, MfpdeError) as exc:   # ValueError: TOMLDecodeError
+        why = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+        raise DataError(f"{label}: cannot tell the probe points its ŷ was recorded at "
+                        f"(no probe_x and no readable [probes] in its stored config: {why})") from None
+
+
+def check_inputs(limit, runs, limit_name=None, runs_name=None) -> str:
+    """Refuse inputs :func:`compare` cannot compare honestly; return the loss to compare.
+
+    ``limit_name`` / ``runs_name`` name the inputs in messages (default: the limit's file, as
+    recorded by xarray, and "the run store")."""
+    import xarray as xr
+
+    for what, ds in (("limit", limit), ("run store", runs)):
+        if not isinstance(ds, xr.Dataset):
+            raise MfpdeError(f"compare needs the {what} as an xarray Dataset, got {type(ds).__name__}")
+    L = _label(limit, limit_name, "the limit")
+    R = _label(runs, runs_name, "the run store")
+    # the first input: a limit result
+    if limit.attrs.get("format") == "mfpde-runs":
+        raise StoreError(f"{L} is a run store (mfpde sgd), not a limit result: {_ORDER}")
+    if "width" in limit.dims or "replica" in limit.dims:
+        what = "a comparison (mfpde compare)" if "expected_rate" in limit.attrs else "a result over widths"
+        raise StoreError(f"{L} is {what}, not a limit result: {_ORDER}")
+    if "time" not in limit.coords or not _has(limit, "loss_train", ("time",)):
+        raise StoreError(f"{L} is not a limit result (it needs a 'time' coordinate and loss_train over time): {_ORDER}")
+    lt = _times(limit, L)
+    # the second input: a run store
+    if runs.attrs.get("format") != "mfpde-runs" or "time" not in runs.coords or "width" not in runs.coords:
+        raise StoreError(f"{R} is not a run store of `mfpde sgd`: {_ORDER}")
+    if not _has(runs, "loss_train", ("width", "replica", "time")):
+        raise StoreError(f"{R} has no loss_train over (width, replica, time): not a run store of `mfpde sgd`")
+    rt = _times(runs, R)
+    if rt[0] < lt[0] - 1e-9 or rt[-1] > lt[-1] + 1e-9:
+        raise DataError(f"the runs of {R} span t in [{rt[0]:g}, {rt[-1]:g}] but the limit {L} only "
+                        f"[{lt[0]:g}, {lt[-1]:g}]: solve the limit up to t_end = {rt[-1]:g}")
+    loss = "loss_train"
+    if "loss_test" in runs.data_vars and "loss_test" in limit.data_vars:
+        if not _has(limit, "loss_test", ("time",)) or not _has(runs, "loss_test", ("width", "replica", "time")):
+            raise DataError(f"loss_test of {L} or {R} is not over time (limit) and (width, replica, time) (runs)")
+        loss = "loss_test"
+    # ŷ at the probe points: both or neither, same points, same outputs
+    ly, ry = "yhat_probe" in limit.data_vars, "yhat_probe" in runs.data_vars
+    if ly != ry:
+        has, hasnt = (L, R) if ly else (R, L)
+        raise DataError(f"{has} has ŷ at probe points but {hasnt} has no ŷ at probe points: "
+                        f"the limit and the runs must use the same [probes] table")
+    if ly:
+        if tuple(limit["yhat_probe"].dims) != ("time", "probe", "output"):
+            raise DataError(f"{L}: yhat_probe has dims {tuple(limit['yhat_probe'].dims)}, expected (time, probe, output)")
+        if tuple(runs["yhat_probe"].dims) != ("width", "replica", "time", "probe", "output"):
+            raise DataError(f"{R}: yhat_probe has dims {tuple(runs['yhat_probe'].dims)}, "
+                            f"expected (width, replica, time, probe, output)")
+        (P, K), (Pr, Kr) = limit["yhat_probe"].shape[1:], runs["yhat_probe"].shape[3:]
+        if (P, K) != (Pr, Kr):
+            raise DataError(f"{L} has ŷ at {P} probe points × {K} output(s) but {R} at {Pr} probe points × {Kr} "
+                            f"output(s): the limit and the runs must use the same [probes] and model")
+        xl, xr_ = _probe_points(limit, L), _probe_points(runs, R)
+        if xl.shape != (P, xl.shape[-1]) or xl.shape != xr_.shape or not np.allclose(xl, xr_, rtol=1e-12, atol=1e-12):
+            raise DataError(f"{L} has ŷ at other probe points than {R} (same count, {P}, but different points): "
+                            f"the limit and the runs must use the same [probes] table")
+    return loss
+
+
+def _aligned(limit, runs, name: str) -> np.ndarray:
+    """The limit's variable at the runs' times (exact match within 1e-9, else linear interpolation)."""
+    lt = limit["time"].values
+    rt = runs["time"].values
+    if rt.min() < lt.min() - 1e-9 or rt.max() > lt.max() + 1e-9:
+        raise MfpdeError(f"the runs span t in [{rt.min():g}, {rt.max():g}] but the limit only [{lt.min():g}, {lt.max():g}]")
+    idx = np.searchsorted(lt, rt - 1e-9)
+    idx = np.clip(idx, 0, len(lt) - 1)
+    if np.all(np.abs(lt[idx] - rt) <= 1e-9 * max(1.0, abs(lt[-1]))):
+        return limit[name].values[idx]
+    return limit[name].interp(time=rt).values
+
+
+def fit_rate(n: np.ndarray, err: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """Rate r in err ≈ C n^{−r} by least squares on logs, with a Student-t confidence interval."""
+    from scipy import stats
+
+    ok = np.isfinite(err) & (err > 0)
+    x, y = np.log(n[ok]), np.log(err[ok])
+    if len(x) < 2:
+        return math.nan, math.nan, math.nan
+    A = np.vstack([np.ones_like(x), x]).T
+    coef, res, *_ = np.linalg.lstsq(A, y, rcond=None)
+    r = -coef[1]
+    if len(x) < 3:
+        return r, math.nan, math.nan
+    resid = y - A @ coef
+    s2 = resid @ resid / (len(x) - 2)
+    se = math.sqrt(s2 / np.sum((x - x.mean()) ** 2))
+    q = stats.t.ppf(0.5 + level / 2, len(x) - 2)
+    return r, r - q * se, r + q * se
+
+
+def compare(limit, runs, limit_name=None, runs_name=None):
+    """Errors of every run against the limit, per-width summaries and fitted rates.
+
+    The inputs are checked first (:func:`check_inputs`); ``limit_name`` and ``runs_name`` name
+    them in its messages."""
+    import xarray as xr
+
+    loss_name = check_inputs(limit, runs, limit_name, runs_name)
+    out = {}
+    widths = runs["width"].values.astype(float)
+    per_run = {}
+    if "yhat_probe" in runs and "yhat_probe" in limit:
+        lim = _aligned(limit, runs, "yhat_probe")                 # [T, P, K]
+        diff = runs["yhat_probe"].values - lim[None, None]        # [W, R, T, P, K]
+        rms = np.sqrt(np.mean(np.sum(diff**2, axis=-1), axis=-1))  # [W, R, T]
+        per_run["output_error"] = np.nanmax(rms, axis=-1)
+    blocks = [k for k in runs.data_vars if k.startswith("coupling_")]
+    if blocks:   # per-weight coupling to the ideal particles (tracers), worst block
+        per_run["coupling_error"] = np.nanmax(np.stack([runs[k].values for k in blocks]).max(axis=0), axis=-1)
+    lim_loss = _aligned(limit, runs, loss_name)
+    per_run["loss_error"] = np.nanmax(np.abs(runs[loss_name].values - lim_loss[None, None]), axis=-1)
+    attrs = {"loss": loss_name, "expected_rate": 0.5}
+    for key, e in per_run.items():
+        out[key] = (("width", "replica"), e, {"long_name": f"sup over time of the {key.replace('_', ' ')} of each run"})
+        cnt = np.sum(np.isfinite(e), axis=1)
+        mean = np.nanmean(e, axis=1)
+        sem = np.nanstd(e, axis=1, ddof=1) / np.sqrt(cnt) if e.shape[1] > 1 else np.full(len(mean), np.nan)
+        out[f"{key}_mean"] = ("width", mean)
+        out[f"{key}_sem"] = ("width", sem)
+        out[f"{key}_sqrt_n"] = ("width", mean * np.sqrt(widths), {"long_name": "mean error × √n"})
+        r, lo, hi = fit_rate(widths, mean)
+        attrs[f"{key}_rate"] = r
+        attrs[f"{key}_rate_ci_low"] = lo
+        attrs[f"{key}_rate_ci_high"] = hi
+    return xr.Dataset(out, coords={"width": runs["width"].values, "replica": runs["replica"].values}, attrs=attrs)
+
+
+def table(result) -> str:
+    """Terminal table of a :func:`compare` result."""
+    keys = [k for k in ("output_error", "loss_error", "coupling_error") if f"{k}_mean" in result]
+    head = f"{'width':>8}" + "".join(f"{k + ' mean':>20}{'± sem':>11}{'× √n':>11}" for k in keys)
+    rows = [head]
+    for i, n in enumerate(result["width"].values):
+        row = f"{int(n):>8}"
+        for k in keys:
+            row += f"{result[f'{k}_mean'].values[i]:>20.4e}{result[f'{k}_sem'].values[i]:>11.2e}{result[f'{k}_sqrt_n'].values[i]:>11.3g}"
+        rows.append(row)
+    for k in keys:
+        a = result.attrs
+        rows.append(f"{k}: fitted rate {a[f'{k}_rate']:.3f}, 95% CI [{a[f'{k}_rate_ci_low']:.3f}, {a[f'{k}_rate_ci_high']:.3f}] (theory: 0.5)")
+    return "\n".join(rows)
+
+
+def _save(fig, path) -> None:
+    """A figure written like every other file: rendered in memory, then atomically (mfpde.store.atomic)."""
+    import io as _io
+
+    from mfpde.store import atomic
+
+    buf = _io.BytesIO()
+    fig.savefig(buf, dpi=120, format="png")
+    atomic.write_bytes(path, buf.getbuffer(), what="figure ")
+
+
+def require_plotting() -> None:
+    """MfpdeError unless matplotlib (the ``plot`` extra) can be imported; call it before any work."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as exc:
+        raise MfpdeError(f"--plot needs matplotlib, which cannot be imported ({exc}); "
+                         f"install the plot extra: pip install 'mfpde[plot]'") from None
+
+
+def plot(result, limit, runs, outdir) -> list[str]:
+    """Figures (needs the ``plot`` extra): loss vs t across widths with the limit; error vs n."""
+    from pathlib import Path
+
+    require_plotting()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    files = []
+    loss = result.attrs["loss"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    t = runs["time"].values
+    for i, n in enumerate(runs["width"].values):
+        ax.plot(t, np.nanmean(runs[loss].values[i], axis=0), label=f"n = {int(n)}", alpha=0.8)
+    ax.plot(limit["time"].values, limit[loss].values, "k--", lw=2, label="limit")
+    ax.set_xlabel("t"), ax.set_ylabel(loss), ax.set_yscale("log"), ax.legend()
+    fig.tight_layout()
+    files.append(str(outdir / FIGURES[0]))
+    _save(fig, files[-1])
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    n = result["width"].values.astype(float)
+    for k in ("output_error", "loss_error"):
+        if f"{k}_mean" in result:
+            ax.errorbar(n, result[f"{k}_mean"], yerr=result[f"{k}_sem"], marker="o", capsize=3,
+                        label=f"{k} (rate {result.attrs[f'{k}_rate']:.2f})")
+    ref = result["output_error_mean"].values if "output_error_mean" in result else result["loss_error_mean"].values
+    ax.plot(n, ref[0] * np.sqrt(n[0] / n), "k:", label="n^{-1/2}")
+    ax.set_xscale("log"), ax.set_yscale("log"), ax.set_xlabel("width n"), ax.set_ylabel("sup-time error"), ax.legend()
+    fig.tight_layout()
+    files.append(str(outdir / FIGURES[1]))
+    _save(fig, files[-1])
+    plt.close(fig)
+    return files

@@ -1,0 +1,152 @@
+"""Ensembles of finite-width runs over widths × replicas, appended to an HDF5 run store.
+
+:func:`run_ensemble` trains one network per (width, replica) with :func:`mfpde.finite.train`
+at the limit solver's save times and appends each to the store as soon as it finishes; with
+``resume`` completed runs are skipped.  With ``checkpoint_every = K`` each run in progress
+is checkpointed every K steps into ``RUNS.h5.ckpt/w{n}_r{replica}.h5`` (removed once the run
+is in the store); with ``resume`` an interrupted run continues from its checkpoint, bit for
+bit.  A line per finished run (and a tqdm bar on stderr) reports progress.  Imports mfpde
+only; user values are checked through :mod:`mfpde.checks`.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from mfpde import checks, finite
+
+from mfpde.store import runs
+from mfpde.problem import config as cfg_mod
+from mfpde.errors import BlowUpError, ConfigError
+
+
+def record_times(c: cfg_mod.Config):
+    from mfpde.solvers.controller import save_times
+
+    return save_times(c.solver.t_end, every=c.solver.save_every, times=c.solver.save_times)
+
+
+def run_ensemble(c: cfg_mod.Config, out: str | Path, *, widths=None, replicas=None, mode=None, batch=None,
+                 lr=None, resume: bool = True, progress: bool | None = None, say=print, coupling=None,
+                 checkpoint_every: int | None = None) -> Path:
+    """Train every (width, replica) of the ensemble and append it to ``out``; returns the path.
+
+    ``resume``: skip runs already in the store and continue interrupted runs from their
+    checkpoints; otherwise the store and its checkpoints are started afresh.
+    ``checkpoint_every``: checkpoint each run in progress every K SGD steps.
+    """
+    from mfpde import __version__
+
+    sgd = c.sgd
+    widths = sgd.widths if widths is None else widths
+    if isinstance(widths, (int, float, str)) or not widths:
+        raise ConfigError("sgd.widths", f"expected a non-empty list of integer widths, got {widths!r}")
+    widths = tuple(_count(n, "sgd.widths", MAX_WIDTH) for n in widths)
+    replicas = _count(sgd.replicas if replicas is None else replicas, "sgd.replicas", MAX_REPLICAS)
+    mode = sgd.mode if mode is None else mode
+    mode = checks.choice(mode, finite.MODES, "sgd.mode", what="mode")
+    batch = _count(sgd.batch if batch is None else batch, "sgd.batch", MAX_BATCH)
+    lr = sgd.lr or c.solver.dt if lr is None else lr
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (0 < lr < float("inf")):
+        raise ConfigError("sgd.lr", f"must be a finite number > 0, got {lr!r}")
+    lr = float(lr)
+    coupling = sgd.coupling if coupling is None else bool(coupling)
+    law = None
+    if mode == "online":
+        from mfpde.problem.data import make_law
+
+        law = make_law(c.raw["data"]["train"], "data.train")
+    times = record_times(c)
+    for n in widths:   # everything is checked before the store is touched (record times on the step grid too)
+        finite.check_arguments(c.problem, n, mode=mode, batch=batch, lr=lr, t_end=c.solver.t_end, law=law,
+                               record_times=times)
+    from mfpde.store.paths import check_output
+
+    out = check_output(out, kind="runs", overwrite=not resume, key="out")   # resume=False replaces whatever is there
+    attrs = {"config": cfg_mod.to_toml(c.raw), "mode": mode, "batch": batch, "lr": lr, "t_end": c.solver.t_end,
+             "mfpde_version": __version__, "problem": c.problem.name}
+    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int)
+                                         or checkpoint_every < 1):
+        raise ConfigError("--checkpoint-every", f"must be an integer >= 1, got {checkpoint_every!r}")
+    ck_dir = runs.checkpoint_dir(out)
+    # the store's lock is taken first: "w" (not resuming) removes the old store and its
+    # checkpoints under it, and each atomic write removes only dead writers' temporaries
+    steps = int(round(c.solver.t_end / lr))   # SGD steps per run (finite.train)
+    show = sys.stderr.isatty() if progress is None else progress
+    with runs.RunStore(out, "a" if resume else "w", attrs=attrs) as store:
+        done = store.completed()
+        todo = [(n, r) for n in widths for r in range(replicas) if runs.run_name(n, r) not in done]
+        total = len(widths) * replicas
+        if len(todo) < total:
+            say(f"mfpde: resuming {out}: {total - len(todo)} runs already complete")
+        say(f"mfpde: sgd ensemble {c.problem.name!r}: {len(todo)} runs to train ({len(widths)} widths × {replicas} "
+            f"replicas{f', {total - len(todo)} already complete' if len(todo) < total else ''}) × {steps} SGD steps = "
+            f"{len(todo) * steps} steps; {mode} mode, lr = {lr:g}, widths {', '.join(map(str, widths))}")
+        bar = None
+        if show:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(todo), desc="sgd runs", unit="run", file=sys.stderr)
+        for i, (n, r) in enumerate(todo, 1):
+            ck = ck_dir / f"{runs.run_name(n, r)}.h5"
+            use_ck = checkpoint_every is not None or (resume and ck.exists())
+            if ck.exists() and resume:
+                say(f"mfpde: continuing width {n} replica {r} from its checkpoint {ck}")
+            try:
+                run = finite.train(c.problem, n, mode=mode, batch=batch, lr=lr, t_end=c.solver.t_end,
+                                   record_times=times, replica=r, law=law, statistics=c.sgd.statistics,
+                                   bound=c.solver.bound, coupling=coupling, checkpoint=ck if use_ck else None,
+                                   checkpoint_every=checkpoint_every, resume=resume)
+            except BlowUpError as exc:
+                run = exc.partial
+                say(f"mfpde: warning: width {n} replica {r}: {exc}")
+            store.write(run)
+            if ck.exists():
+                ck.unlink()   # the run is in the store now
+            loss = _final_loss(run)
+            line = (f"mfpde: run {i}/{len(todo)}: width {n} replica {r}: {run.status}, "
+                    f"final loss_train {loss:.4g} after {run.stats.get('steps', '?')} steps, "
+                    f"{float(run.stats.get('wall_seconds', float('nan'))):.2f} s")
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(width=n, replica=r, loss=f"{loss:.3g}", refresh=False)
+                with tqdm.external_write_mode(file=sys.stdout):   # the line above the bar, not through it
+                    say(line)
+            else:
+                say(line)
+        if ck_dir.is_dir() and not any(ck_dir.iterdir()):
+            ck_dir.rmdir()
+        if bar is not None:
+            bar.close()
+    return out
+
+
+def _final_loss(run) -> float:
+    """The last recorded training loss of a run (NaN when none was recorded)."""
+    try:
+        return float(run.observables["loss_train"][-1])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return float("nan")
+
+
+MAX_WIDTH = 10_000_000    # the limits of [sgd] (docs/config.md)
+MAX_REPLICAS = 100_000
+MAX_BATCH = 10_000_000
+
+
+def _count(v, key: str, hi: int) -> int:
+    import numbers
+
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not 1 <= v <= hi:
+        raise ConfigError(key, f"must be an integer in [1, {hi}], got {v!r}")
+    return int(v)
+
+
+def check_widths(text: str) -> tuple[int, ...]:
+    try:
+        w = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError("--widths", f"expected comma-separated integers, got {text!r}") from None
+    if not w or any(not 1 <= n <= MAX_WIDTH for n in w):
+        raise ConfigError("--widths", f"expected integers in [1, {MAX_WIDTH}], got {text!r}")
+    return w

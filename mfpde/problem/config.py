@@ -1,0 +1,427 @@
+"""TOML configuration → validated :class:`~mfpde.problem.Problem` and solver options (Problem room).
+
+Sections: ``[model]``, ``[rules]``, ``[init]``, ``[schedules]``, ``[data.train]``,
+``[data.test]``, ``[probes]``, ``[solver]``, ``[output]`` plus top-level ``name`` and
+``seed``; every key is documented in ``docs/config.md``.  Everything is validated before any
+work: an unknown key, a wrong type or an out-of-range value raises
+:class:`~mfpde.errors.ConfigError` naming the key and what is allowed.  Nothing from the
+file is evaluated (``tomllib`` only).  Imports the Problem-room modules only.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from mfpde.problem import data as data_mod
+from mfpde import checks
+from mfpde.problem import embedding
+from mfpde.problem import quadrature
+from mfpde.errors import ConfigError
+from mfpde.problem.model import Embedding, Model, Problem, Schedules
+from mfpde.problem.schedules import make_schedule
+
+TOP_KEYS = ("name", "seed", "model", "rules", "init", "iid", "schedules", "data", "probes", "solver", "output", "sgd")
+SGD_KEYS = ("mode", "batch", "lr", "widths", "replicas", "statistics", "coupling")
+MODEL_KEYS = ("input_dim", "outputs", "hidden", "biases", "output_activation", "output_bias", "loss", "huber_delta",
+              "edges")
+EDGE_RULE_DEFAULT = {"kind": "gauss_hermite", "size": 16}   # rule of the standardized initial noise ω (nonlinear edges)
+SOLVER_KEYS = ("stepper", "dt", "t_end", "save_every", "save_times", "bound",
+               "rtol", "atol", "dt0", "dt_min", "dt_max", "max_rejections", "fixed_dt",
+               "linear_solver", "jacobian", "newton_tol", "newton_maxiter", "theta_refresh", "krylov_rtol",
+               "krylov_maxiter", "dense_max")
+# implicit steppers (solvers/implicit.py): name -> kind ("choice:a|b", "int", "float01" = in (0, 1), "float")
+IMPLICIT_KEYS = {"linear_solver": "choice:auto|dense|gmres|minres", "jacobian": "choice:analytic|fd",
+                 "newton_tol": "float", "newton_maxiter": "int", "theta_refresh": "float01",
+                 "krylov_rtol": "float01", "krylov_maxiter": "int", "dense_max": "int"}
+ADAPTIVE_KEYS = ("rtol", "atol", "dt0", "dt_min", "dt_max", "max_rejections", "fixed_dt")
+OUTPUT_KEYS = ("path", "parameters")
+MAX_STATE = 200_000_000  # doubles: refuse absurd rule sizes before allocating
+MAX_NODES = 1_000_000    # nodes of one hidden layer's rule
+MAX_DATA = 10_000_000    # numbers in one data set, teacher or probe array (checked before allocating)
+MAX_SAVES = 1_000_000    # save times of one run
+MAX_STEPS = 1_000_000_000  # time steps of one run (t_end/dt, t_end/lr)
+
+
+@dataclass(frozen=True)
+class SolverOptions:
+    stepper: str = "rk4"
+    dt: float = 0.01
+    t_end: float = 1.0
+    save_every: float | None = None
+    save_times: tuple[float, ...] | None = None
+    bound: float = 1e12
+    adaptive: tuple[tuple[str, float], ...] = ()   # rtol, atol, dt0, … for adaptive steppers
+
+    def stepper_options(self) -> dict:
+        """Keyword options for ``mfpde.solvers.make`` (only those the stepper accepts)."""
+        from mfpde.solvers import STEPPERS
+
+        accepted = STEPPERS[self.stepper].options
+        opts = {"dt": self.dt, "bound": self.bound, **dict(self.adaptive)}
+        return {k: v for k, v in opts.items() if k in accepted}
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    path: str | None = None
+    parameters: str = "all"
+
+
+@dataclass(frozen=True)
+class SgdOptions:
+    """Finite-width training ([sgd]); ``lr`` is ε (default: solver.dt), time t = kε."""
+
+    mode: str = "full"
+    batch: int = 1
+    lr: float | None = None
+    widths: tuple[int, ...] = (64, 256, 1024)
+    replicas: int = 4
+    statistics: bool = True
+    coupling: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    problem: Problem
+    solver: SolverOptions
+    output: OutputOptions
+    raw: dict
+    source: str
+    sgd: SgdOptions = SgdOptions()
+    notes: tuple[str, ...] = ()   # warnings about the problem (e.g. the i.i.d. degeneracy)
+
+
+# the shared checked readers (mfpde/checks.py); the private names are kept for this module's callers
+_table, _check_keys, _int, _float, _bool, _str = (checks.table, checks.check_keys, checks.integer, checks.number,
+                                                  checks.boolean, checks.string)
+
+
+def _model(t: Mapping) -> Model:
+    _check_keys(t, MODEL_KEYS, "model")
+    for req in ("input_dim", "hidden"):
+        if req not in t:
+            raise ConfigError(f"model.{req}", "is required")
+    d = _int(t["input_dim"], "model.input_dim", 1, 1_000_000)
+    K = _int(t.get("outputs", 1), "model.outputs", 1, 100_000)
+    hidden = t["hidden"]
+    if not isinstance(hidden, list) or not hidden or not all(isinstance(a, str) for a in hidden):
+        raise ConfigError("model.hidden", "expected a non-empty list of activation names, one per hidden layer")
+    if len(hidden) > 64:
+        raise ConfigError("model.hidden", f"at most 64 hidden layers, got {len(hidden)}")
+    L = len(hidden)
+    b = t.get("biases", False)
+    if isinstance(b, list):
+        if len(b) != L:
+            raise ConfigError("model.biases", f"needs one entry per hidden layer ({L}), got {len(b)}")
+        biases = tuple(_bool(x, f"model.biases[{i}]") for i, x in enumerate(b))
+    else:
+        biases = (_bool(b, "model.biases"),) * L
+    loss = _str(t.get("loss", "squared"), "model.loss")
+    delta = _float(t.get("huber_delta", 1.0), "model.huber_delta", positive=True)
+    e = t.get("edges", "linear")
+    if isinstance(e, list):
+        if len(e) != L - 1:
+            raise ConfigError("model.edges", f"needs one edge map per middle weight W_2..W_L ({L - 1}), got {len(e)}")
+        edges = tuple(_str(x, f"model.edges[{i}]") for i, x in enumerate(e))
+    else:
+        edges = (_str(e, "model.edges"),) * (L - 1)
+    return Model(d, tuple(hidden), K, biases, _str(t.get("output_activation", "identity"), "model.output_activation"),
+                 _bool(t.get("output_bias", False), "model.output_bias"), loss, delta, edges)
+
+
+def _rules(t: Mapping, L: int) -> tuple:
+    """Validated rule plans (sizes known, nothing allocated yet), one per hidden layer."""
+    allowed = ("default",) + tuple(f"layer_{l}" for l in range(1, L + 1)) + tuple(f"omega_{l}" for l in range(2, L + 1))
+    _check_keys(t, allowed, "rules")
+    out = []
+    for l in range(1, L + 1):
+        key = f"layer_{l}" if f"layer_{l}" in t else "default"
+        if key not in t:
+            raise ConfigError(f"rules.layer_{l}", "is required (or give rules.default for every layer)")
+        # quadrature has no public "validate without building"; its plan is exactly that
+        plan = quadrature._plan(_table(t[key], f"rules.{key}"), f"rules.{key}", outermost=True)
+        if plan.size > MAX_NODES:
+            raise ConfigError(f"rules.layer_{l}", f"{plan.size} nodes is more than {MAX_NODES:.0e}")
+        out.append(plan)
+    return tuple(out)
+
+
+def _edge_rules(t: Mapping, model: Model, W) -> tuple[tuple, list[str]]:
+    """Rules of the standardized initial noise ω of W_2..W_L (SPEC §5, nonlinear edges), and notes.
+
+    A middle weight gets one when ``rules.omega_l`` is given, or (default Gauss–Hermite, 16
+    nodes) when its edge map is nonlinear and it carries i.i.d. noise (``noise_std`` > 0).
+    """
+    out, notes = [], []
+    for k in t:
+        if str(k).startswith("omega_") and k not in tuple(f"omega_{l}" for l in range(2, model.L + 1)):
+            raise ConfigError(f"rules.{k}", f"no such middle weight; allowed: omega_2..omega_{model.L}" if model.L > 1
+                              else "a network with one hidden layer has no middle weight")
+    for l in range(2, model.L + 1):
+        key = f"rules.omega_{l}"
+        spec = t.get(f"omega_{l}")
+        nonlinear = model.edges[l - 2] != "linear"
+        if spec is None and not (nonlinear and W[l - 2].noise_std > 0):
+            out.append(None)
+            continue
+        if spec is None:
+            spec = dict(EDGE_RULE_DEFAULT)
+            notes.append(f"W_{l}: nonlinear edge map {model.edges[l - 2]!r} with i.i.d. initial noise: the noise is an "
+                         f"extra index on a {spec['size']}-node Gauss–Hermite rule (set rules.omega_{l} to change it)")
+        plan = quadrature._plan(_table(spec, key), key, outermost=True)
+        if plan.size > 4096:
+            raise ConfigError(key, f"{plan.size} nodes is more than 4096 for a one-dimensional noise rule")
+        rule = plan.build()
+        if rule.dim != 1:
+            raise ConfigError(key, f"the initial-noise rule must be one-dimensional, got dimension {rule.dim}")
+        out.append(rule)
+    return tuple(out), notes
+
+
+def _init(t: Mapping, model: Model) -> Embedding:
+    L = model.L
+    allowed = ("w_1",) + tuple(f"W_{l}" for l in range(2, L + 1)) + ("v",) + tuple(f"b_{l}" for l in range(1, L + 1)) + ("b_out",)
+    _check_keys(t, allowed, "init")
+    w1 = embedding.make_init(t.get("w_1", {"kind": "coordinate"}), "init.w_1")
+    W = tuple(embedding.make_init(t.get(f"W_{l}", 0.0), f"init.W_{l}", edge=True) for l in range(2, L + 1))
+    v = embedding.make_init(t.get("v", {"kind": "coordinate"}), "init.v")
+    b = []
+    for l in range(1, L + 1):
+        if f"b_{l}" in t and not model.biases[l - 1]:
+            raise ConfigError(f"init.b_{l}", f"layer {l} has no bias (set model.biases)")
+        b.append(embedding.make_init(t[f"b_{l}"], f"init.b_{l}") if f"b_{l}" in t else None)
+    if "b_out" in t and not model.output_bias:
+        raise ConfigError("init.b_out", "the output has no bias (set model.output_bias = true)")
+    b_out = embedding.make_init(t["b_out"], "init.b_out") if "b_out" in t else None
+    widths = [(w1, model.input_dim, "init.w_1"), (v, model.outputs, "init.v"), (b_out, model.outputs, "init.b_out")]
+    widths += [(fn, 1, f"init.b_{l}") for l, fn in enumerate(b, 1)]
+    for fn, width, key in widths:
+        value = fn.params.get("value") if fn is not None and fn.kind == "constant" else None
+        if isinstance(value, list) and len(value) not in (1, width):
+            raise ConfigError(key, f"a list of constants needs 1 or {width} entries, got {len(value)}")
+    return Embedding(None, w1, W, v, tuple(b), b_out)  # rules filled in by the caller
+
+
+def _schedule_list(v, key, L):
+    if isinstance(v, list):
+        if len(v) != L + 1:
+            raise ConfigError(key, f"a list needs L+1 = {L + 1} entries (layers 1..{L}, then the output), got {len(v)}")
+        return tuple(make_schedule(x, f"{key}[{i}]") for i, x in enumerate(v))
+    s = make_schedule(v, key)
+    return (s,) * (L + 1)
+
+
+def _schedules(t: Mapping, L: int) -> Schedules:
+    allowed = ("weights", "biases") + tuple(f"layer_{l}" for l in range(1, L + 2)) + tuple(f"bias_{l}" for l in range(1, L + 2))
+    _check_keys(t, allowed, "schedules")
+    w = list(_schedule_list(t.get("weights", 1.0), "schedules.weights", L))
+    for l in range(1, L + 2):
+        if f"layer_{l}" in t:
+            w[l - 1] = make_schedule(t[f"layer_{l}"], f"schedules.layer_{l}")
+    # a bias follows its own layer's schedule (so layer_l = 0 freezes b_l too) unless `biases`
+    # or `bias_l` says otherwise
+    b = list(_schedule_list(t["biases"], "schedules.biases", L)) if "biases" in t else list(w)
+    for l in range(1, L + 2):
+        if f"bias_{l}" in t:
+            b[l - 1] = make_schedule(t[f"bias_{l}"], f"schedules.bias_{l}")
+    return Schedules(tuple(w), tuple(b))
+
+
+def _count(v) -> int:
+    """v if it is a positive integer, else 0 (the type checks themselves live in mfpde.problem.data)."""
+    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
+
+
+def _check_data_size(t: Mapping, key: str) -> None:
+    """Refuse data laws whose sample or teacher would be absurdly large, before drawing them."""
+    d = _count(t.get("d", 1))
+    n = _count(t.get("sample"))
+    if n * d > MAX_DATA:
+        raise ConfigError(f"{key}.sample", f"{n} points in dimension {d} is more than {MAX_DATA:.0e} numbers")
+    teacher = t.get("teacher")
+    if isinstance(teacher, Mapping) and teacher.get("kind") == "two_layer":
+        width, k = _count(teacher.get("width", 4)), _count(teacher.get("output_dim", 1))
+        if width * (d + k) > MAX_DATA:
+            raise ConfigError(f"{key}.teacher.width", f"a teacher of width {width} with d = {d}, {k} outputs has "
+                              f"more than {MAX_DATA:.0e} weights")
+
+
+def _solver(t: Mapping) -> SolverOptions:
+    _check_keys(t, SOLVER_KEYS, "solver")
+    from mfpde.solvers import STEPPERS
+
+    stepper = _str(t.get("stepper", "rk4"), "solver.stepper", sorted(STEPPERS))
+    dt = _float(t.get("dt", 0.01), "solver.dt", positive=True)
+    t_end = _float(t.get("t_end", 1.0), "solver.t_end", positive=True)
+    if t_end / dt > 1e9:
+        raise ConfigError("solver.dt", f"t_end/dt = {t_end / dt:.3g} steps is more than 1e9")
+    if "save_every" in t and "save_times" in t:
+        raise ConfigError("solver.save_times", "give either save_every or save_times, not both")
+    every = _float(t["save_every"], "solver.save_every", positive=True) if "save_every" in t else None
+    if every is not None and t_end / every > MAX_SAVES:
+        raise ConfigError("solver.save_every", f"t_end/save_every = {t_end / every:.3g} save times is more than {MAX_SAVES:.0e}")
+    times = None
+    if "save_times" in t:
+        st = t["save_times"]
+        if not isinstance(st, list) or len(st) > 1_000_000:
+            raise ConfigError("solver.save_times", "expected a list of times")
+        times = tuple(_float(x, "solver.save_times") for x in st)
+        if any(x < 0 or x > t_end for x in times):
+            raise ConfigError("solver.save_times", f"every time must lie in [0, t_end = {t_end}]")
+    bound = _float(t.get("bound", 1e12), "solver.bound", positive=True)
+    adaptive = []
+    accepted = STEPPERS[stepper].options
+    for k in ADAPTIVE_KEYS:
+        if k not in t:
+            continue
+        if k not in accepted:
+            raise ConfigError(f"solver.{k}", f"is not an option of stepper {stepper!r}; it accepts: {', '.join(accepted)}")
+        if k == "max_rejections":
+            adaptive.append((k, _int(t[k], f"solver.{k}", 1, 10_000)))
+        elif k == "dt_min":
+            v = _float(t[k], f"solver.{k}")
+            if v < 0:
+                raise ConfigError(f"solver.{k}", f"must be >= 0, got {v}")
+            adaptive.append((k, v))
+        else:
+            adaptive.append((k, _float(t[k], f"solver.{k}", positive=True)))
+    for k, kind in IMPLICIT_KEYS.items():
+        if k not in t:
+            continue
+        if k not in accepted:
+            raise ConfigError(f"solver.{k}", f"is not an option of stepper {stepper!r}; it accepts: {', '.join(accepted)}")
+        if kind.startswith("choice:"):
+            adaptive.append((k, _str(t[k], f"solver.{k}", kind[7:].split("|"))))
+        elif kind == "int":
+            adaptive.append((k, _int(t[k], f"solver.{k}", 1, 100_000)))
+        else:
+            v = _float(t[k], f"solver.{k}", positive=True)
+            if kind == "float01" and not v < 1.0:
+                raise ConfigError(f"solver.{k}", f"must be < 1, got {v}")
+            adaptive.append((k, v))
+    return SolverOptions(stepper, dt, t_end, every, times, bound, tuple(adaptive))
+
+
+def _output(t: Mapping) -> OutputOptions:
+    _check_keys(t, OUTPUT_KEYS, "output")
+    path = _str(t["path"], "output.path") if "path" in t else None
+    return OutputOptions(path, _str(t.get("parameters", "all"), "output.parameters", ("all", "final", "none")))
+
+
+def _sgd(t: Mapping) -> SgdOptions:
+    _check_keys(t, SGD_KEYS, "sgd")
+    mode = _str(t.get("mode", "full"), "sgd.mode", ("full", "online", "minibatch"))
+    batch = _int(t.get("batch", 1), "sgd.batch", 1, 10_000_000)
+    lr = _float(t["lr"], "sgd.lr", positive=True) if "lr" in t else None
+    w = t.get("widths", [64, 256, 1024])
+    if not isinstance(w, list) or not w:
+        raise ConfigError("sgd.widths", "expected a non-empty list of integer widths")
+    widths = tuple(_int(x, "sgd.widths", 1, 10_000_000) for x in w)
+    return SgdOptions(mode, batch, lr, widths, _int(t.get("replicas", 4), "sgd.replicas", 1, 100_000),
+                      _bool(t.get("statistics", True), "sgd.statistics"), _bool(t.get("coupling", False), "sgd.coupling"))
+
+
+def from_dict(raw: Mapping, source: str = "<dict>", base_dir: str | Path | None = None) -> Config:
+    """Validate a configuration table and build the Problem and options."""
+    raw = _table(raw, "")
+    checks.check_depth(raw, source)
+    _check_keys(raw, TOP_KEYS, "")
+    for req in ("model", "data"):
+        if req not in raw:
+            raise ConfigError(req, f"section [{req}] is required")
+    if "iid" in raw:
+        for other in ("rules", "init"):
+            extra = raw.get(other)
+            if other == "rules" and isinstance(extra, Mapping) and all(str(k).startswith("omega_") for k in extra):
+                continue   # initial-noise rules of nonlinear edges go with [iid] too
+            if other in raw:
+                raise ConfigError(other, "give either [iid] (an i.i.d. initialization, reduced automatically) or [rules] + [init], "
+                                  "not both (with [iid], [rules] may hold only omega_l rules)")
+    elif "rules" not in raw:
+        raise ConfigError("rules", "section [rules] is required (or [iid] for an i.i.d. initialization)")
+    name = _str(raw.get("name", Path(source).stem if source else "problem"), "name")
+    seed = _int(raw.get("seed", 0), "seed", 0, 2**63 - 1)
+    model = _model(_table(raw["model"], "model"))
+    notes: tuple[str, ...] = ()
+    if "iid" in raw:
+        from mfpde.problem.iid import make_iid
+
+        emb, note_list = make_iid(_table(raw["iid"], "iid"), model)
+        notes = tuple(note_list)
+        sizes = [r.size for r in emb.rules]
+    else:
+        plans = _rules(_table(raw["rules"], "rules"), model.L)
+        sizes = [p.size for p in plans]
+    rules_table = _table(raw.get("rules", {}), "rules")
+    init0 = emb if "iid" in raw else _init(_table(raw.get("init", {}), "init"), model)
+    edge_rules, edge_notes = _edge_rules(rules_table, model, init0.W)
+    notes += tuple(edge_notes)
+    R = [1] + [1 if r is None else r.size for r in edge_rules]
+    n_state = sizes[0] * model.input_dim + sum(a * b * r for a, b, r in zip(sizes, sizes[1:], R[1:])) + sizes[-1] * model.outputs
+    if n_state > MAX_STATE:
+        raise ConfigError("rules", f"the state would have {n_state:.3g} entries (> {MAX_STATE:.0e}); use smaller rules")
+    if "iid" not in raw:
+        rules = tuple(p.build() for p in plans)
+        emb = Embedding(rules, init0.w_1, init0.W, init0.v, init0.b, init0.b_out, edge_rules)
+    elif any(r is not None for r in edge_rules):
+        emb = Embedding(emb.rules, emb.w_1, emb.W, emb.v, emb.b, emb.b_out, edge_rules)
+    sched = _schedules(_table(raw.get("schedules", {}), "schedules"), model.L)
+    dt = _table(raw["data"], "data")
+    _check_keys(dt, ("train", "test"), "data")
+    if "train" not in dt:
+        raise ConfigError("data.train", "is required")
+    for part in ("train", "test"):
+        if part in dt:
+            _check_data_size(_table(dt[part], f"data.{part}"), f"data.{part}")
+    train = data_mod.make_data(_table(dt["train"], "data.train"), "data.train", seed, base_dir=base_dir)
+    test = data_mod.make_data(_table(dt["test"], "data.test"), "data.test", seed, base_dir=base_dir) if "test" in dt else None
+    if "probes" in raw and isinstance(raw["probes"], Mapping) and _count(raw["probes"].get("size")) * model.input_dim > MAX_DATA:
+        raise ConfigError("probes.size", f"{raw['probes']['size']} probe points in dimension {model.input_dim} is "
+                          f"more than {MAX_DATA:.0e} numbers")
+    probes = data_mod.probes(raw["probes"], model.input_dim, "probes") if "probes" in raw else None
+    solver = _solver(_table(raw.get("solver", {}), "solver"))
+    output = _output(_table(raw.get("output", {}), "output"))
+    sgd = _sgd(_table(raw.get("sgd", {}), "sgd"))
+    problem = Problem(model, emb, sched, train, test, None if probes is None else np.asarray(probes),
+                      config=copy.deepcopy(dict(raw)), name=name)
+    return Config(problem, solver, output, copy.deepcopy(dict(raw)), source, sgd, notes)
+
+
+def read_text(path: str | Path, what: str = "config") -> str:
+    """The text of a user file; a missing or unreadable file is a ConfigError naming it."""
+    p = Path(path)
+    try:
+        return p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("", f"{what} file {str(p)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("", f"cannot read {what} file {str(p)!r}: {exc}") from None
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate a TOML configuration file."""
+    p = Path(path)
+    return loads(read_text(p), source=str(p), base_dir=p.parent)
+
+
+def loads(text: str, source: str = "<string>", base_dir=None) -> Config:
+    return from_dict(checks.parse_toml(text, source), source, base_dir)
+
+
+def default_text() -> str:
+    """The embedded default configuration (two hidden tanh layers, small teacher problem)."""
+    return resources.files("mfpde").joinpath("defaults/default.toml").read_text(encoding="utf-8")
+
+
+def default() -> Config:
+    return loads(default_text(), source="default")
+
+
+to_toml = checks.to_toml   # one home (mfpde/checks.py): the Stepper and Store rooms use it without importing config

@@ -1,0 +1,140 @@
+"""Problem descriptions (Problem room): the model, the embedding, the schedules, the data.
+
+A :class:`Problem` is plain data (frozen dataclasses) that says everything SPEC §1–§3 needs:
+network shape and registries (:class:`Model`), index-space rules and initial functions
+(:class:`Embedding`), per-layer rates (:class:`Schedules`), and the train/test data sets and
+probe points.  ``mfpde.problem.config`` builds one from TOML; ``mfpde.system`` turns one into arrays
+and compiled kernels.  Imports numpy and the Problem-room modules only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mfpde.problem import activations
+
+from mfpde.problem import losses
+from mfpde.problem import edges as edge_maps
+from mfpde.problem.embedding import InitFn
+from mfpde.errors import ConfigError
+from mfpde.problem.schedules import Schedule
+
+
+@dataclass(frozen=True)
+class Model:
+    """Network shape: L = len(activations) hidden layers, input dimension d, K outputs."""
+
+    input_dim: int
+    activations: tuple[str, ...]
+    outputs: int = 1
+    biases: tuple[bool, ...] | None = None
+    output_activation: str = "identity"
+    output_bias: bool = False
+    loss: str = "squared"
+    huber_delta: float = 1.0
+    edges: tuple[str, ...] | None = None      # edge maps σ_l of W_2..W_L (mfpde.problem.edges; None: all linear)
+
+    def __post_init__(self):
+        if isinstance(self.input_dim, bool) or not isinstance(self.input_dim, (int, np.integer)) or self.input_dim < 1:
+            raise ConfigError("model.input_dim", f"must be an integer >= 1, got {self.input_dim!r}")
+        if isinstance(self.outputs, bool) or not isinstance(self.outputs, (int, np.integer)) or self.outputs < 1:
+            raise ConfigError("model.outputs", f"must be an integer >= 1, got {self.outputs!r}")
+        if len(self.activations) < 1:
+            raise ConfigError("model.hidden", "needs at least one hidden layer (a list of activation names)")
+        for i, a in enumerate(self.activations):
+            activations.get(a, key=f"model.hidden[{i}]")
+        activations.get(self.output_activation, key="model.output_activation")
+        if self.biases is None:
+            object.__setattr__(self, "biases", (False,) * len(self.activations))
+        if len(self.biases) != len(self.activations):
+            raise ConfigError("model.biases", f"needs one entry per hidden layer ({len(self.activations)}), got {len(self.biases)}")
+        losses.get(self.loss, self.huber_delta if self.loss == "huber" else None, self.outputs)
+        if self.edges is None:
+            object.__setattr__(self, "edges", ("linear",) * (len(self.activations) - 1))
+        if isinstance(self.edges, str) or len(self.edges) != len(self.activations) - 1:
+            raise ConfigError("model.edges", f"needs one edge map per middle weight W_2..W_L ({len(self.activations) - 1}), "
+                              f"got {self.edges!r}")
+        for i, e in enumerate(self.edges):
+            edge_maps.code(e, key=f"model.edges[{i}]")
+
+    @property
+    def nonlinear_edges(self) -> bool:
+        return any(e != "linear" for e in self.edges)
+
+    @property
+    def L(self) -> int:
+        return len(self.activations)
+
+    @property
+    def loss_spec(self) -> losses.Loss:
+        return losses.get(self.loss, self.huber_delta if self.loss == "huber" else None, self.outputs)
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """Index-space rules (one per hidden layer) and initial functions (SPEC §2)."""
+
+    rules: tuple[Any, ...]                     # mfpde.problem.quadrature.Rule per hidden layer
+    w_1: InitFn
+    W: tuple[InitFn, ...]                      # W_2..W_L
+    v: InitFn
+    b: tuple[InitFn | None, ...] = ()          # b_1..b_L (None: zero / no bias)
+    b_out: InitFn | None = None
+    edge_rules: tuple[Any, ...] = ()           # per W_2..W_L: 1-D rule of the standardized initial noise ω (or None)
+
+
+@dataclass(frozen=True)
+class Schedules:
+    """ξ_l(t) for l = 1..L+1 (L+1 = output weights v) and ξ^b_l(t) for the biases."""
+
+    weights: tuple[Schedule, ...]
+    biases: tuple[Schedule, ...]
+
+    @classmethod
+    def constant(cls, L: int, xi: float = 1.0, xi_b: float | None = None) -> "Schedules":
+        return cls((Schedule("constant", xi),) * (L + 1), (Schedule("constant", xi if xi_b is None else xi_b),) * (L + 1))
+
+
+@dataclass(frozen=True)
+class Problem:
+    model: Model
+    embedding: Embedding
+    schedules: Schedules
+    train: Any                                  # mfpde.problem.data.DataSet
+    test: Any = None                            # mfpde.problem.data.DataSet or None
+    probes: np.ndarray | None = None            # [P, d]
+    config: dict = field(default_factory=dict)  # the resolved configuration (provenance)
+    name: str = "problem"
+
+    def __post_init__(self):
+        L = self.model.L
+        if len(self.embedding.rules) != L:
+            raise ConfigError("rules", f"needs one rule per hidden layer ({L}), got {len(self.embedding.rules)}")
+        if len(self.embedding.W) != L - 1:
+            raise ConfigError("init", f"needs initial functions W_2..W_{L} ({L - 1} of them), got {len(self.embedding.W)}")
+        if len(self.schedules.weights) != L + 1 or len(self.schedules.biases) != L + 1:
+            raise ConfigError("schedules", f"needs L+1 = {L + 1} weight and bias schedules")
+        for ds, key in ((self.train, "data.train"), (self.test, "data.test")):
+            if ds is None:
+                continue
+            if ds.X.shape[1] != self.model.input_dim:
+                raise ConfigError(key, f"inputs have dimension {ds.X.shape[1]} but model.input_dim = {self.model.input_dim}")
+            if ds.Y.shape[1] != self.model.outputs:
+                raise ConfigError(key, f"targets have {ds.Y.shape[1]} columns but model.outputs = {self.model.outputs}")
+        if self.probes is not None:
+            p = np.asarray(self.probes, dtype=float)
+            if p.ndim != 2 or p.shape[1] != self.model.input_dim:
+                raise ConfigError("probes", f"probe points must have shape [P, {self.model.input_dim}], got {list(p.shape)}")
+        er = self.embedding.edge_rules
+        if er and len(er) != L - 1:
+            raise ConfigError("rules", f"needs one initial-weight rule (or none) per middle weight W_2..W_L ({L - 1}), got {len(er)}")
+        for l in range(2, L + 1):
+            rule = er[l - 2] if er else None
+            if rule is not None and (rule.dim != 1 or rule.n_tracers):
+                raise ConfigError(f"rules.omega_{l}", f"the initial-weight rule must be one-dimensional without tracers, got dimension {rule.dim}")
+            if self.model.edges[l - 2] != "linear" and self.embedding.W[l - 2].noise_std > 0 and rule is None:
+                raise ConfigError(f"rules.omega_{l}", f"W_{l} has a nonlinear edge map ({self.model.edges[l - 2]}) and i.i.d. "
+                                  f"initial noise (noise_std = {self.embedding.W[l - 2].noise_std}): its drift depends on the "
+                                  "noise, which then needs a 1-D rule of its own (SPEC §5, docs/edges.md)")

@@ -1,0 +1,271 @@
+"""Labelled output (Store room): Solution → xarray.Dataset → NetCDF (h5netcdf), and back.
+
+Schema (documented in ``docs/output.md``): dimensions ``time``, ``probe``, ``node_1`` …
+``node_L``, ``input_dim``, ``output`` and ``index_dim_l``; data variables ``loss_train``,
+``error_train``, ``loss_test``, ``error_test`` (time), ``yhat_probe`` (time, probe, output)
+and the parameters ``w_1``, ``W_l``, ``b_l``, ``v``, ``b_out`` (time, …) named as in
+SPEC §2; coordinates for node locations, weights and tracer flags; attributes with the full
+configuration (TOML text), versions, stepper, rules, statistics and creation time.  A file
+is built in memory (the whole HDF5 image) and written by :func:`mfpde.store.atomic.write_bytes`
+(temporary file, fsync, rename; a full disk is one ``WriteError``, never a crash).  Data
+arrays carry Fletcher-32 checksums; the global attributes a SHA-256 (``attrs_checksum``,
+``attrs_sha256``, checked by :func:`read` and not shown in the dataset it returns).
+:func:`summary` / :func:`loss_table` describe a solution or a collected sweep (extra
+dimensions).  Imports numpy, xarray, h5py (lazily) and mfpde only.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import io as _io
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from mfpde.store import atomic
+from mfpde.errors import StoreError
+
+ENGINE = "h5netcdf"
+
+
+def _versions() -> dict[str, str]:
+    import numba
+    import scipy
+    import xarray as xr
+
+    from mfpde import __version__
+
+    return {"mfpde_version": __version__, "numpy_version": np.__version__, "scipy_version": scipy.__version__,
+            "numba_version": numba.__version__, "xarray_version": xr.__version__}
+
+
+def to_xarray(sol):
+    """The labelled dataset of a :class:`~mfpde.store.solution.Solution`."""
+    import xarray as xr
+
+    from mfpde.checks import to_toml
+
+    system = sol.system
+    prob = system.problem
+    L = prob.model.L
+    times = np.asarray(sol.times, dtype=float)
+    coords: dict = {"time": ("time", times, {"long_name": "training time t = k ε", "units": "1"})}
+    for l in range(1, L + 1):
+        rule = system.rules[l - 1]
+        n_tr = getattr(rule, "n_tracers", 0)
+        coords[f"node_{l}"] = (f"node_{l}", np.arange(rule.nodes.shape[0]), {"long_name": f"rule node of hidden layer {l}"})
+        coords[f"node_{l}_weight"] = (f"node_{l}", np.asarray(rule.weights, float), {"long_name": f"quadrature weight ω of layer {l}"})
+        coords[f"node_{l}_coord"] = ((f"node_{l}", f"index_dim_{l}"), np.asarray(rule.nodes, float),
+                                     {"long_name": f"node location c_{l} in the index space"})
+        tracer = np.zeros(rule.nodes.shape[0], dtype=np.int8)
+        if n_tr:
+            tracer[-n_tr:] = 1
+        coords[f"node_{l}_tracer"] = (f"node_{l}", tracer, {"long_name": "1 for tracer nodes (weight 0)"})
+        if l > 1 and system.layout.omega_sizes[l - 1] > 1:
+            coords[f"omega_{l}"] = (f"omega_{l}", system.edge_nodes[l - 2],
+                                    {"long_name": f"standardized initial noise ω of W_{l} (nonlinear edges: W_{l}(0) = W_{l}^0 + noise_std·ω)"})
+            coords[f"omega_{l}_weight"] = (f"omega_{l}", system.edge_weights[l - 2], {"long_name": f"quadrature weight ρ of omega_{l}"})
+    data_vars: dict = {}
+    labels = {"loss_train": "loss on the training law", "error_train": "classification error on the training law",
+              "loss_test": "loss on the test law", "error_test": "classification error on the test law"}
+    for k, label in labels.items():
+        if k in sol.observables:
+            data_vars[k] = ("time", np.asarray(sol.observables[k], float), {"long_name": label})
+    if "yhat_probe" in sol.observables:
+        data_vars["yhat_probe"] = (("time", "probe", "output"), np.asarray(sol.observables["yhat_probe"], float),
+                                   {"long_name": "network output ŷ(t, x) at the probe points"})
+        coords["probe_x"] = (("probe", "input_dim"), np.asarray(prob.probes, float), {"long_name": "probe input x"})
+    if sol.states:
+        st = np.asarray(sol.state_times, float)
+        same = len(st) == len(times) and np.array_equal(st, times)
+        tdim = "time" if same else "state_time"
+        if not same:
+            coords["state_time"] = ("state_time", st, {"long_name": "times at which parameters were stored"})
+        dims = system.layout.dims()
+        stacked = np.stack(sol.states)
+        for name, block in system.layout.views(stacked[0]).items():
+            off = system.layout.offset(name)
+            arr = stacked[:, off:off + block.size].reshape((len(st),) + block.shape)
+            data_vars[name] = ((tdim,) + dims[name], arr, {"long_name": f"parameter {name} at the rule nodes"})
+        from mfpde.system.laws import QUANTILES, parameter_laws
+
+        laws = [parameter_laws(system, y) for y in sol.states]
+        coords["quantile"] = ("quantile", np.asarray(QUANTILES), {"long_name": "probability level"})
+        for name in laws[0]:
+            data_vars[f"law_{name}"] = ((tdim, "quantile"), np.stack([lw[name] for lw in laws]),
+                                        {"long_name": f"quantiles of the law of {name} at a random index (rule-weighted)"})
+    stats = {f"stats_{k}": (int(v) if isinstance(v, (int, np.integer)) else float(v)) for k, v in sol.stats.items()}
+    attrs = {
+        "title": f"mfpde mean-field limit solution: {prob.name}",
+        "config": to_toml(prob.config) if prob.config else "",
+        "stepper": json.dumps(sol.stepper),
+        "rules": json.dumps([r.describe() if hasattr(r, "describe") else type(r).__name__ for r in system.rules]),
+        "depth": L,
+        "model_activations": json.dumps(list(prob.model.activations)),
+        "model_loss": prob.model.loss,
+        "model_edges": json.dumps(list(prob.model.edges)),
+        "train_data": getattr(prob.train, "source", ""),
+        "test_data": getattr(prob.test, "source", "") if prob.test is not None else "",
+        "status": sol.status,
+        "status_message": sol.message,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **_versions(),
+        **stats,
+    }
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+def write(ds, path: str | Path) -> Path:
+    """Write a dataset as NetCDF (h5netcdf) atomically: in-memory image, temp file, fsync, rename.
+
+    The global attributes are sealed (:func:`mfpde.store.atomic.seal`); ``ds`` is not changed.
+    """
+    import h5py
+
+    path = Path(path)
+    ds = ds.copy(deep=False)
+    ds.attrs = {atomic.MARKER: "sha256", **{k: v for k, v in ds.attrs.items() if k not in atomic.CHECKSUM_KEYS}}
+    buf = _io.BytesIO()
+    try:
+        with _local_locks():
+            ds.to_netcdf(buf, engine=ENGINE, encoding=_checksums(ds))
+        with h5py.File(buf, "r+") as f:
+            atomic.seal(f.attrs)
+    except OSError as exc:
+        raise StoreError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+    return atomic.write_bytes(path, buf.getbuffer())
+
+
+def _local_locks():
+    """On a dask worker xarray takes a *distributed* lock named after the target, which an
+    in-memory target cannot name; the image is private to this call, so a local lock is right."""
+    import contextlib
+    import sys
+
+    dask = sys.modules.get("dask")
+    return dask.config.set(scheduler="synchronous") if dask is not None else contextlib.nullcontext()
+
+
+def _checksums(ds) -> dict:
+    """Fletcher-32 checksums on every non-empty numeric array, so a flipped byte reads as an error."""
+    enc = {}
+    for name, v in {**ds.coords, **ds.data_vars}.items():
+        if v.ndim >= 1 and v.size > 0 and (np.issubdtype(v.dtype, np.number) or v.dtype == bool):
+            enc[name] = {**v.encoding, "fletcher32": True}
+            enc[name] = {k: x for k, x in enc[name].items() if k in _ENCODING_KEYS}
+    return enc
+
+
+_ENCODING_KEYS = {"fletcher32", "shuffle", "compression", "compression_opts", "dtype", "_FillValue",
+                  "zlib", "complevel", "scale_factor", "add_offset", "units", "calendar"}
+
+
+def read(path: str | Path):
+    """Open a result file written by mfpde (loaded into memory); clear error if unreadable."""
+    import xarray as xr
+
+    import h5py
+
+    p = Path(path)
+    if not p.exists():
+        raise StoreError(f"result file {str(p)!r} does not exist")
+    try:
+        with h5py.File(p, "r") as f:   # the global attributes as written, checked against their SHA-256
+            atomic.verify({k: f.attrs[k] for k in f.attrs}, f"result file {str(p)!r}")
+        with xr.open_dataset(p, engine=ENGINE) as ds:
+            ds = ds.load()
+    except StoreError:
+        raise
+    except Exception as exc:  # h5py/h5netcdf raise many types on damaged files
+        raise StoreError(f"cannot read {str(p)!r} as NetCDF/HDF5 (truncated or not an mfpde file?): {exc.__class__.__name__}") from None
+    for k in atomic.CHECKSUM_KEYS:
+        ds.attrs.pop(k, None)
+    return ds
+
+
+LOSSES = ("loss_train", "loss_test", "error_train", "error_test")
+
+
+def summary(ds) -> str:
+    """A human summary of a solution dataset or a collected sweep (used by ``mfpde show``)."""
+    lines = [str(ds.attrs.get("title", "mfpde dataset"))]
+    status = ds.data_vars.get("status")
+    if status is not None and status.ndim >= 1:   # a collected sweep: one status per task
+        values, counts = np.unique(np.asarray(status.values, dtype=str), return_counts=True)
+        lines.append("  tasks: " + ", ".join(f"{v}={c}" for v, c in zip(values, counts)) +
+                     f"  (task = {ds.attrs.get('sweep_task', '?')}, mode = {ds.attrs.get('sweep_mode', '?')})")
+    else:
+        lines.append(f"  status: {ds.attrs.get('status', '?')}  stepper: {ds.attrs.get('stepper', '?')}")
+        lines.append(f"  rules: {ds.attrs.get('rules', '?')}")
+    lines.append("  dims: " + ", ".join(f"{k}={v}" for k, v in ds.sizes.items()))
+    lines.append("  variables: " + ", ".join(map(str, ds.data_vars)))
+    lines.append(loss_table(ds))
+    return "\n".join(lines)
+
+
+def loss_table(ds, max_rows: int = 21) -> str:
+    """Losses and errors over time (at most ``max_rows`` times).
+
+    Variables with dimensions besides ``time`` (a collected sweep: its axes, ``task``,
+    ``width``, ``replica``) are summarized by their median over those points per time,
+    followed by each point's last finite value (at most ``max_rows`` points).
+    """
+    if "time" not in ds.variables:
+        return "(no time axis)"
+    t = np.asarray(ds["time"].values)
+    cols = [c for c in LOSSES if c in ds.data_vars and "time" in ds[c].dims]
+    if not cols:
+        return "(no losses recorded)"
+    extra = tuple(d for d in ds[cols[0]].dims if d != "time")
+    cols = [c for c in cols if tuple(d for d in ds[c].dims if d != "time") == extra]
+    idx = np.unique(np.linspace(0, len(t) - 1, min(len(t), max_rows)).round().astype(int)) if len(t) else []
+    values = {c: np.asarray(ds[c].transpose(*extra, "time").values, dtype=float).reshape(-1, len(t)) for c in cols}
+    n_points = next(iter(values.values())).shape[0]
+    rows = []
+    if extra:
+        rows.append(f"median over {n_points} points ({', '.join(f'{d}={ds.sizes[d]}' for d in extra)}; NaN ignored):")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)   # times where every point is NaN
+            series = {c: np.nanmedian(v, axis=0) if n_points else np.full(len(t), np.nan) for c, v in values.items()}
+    else:
+        series = {c: v[0] for c, v in values.items()}
+    rows.append(f"{'time':>10}" + "".join(f"{c:>14}" for c in cols))
+    for i in idx:
+        rows.append(f"{float(t[i]):>10.4g}" + "".join(f"{series[c][i]:>14.6e}" for c in cols))
+    if extra:
+        rows.extend(_final_values(ds, extra, values, cols, max_rows))
+    return "\n".join(rows)
+
+
+def _final_values(ds, extra, values, cols, max_rows):
+    """One row per point: its coordinates and the last finite value of each column."""
+    labels = []
+    for pos in np.ndindex(*(ds.sizes[d] for d in extra)):
+        parts = []
+        for d, i in zip(extra, pos):
+            names = [d] if d in ds.coords else []
+            names += [k for k, c in ds.coords.items() if k != d and c.dims == (d,)]
+            parts += [f"{k}={_label(ds[k].values[i])}" for k in names] or [f"{d}={i}"]
+        labels.append(", ".join(parts))
+    status = ds.data_vars.get("status")
+    status = np.asarray(status.transpose(*extra).values, dtype=str).ravel() if status is not None and \
+        set(status.dims) == set(extra) else None
+    width = max([len(s) for s in labels] + [5])
+    rows = ["final values per point:", f"{'point':<{width}}" + "".join(f"{c:>14}" for c in cols) +
+            ("  status" if status is not None else "")]
+    for k, label in enumerate(labels[:max_rows]):
+        last = []
+        for c in cols:
+            finite = np.flatnonzero(np.isfinite(values[c][k]))
+            last.append(values[c][k][finite[-1]] if finite.size else np.nan)
+        rows.append(f"{label:<{width}}" + "".join(f"{v:>14.6e}" for v in last) +
+                    (f"  {status[k]}" if status is not None else ""))
+    if len(labels) > max_rows:
+        rows.append(f"… {len(labels) - max_rows} more points")
+    return rows
+
+
+def _label(v) -> str:
+    v = v.item() if hasattr(v, "item") else v
+    return f"{v:g}" if isinstance(v, float) else str(v)

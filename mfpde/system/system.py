@@ -1,0 +1,235 @@
+"""The discretized limit system (System room): arrays on the rules plus one compiled RHS.
+
+``System(problem)`` evaluates the initial functions on the rule nodes, lays the parameters
+out in one flat state vector (:class:`mfpde.system.layout.Layout`), and packs everything the
+compiled kernels need into ``sysargs``.  It exposes the right-hand side twice: ``rhs`` (the
+Numba kernels of :mod:`mfpde.system.kernels`) and ``rhs_reference`` (a short numpy transcription of
+SPEC §2 — the executable spec, also the baseline of the speed benchmark).  Observables
+(train/test loss and error, ŷ on probes) are evaluated by ``observe``.  Imports numpy and
+mfpde's Problem and System modules; never the solvers.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from mfpde.problem import activations
+
+from mfpde.system import kernels
+
+from mfpde.problem import schedules
+from mfpde.problem import edges as edge_maps
+from mfpde.system.layout import Layout
+from mfpde.problem.model import Problem
+
+
+class System:
+    """Discretized mean-field system of ``problem`` (SPEC §3): state, weights, kernels."""
+
+    def __init__(self, problem: Problem):
+        self.problem = problem
+        m = problem.model
+        emb = problem.embedding
+        self.rules = emb.rules
+        self.nodes = [np.ascontiguousarray(r.nodes, dtype=float) for r in emb.rules]
+        self.weights = [np.ascontiguousarray(r.weights, dtype=float) for r in emb.rules]
+        # initial-weight index of W_2..W_L (nonlinear edges, SPEC §5): nodes ω_r and weights ρ_r
+        er = emb.edge_rules or (None,) * (m.L - 1)
+        self.edge_nodes = [np.zeros(1) if r is None else np.asarray(r.nodes, dtype=float)[:, 0] for r in er]
+        self.edge_weights = [np.ones(1) if r is None else np.asarray(r.weights, dtype=float) for r in er]
+        self.layout = Layout.build(m.input_dim, m.outputs, [len(w) for w in self.weights], m.biases, m.output_bias,
+                                   [1] + [len(w) for w in self.edge_weights])
+        self.act_codes = [activations.get(a).code for a in m.activations]
+        self.out_code = activations.get(m.output_activation).code
+        self.loss = m.loss_spec
+        self.edge_codes = [0] + [edge_maps.code(e) for e in m.edges]
+        self.lay = self.layout.lay_array(self.act_codes, self.out_code, self.loss.code, self.edge_codes)
+        self.omega = np.ascontiguousarray(np.concatenate(self.weights + [np.ones(1)] + self.edge_weights))
+        self.sched, self.sched_flat = schedules.pack(list(problem.schedules.weights) + list(problem.schedules.biases))
+        self.lossp = np.array([float(self.loss.code), self.loss.param])
+        self.y0 = self.initial_state()
+        self._evals: dict[int, tuple] = {}
+        self.sysargs = self.make_args(problem.train.X, problem.train.Y, problem.train.weights)
+
+    # ------------------------------------------------------------------ construction
+    def initial_state(self) -> np.ndarray:
+        """The flat initial state: initial functions evaluated on the nodes."""
+        m = self.problem.model
+        emb = self.problem.embedding
+        L = m.L
+        arrays = {"w_1": emb.w_1.node_values(self.nodes[0], m.input_dim, "init.w_1")}
+        for l in range(2, L + 1):
+            W0 = emb.W[l - 2].edge_values(self.nodes[l - 2], self.nodes[l - 1], f"init.W_{l}")
+            if self.layout.omega_sizes[l - 1] > 1:   # W^0(ω, c, c') = W^0(c, c') + noise_std · ω
+                W0 = W0[None] + emb.W[l - 2].noise_std * self.edge_nodes[l - 2][:, None, None]
+            elif emb.W[l - 2].noise_std > 0 and self.edge_nodes[l - 2][0] != 0.0:
+                W0 = W0 + emb.W[l - 2].noise_std * self.edge_nodes[l - 2][0]
+            arrays[f"W_{l}"] = W0
+        for l in range(1, L + 1):
+            if m.biases[l - 1]:
+                fn = emb.b[l - 1] if len(emb.b) >= l else None
+                arrays[f"b_{l}"] = np.zeros(len(self.nodes[l - 1])) if fn is None else fn.node_values(self.nodes[l - 1], None, f"init.b_{l}")
+        arrays["v"] = emb.v.node_values(self.nodes[L - 1], m.outputs, "init.v")
+        if m.output_bias:
+            fn = emb.b_out
+            arrays["b_out"] = np.zeros(m.outputs) if fn is None else fn.node_values(np.zeros((1, 1)), m.outputs, "init.b_out")[0]
+        return self.layout.pack(arrays)
+
+    def make_args(self, X, Y, rho) -> tuple:
+        """The kernel argument tuple for data (X [M, d], Y [M, K], ρ [M])."""
+        X = np.ascontiguousarray(X, dtype=float)
+        Y = np.ascontiguousarray(Y, dtype=float)
+        rho = np.ascontiguousarray(rho, dtype=float)
+        work = np.empty(kernels.work_size(self.lay, X.shape[0]))
+        return (self.lay, self.omega, X, Y, rho, self.sched, self.sched_flat, self.lossp, work,
+                activations.user_functions())
+
+    @property
+    def size(self) -> int:
+        return self.layout.size
+
+    def views(self, y: np.ndarray) -> dict[str, np.ndarray]:
+        return self.layout.views(y)
+
+    # ------------------------------------------------------------------ right-hand sides
+    def rhs(self, t: float, y: np.ndarray, dy: np.ndarray | None = None) -> np.ndarray:
+        """Compiled drift dy/dt at (t, y) on the training data."""
+        if dy is None:
+            dy = np.empty_like(y)
+        kernels.rhs(float(t), y, dy, self.sysargs)
+        return dy
+
+    def jvp(self, t: float, y: np.ndarray, u: np.ndarray, method: str = "analytic") -> np.ndarray:
+        """J(t, y)·u, J = ∂(drift)/∂y: ``"analytic"`` (:mod:`mfpde.system.jvp`; finite differences where
+        it does not apply, see ``mfpde.system.jvp.supported``), ``"fd"`` (forward) or ``"fd_central"``."""
+        from mfpde.system import jvp as _jvp
+
+        if method == "analytic" and _jvp.supported(self)[0]:
+            if getattr(self, "_jwork", None) is None:
+                self._jwork = np.empty(_jvp.work_size(self.lay, self.sysargs[2].shape[0]))
+            out = np.empty_like(y)
+            _jvp.jvp(float(t), y, np.ascontiguousarray(u, dtype=float), out, self.sysargs, self._jwork)
+            return out
+        return _jvp.fd_jvp(self, t, y, u, central=(method == "fd_central"))
+
+    def rhs_reference(self, t: float, y: np.ndarray) -> np.ndarray:
+        """Numpy transcription of SPEC §2 on the rule (the executable spec)."""
+        return reference_drift(self, t, y, self.problem.train.X, self.problem.train.Y, self.problem.train.weights)
+
+    # ------------------------------------------------------------------ observables
+    def evaluate(self, y: np.ndarray, X, Y, rho) -> tuple[float, float, np.ndarray]:
+        """(loss, classification error, ŷ [M, K]) of state y on weighted data."""
+        key = (id(X), X.shape[0])
+        args = self._evals.get(key)
+        if args is None or args[0] is not X:
+            a = self.make_args(X, Y, rho)
+            args = (X, a)
+            self._evals[key] = args
+        a = args[1]
+        yhat = np.empty((a[2].shape[0], self.layout.outputs))
+        loss, err = kernels.evaluate(y, a[0], a[1], a[2], a[3], a[4], a[7], a[8], a[9], yhat)
+        return float(loss), float(err), yhat
+
+    def predict(self, y: np.ndarray, X) -> np.ndarray:
+        """ŷ(x) for the rows of X."""
+        X = np.ascontiguousarray(X, dtype=float)
+        Y = np.zeros((X.shape[0], self.layout.outputs))
+        if self.loss.name == "logistic":
+            Y += 1.0
+        if self.loss.name == "softmax_ce":
+            Y[:, 0] = 1.0
+        return self.evaluate(y, X, Y, np.full(X.shape[0], 1.0 / X.shape[0]))[2]
+
+    def observe(self, y: np.ndarray) -> dict[str, np.ndarray | float]:
+        """Every scalar/probe observable of SPEC §2 at state y."""
+        p = self.problem
+        out: dict[str, np.ndarray | float] = {}
+        out["loss_train"], out["error_train"], _ = self.evaluate(y, p.train.X, p.train.Y, p.train.weights)
+        if p.test is not None:
+            out["loss_test"], out["error_test"], _ = self.evaluate(y, p.test.X, p.test.Y, p.test.weights)
+        if p.probes is not None and len(p.probes):
+            out["yhat_probe"] = self.predict(y, p.probes)
+        return out
+
+
+def _edge_terms(system: System, V: dict, l: int, a_prev: np.ndarray):
+    """(W [R, Q_{l−1}, Q_l], ρ [R], σ, ∂_W σ, ∂_a σ each [M, R, Q_{l−1}, Q_l]) of middle layer l."""
+    W = V[f"W_{l}"]
+    if W.ndim == 2:
+        W = W[None]
+    rho = system.edge_weights[l - 2]
+    return (W, rho) + edge_maps.numpy_edge(system.problem.model.edges[l - 2], W[None], a_prev[:, None, :, None])
+
+
+def reference_forward(system: System, y: np.ndarray, X: np.ndarray):
+    """Numpy forward pass: lists of pre-activations H_l and activations, and H_out."""
+    m = system.problem.model
+    V = system.views(y)
+    Hs, As = [], []
+    a_prev = None
+    for l in range(1, m.L + 1):
+        if l == 1:
+            h = X @ V["w_1"].T
+        elif m.edges[l - 2] != "linear" or V[f"W_{l}"].ndim == 3:
+            # h_l = E_ω E_{C_{l−1}} σ_l(W_l(ω, C_{l−1}, c_l), φ(h_{l−1}(C_{l−1})))
+            W, rho, sig, _, _ = _edge_terms(system, V, l, a_prev)
+            h = np.einsum("r,q,mrqk->mk", rho, system.weights[l - 2], sig)
+        else:
+            h = (a_prev * system.weights[l - 2]) @ V[f"W_{l}"]
+        if m.biases[l - 1]:
+            h = h + V[f"b_{l}"]
+        a_prev, _ = activations.get(m.activations[l - 1]).pair(h)
+        Hs.append(h)
+        As.append(a_prev)
+    hout = (a_prev * system.weights[-1]) @ V["v"]
+    if m.output_bias:
+        hout = hout + V["b_out"]
+    return Hs, As, hout
+
+
+def reference_drift(system: System, t: float, y: np.ndarray, X, Y, rho) -> np.ndarray:
+    """SPEC §2 line by line in numpy: forward, backward (δ_l), drift of every parameter."""
+    m = system.problem.model
+    L = m.L
+    V = system.views(y)
+    sw, sb = system.problem.schedules.weights, system.problem.schedules.biases
+    Hs, As, hout = reference_forward(system, y, X)
+    yhat, dphi_out = activations.get(m.output_activation).pair(hout)
+    # ∂_2 loss in closed form (the FD gradient test checks these independently)
+    name, delta = system.loss.name, system.loss.param
+    r = yhat - Y
+    if name == "squared":
+        g = r
+    elif name == "mse":
+        g = 2 * r
+    elif name == "huber":
+        g = np.clip(r, -delta, delta)
+    elif name == "logistic":
+        g = -Y / (1.0 + np.exp(Y * yhat))
+    else:
+        p = np.exp(yhat - np.logaddexp.reduce(yhat, axis=1, keepdims=True))
+        g = p * Y.sum(axis=1, keepdims=True) - Y
+    d_out = g * dphi_out                                           # δ_{L+1}(z)
+    dy = {}
+    dy["v"] = -sw[L](t) * (As[L - 1].T @ (rho[:, None] * d_out))  # −ξ E_Z[δ_{L+1} φ_L(h_L)]
+    if m.output_bias:
+        dy["b_out"] = -sb[L](t) * (rho @ d_out)
+    delta_l = (d_out @ V["v"].T) * activations.get(m.activations[L - 1]).pair(Hs[L - 1])[1]   # δ_L
+    for l in range(L, 0, -1):
+        general = l > 1 and (m.edges[l - 2] != "linear" or V[f"W_{l}"].ndim == 3)
+        if l == 1:
+            dy["w_1"] = -sw[0](t) * ((rho[:, None] * delta_l).T @ X)
+        elif general:
+            # ∂_t W_l(ω, c, c') = −ξ_l E_Z[δ_l(Z, c') ∂_W σ_l(W_l(ω, c, c'), φ(h_{l−1}(X, c)))]
+            W, rw, _, dsw, dsa = _edge_terms(system, V, l, As[l - 2])
+            dW = -sw[l - 1](t) * np.einsum("m,mk,mrqk->rqk", rho, delta_l, dsw)
+            dy[f"W_{l}"] = dW.reshape(V[f"W_{l}"].shape)
+        else:
+            dy[f"W_{l}"] = -sw[l - 1](t) * (As[l - 2].T @ (rho[:, None] * delta_l))
+        if m.biases[l - 1]:
+            dy[f"b_{l}"] = -sb[l - 1](t) * (rho @ delta_l)
+        if general:   # δ_{l−1} = E_ω E_{C_l}[δ_l ∂_a σ_l(W_l(ω, c_{l−1}, C_l), φ_{l−1})] φ'_{l−1}
+            back = np.einsum("r,k,mk,mrqk->mq", rw, system.weights[l - 1], delta_l, dsa)
+            delta_l = back * activations.get(m.activations[l - 2]).pair(Hs[l - 2])[1]
+        elif l > 1:   # δ_{l−1} = E_{C_l}[δ_l W_l(c_{l−1}, C_l)] φ'_{l−1}
+            delta_l = ((delta_l * system.weights[l - 1]) @ V[f"W_{l}"].T) * activations.get(m.activations[l - 2]).pair(Hs[l - 2])[1]
+    return system.layout.pack(dy)
