@@ -45,7 +45,8 @@ from mfpde.system import kernels
 from mfpde.problem import quadrature as qd
 from mfpde._jit import njit
 from mfpde.problem.data import TwoLayerTeacher, finite_set
-from mfpde.finite.sgd import network_problem, sgd_steps
+from mfpde.finite.network import network_problem
+from mfpde.finite.sgd import sgd_steps
 from mfpde.problem.model import Embedding, Model, Problem, Schedules
 from mfpde.system.system import System
 

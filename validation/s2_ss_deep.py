@@ -34,7 +34,7 @@ import numpy as np
 
 from mfpde.store import runs
 from mfpde.problem.data import make_law
-from mfpde.finite.sgd import config_entropy
+from mfpde.finite.network import config_entropy
 from mfpde.problem.quadrature import user
 from validation import common
 

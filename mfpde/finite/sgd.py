@@ -1,18 +1,15 @@
-"""Finite-width networks trained by mean-field SGD (Monte-Carlo engine; System + Stepper rooms).
+"""Mean-field SGD of finite networks (Finite room): the compiled Euler loop, train, checks, checkpoints.
 
-A finite network of widths n_1..n_L is the discretized system with equal weights 1/n_l at
-nodes sampled from each index space's law (SPEC §3: "one code path serves quadrature and
-Monte Carlo alike"), plus the i.i.d. noise of middle weights (``noise_std``, SPEC §4).  SGD
-is explicit Euler with Δt = ε on a minibatch: the compiled loop :func:`sgd_steps` calls the
-same :func:`mfpde.system.kernels.rhs` as the limit solver with the batch as data.  Modes:
+SGD is explicit Euler with Δt = ε on a minibatch of the network built by
+:mod:`mfpde.finite.network`: the compiled loop :func:`sgd_steps` calls the same
+:func:`mfpde.system.kernels.rhs` as the limit solver with the batch as data.  Modes:
 
 * ``full``      — full-batch GD on the training set (exactly Euler on the limit system's data);
 * ``online``    — fresh samples from the training *law* every step (batch B);
 * ``minibatch`` — batches of B drawn without replacement from the finite training set, epoch
   by epoch.
 
-Randomness: one :class:`numpy.random.SeedSequence` per run, from (config hash, width,
-replica), so any single run is reproducible alone, bit for bit.  Imports numpy and mfpde.
+Imports numpy and mfpde (Problem, System, Stepper and Store rooms; mfpde.finite.network).
 """
 from __future__ import annotations
 
@@ -21,7 +18,7 @@ import json
 import math
 import os
 import time as _time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,134 +28,13 @@ from mfpde import checks
 from mfpde.system import kernels
 from mfpde._jit import njit
 from mfpde.errors import BlowUpError, ConfigError
-from mfpde.problem.model import Embedding, Problem
+from mfpde.finite.network import (_widths, initial_network_state, network_problem, network_statistics,
+                                   run_seed)
+from mfpde.problem.model import Problem
 from mfpde.system.system import System
 
 MODES = ("full", "online", "minibatch")
 BATCH_BYTES = 32 * 2**20  # pre-generated batch buffer per chunk
-
-
-# ----------------------------------------------------------------------------- index laws
-def sample_index_law(rule, rng: np.random.Generator, n: int) -> np.ndarray:
-    """n i.i.d. draws [n, k] from the law a rule integrates (read off its kind and params)."""
-    kind, p = rule.kind, rule.params
-    k = rule.dim
-
-    def vec(name, default):
-        v = p.get(name, default)
-        v = default if v is None else v
-        return np.broadcast_to(np.asarray(v, dtype=float), (k,))
-
-    if kind == "tensor":
-        parts = [_rule_from_dict(sub) for sub in p["rules"]]
-        return np.concatenate([sample_index_law(r, rng, n) for r in parts], axis=1)
-    law = p.get("law", "normal")
-    if checks.is_one_of(kind, ("gauss_legendre",)) or (checks.is_one_of(kind, ("sobol", "monte_carlo")) and law == "uniform") \
-            or (kind == "smolyak" and p.get("base") == "gauss_legendre"):
-        lo, hi = vec("low", 0.0), vec("high", 1.0)
-        return lo + (hi - lo) * rng.random((n, k))
-    if checks.is_one_of(kind, ("gauss_hermite", "gaussian_trapezoid", "sobol", "monte_carlo", "smolyak")):
-        return vec("mean", 0.0) + vec("std", 1.0) * rng.standard_normal((n, k))
-    # user rules (and anything else): the empirical law of the nodes
-    q0 = rule.size - rule.n_tracers
-    w = np.asarray(rule.weights[:q0], dtype=float)
-    if np.any(w < 0):
-        raise ConfigError("rules", f"cannot sample from a {kind} rule with negative weights")
-    idx = rng.choice(q0, size=n, p=w / w.sum())
-    return np.array(rule.nodes[idx], dtype=float)
-
-
-def _rule_from_dict(spec):
-    from mfpde.problem.quadrature import make_rule
-
-    return make_rule(spec, "rules")
-
-
-# ----------------------------------------------------------------------------- seeds
-def config_entropy(problem: Problem) -> int:
-    """A 128-bit integer from the sections of the configuration that define the problem.
-
-    ``[sgd]``, ``[solver]`` and ``[output]`` are left out: adding widths or replicas, or
-    saving at other times, keeps the seeds of runs already done.
-    """
-    from mfpde.checks import to_toml
-
-    if problem.config:
-        text = to_toml({k: v for k, v in problem.config.items() if k not in ("sgd", "solver", "output")})
-    else:
-        text = repr(problem.name)
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:16], "little")
-
-
-def run_seed(problem: Problem, width, replica: int) -> np.random.SeedSequence:
-    """The SeedSequence of one run: (config hash, widths, replica).
-
-    ``width`` is one width or the per-layer widths; equal widths (n, …, n) give the key
-    (n, replica), different ones (n_1, …, n_L, replica), so that runs differing in any
-    layer's width never share random streams.
-    """
-    w = (int(width),) if isinstance(width, (int, np.integer)) else tuple(int(n) for n in width)
-    if len(set(w)) == 1:
-        w = w[:1]
-    return np.random.SeedSequence(config_entropy(problem), spawn_key=w + (int(replica),))
-
-
-# ----------------------------------------------------------------------------- networks
-def network_problem(problem: Problem, widths, rng: np.random.Generator, tracers=None) -> Problem:
-    """The problem whose rules are n_l i.i.d. index samples with weights 1/n_l (a finite network)."""
-    from mfpde.problem.quadrature import user
-
-    L = problem.model.L
-    widths = _widths(widths, L)
-    rules = []
-    for l in range(L):
-        nodes = sample_index_law(problem.embedding.rules[l], rng, widths[l])
-        r = user(nodes, np.full(widths[l], 1.0 / widths[l]))
-        rules.append(r)
-    emb = problem.embedding
-    # a network has one initial weight per edge: the limit's initial-noise index (nonlinear
-    # edges, SPEC §5) becomes one node at ω = 0, and initial_network_state draws each weight's
-    # own noise from the law that index's rule integrates
-    edge_rules = tuple(None if r is None else _noise_rule(r) for r in emb.edge_rules)
-    return replace(problem, embedding=Embedding(tuple(rules), emb.w_1, emb.W, emb.v, emb.b, emb.b_out, edge_rules))
-
-
-NOISE_KIND = "network_noise"
-
-
-def _noise_rule(rule):
-    """The one-node initial-noise rule of a network; it remembers the law to sample from."""
-    from mfpde.problem.quadrature import Rule, rule_to_dict
-
-    return Rule(np.zeros((1, 1)), np.ones(1), NOISE_KIND, {"law_rule": rule_to_dict(rule)})
-
-
-def _widths(widths, L: int) -> tuple[int, ...]:
-    if isinstance(widths, (int, np.integer)) and not isinstance(widths, bool):
-        widths = (int(widths),) * L
-    if isinstance(widths, (str, bytes)) or not hasattr(widths, "__iter__"):
-        raise ConfigError("sgd.widths", f"need {L} positive integer widths (one per hidden layer), got {widths!r}")
-    widths = tuple(widths)
-    if len(widths) != L or any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1 for n in widths):
-        raise ConfigError("sgd.widths", f"need {L} positive integer widths (one per hidden layer), got {widths!r}")
-    return tuple(int(n) for n in widths)
-
-
-def initial_network_state(system: System, rng: np.random.Generator) -> np.ndarray:
-    """y0 of the network: the embedding on the sampled nodes plus i.i.d. middle-weight noise."""
-    y = system.y0.copy()
-    views = system.views(y)
-    emb = system.problem.embedding
-    for l, fn in enumerate(emb.W, start=2):
-        s = fn.noise_std
-        rule = emb.edge_rules[l - 2] if emb.edge_rules else None
-        if s > 0:
-            W = views[f"W_{l}"]
-            if rule is not None and rule.kind == NOISE_KIND:   # the law of the limit's noise index
-                W += s * sample_index_law(_rule_from_dict(rule.params["law_rule"]), rng, W.size).reshape(W.shape)
-            else:
-                W += s * rng.standard_normal(W.shape)
-    return y
 
 
 # ----------------------------------------------------------------------------- compiled SGD
@@ -218,27 +94,6 @@ class FiniteRun:
 
     def array(self, name: str) -> np.ndarray:
         return np.asarray(self.observables[name], dtype=float)
-
-
-def network_statistics(system: System, y: np.ndarray, quantiles=(0.05, 0.25, 0.5, 0.75, 0.95), n_sv: int = 3) -> dict:
-    """Weight quantiles per layer; spread of pre-activations across neurons and top singular
-    values of each hidden layer's pre-activation matrix on the probe points."""
-    from mfpde.system.system import reference_forward
-
-    out: dict[str, np.ndarray] = {}
-    for name, block in system.views(y).items():
-        out[f"quantiles_{name}"] = np.quantile(block, quantiles)
-    probes = system.problem.probes
-    if probes is not None and len(probes):
-        Hs, _, _ = reference_forward(system, y, np.asarray(probes, float))
-        for l, H in enumerate(Hs, start=1):   # H [P, n_l]
-            out[f"h_spread_{l}"] = np.asarray(np.mean(np.std(H, axis=1)))
-            sv = np.linalg.svd(H / math.sqrt(H.shape[1]), compute_uv=False)
-            top = np.full(n_sv, 0.0)
-            top[:min(n_sv, len(sv))] = sv[:n_sv]
-            out[f"singular_values_{l}"] = top
-    return out
-
 
 def train(problem: Problem, widths, *, mode: str = "full", batch: int = 1, lr: float = 0.01,
           t_end: float = 1.0, record_times=None, replica: int = 0, law=None, statistics: bool = True,

@@ -14,7 +14,8 @@ from mfpde.store import runs
 from mfpde.problem.data import GaussianTeacherLaw, SingleIndexTanh, finite_set
 from mfpde.finite.ensemble import run_ensemble
 from mfpde.errors import ConfigError, StoreError
-from mfpde.finite.sgd import network_problem, run_seed, sample_index_law, train
+from mfpde.finite.network import network_problem, run_seed, sample_index_law
+from mfpde.finite.sgd import train
 from mfpde.problem.model import Embedding, Model, Problem, Schedules
 from mfpde.solvers import integrate, make
 from mfpde.system.system import System
@@ -70,7 +71,7 @@ def test_sgd_step_is_minus_multiplier_times_fd_gradient_of_the_batch_risk():
     init_ss, data_ss = np.random.SeedSequence(7).spawn(2)
     init_rng = np.random.default_rng(init_ss)
     net = System(network_problem(p, (5, 7), init_rng))
-    from mfpde.finite.sgd import initial_network_state
+    from mfpde.finite.network import initial_network_state
 
     y0 = initial_network_state(net, init_rng)
     batch = law.sample(np.random.default_rng(data_ss), 3)
@@ -106,7 +107,7 @@ def test_full_batch_gd_equals_solver_euler_on_the_network_nodes():
     init_ss, _ = np.random.SeedSequence(3).spawn(2)
     rng = np.random.default_rng(init_ss)
     s = System(network_problem(p, 64, rng))
-    from mfpde.finite.sgd import initial_network_state
+    from mfpde.finite.network import initial_network_state
 
     y0 = initial_network_state(s, rng)
     sol = integrate(s, make("euler", s, dt=0.05), 1.0, times=[0.5], y0=y0)
@@ -133,7 +134,7 @@ def test_network_initialization_follows_the_iid_laws():
     p = config.loads(SMALL).problem
     rng = np.random.default_rng(11)
     s = System(network_problem(p, 400, rng))
-    from mfpde.finite.sgd import initial_network_state
+    from mfpde.finite.network import initial_network_state
 
     V = s.views(initial_network_state(s, rng))
     n = 400
