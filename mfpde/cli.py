@@ -166,28 +166,11 @@ def _solve(args) -> int:
         from mfpde.errors import ConfigError
 
         raise ConfigError("--checkpoint-every", f"must be >= 1, got {args.checkpoint_every}")
-    from mfpde.problem import config as cfg_mod
-    from mfpde import solvers
+    import mfpde
     from mfpde.store import netcdf as io
-    from mfpde.system.system import System
 
-    raw_cfg = cfg_mod.load(args.config) if args.config else cfg_mod.default()
-    raw = raw_cfg.raw
-    if args.stepper is not None or args.dt is not None or args.t_end is not None:
-        raw = dict(raw)
-        solver = dict(raw.get("solver", {}))
-        if args.stepper is not None:   # --stepper "" is an error, not "no override"
-            solver["stepper"] = args.stepper
-        if args.dt is not None:
-            solver["dt"] = args.dt
-        if args.t_end is not None:
-            solver["t_end"] = args.t_end
-            if "save_times" in solver:
-                solver["save_times"] = [x for x in solver["save_times"] if x <= args.t_end]
-        raw["solver"] = solver
-        base = Path(args.config).parent if args.config else None
-        raw_cfg = cfg_mod.from_dict(raw, raw_cfg.source, base)
-    c = raw_cfg
+    overrides = {"stepper": args.stepper, "dt": args.dt, "t_end": args.t_end}   # None: not given
+    c = mfpde.load(args.config or None, **overrides)   # built once, data included; no file: the embedded default
     for note in c.notes:
         print(f"mfpde: warning: {note}", file=sys.stderr)
     if args.output is not None:
@@ -201,24 +184,20 @@ def _solve(args) -> int:
     out = Path(out)
     say = (lambda *a: None) if args.quiet else print
     t0 = time.perf_counter()
-    system = System(c.problem)
-    stepper = solvers.make(c.solver.stepper, system, **c.solver.stepper_options())
-    # refuse a step the save times cannot honour before printing or assessing anything
-    stepper.check_times(solvers.save_times(c.solver.t_end, every=c.solver.save_every, times=c.solver.save_times))
-    fixed = not stepper.adaptive
-    step = f"dt = {c.solver.dt}" if fixed else f"rtol = {getattr(stepper, 'rtol', '?')}, atol = {getattr(stepper, 'atol', '?')}"
-    say(f"mfpde: solving {c.problem.name!r}: L = {c.problem.model.L}, nodes per layer = "
-        f"{list(system.layout.sizes)}, state size = {system.size}, {c.solver.stepper} {step}, t_end = {c.solver.t_end}")
-    if not args.quiet:
-        from mfpde.system.stiffness import assess
 
-        say(assess(system).report(c.solver.stepper, c.solver.dt if fixed else None))
+    def report(system, stepper):   # after the save times are checked against the stepper, before any step
+        fixed = not stepper.adaptive
+        step = f"dt = {c.solver.dt}" if fixed else f"rtol = {getattr(stepper, 'rtol', '?')}, atol = {getattr(stepper, 'atol', '?')}"
+        say(f"mfpde: solving {c.problem.name!r}: L = {c.problem.model.L}, nodes per layer = "
+            f"{list(system.layout.sizes)}, state size = {system.size}, {c.solver.stepper} {step}, t_end = {c.solver.t_end}")
+        if not args.quiet:
+            from mfpde.system.stiffness import assess
+
+            say(assess(system).report(c.solver.stepper, c.solver.dt if fixed else None))
+
     try:
-        sol = solvers.integrate(system, stepper, c.solver.t_end, times=c.solver.save_times,
-                                save_every=c.solver.save_every, parameters=c.output.parameters,
-                                progress=False if args.quiet else args.progress,
-                                checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
-                                resume=args.resume)
+        sol = mfpde.solve(c, progress=False if args.quiet else args.progress, checkpoint=args.checkpoint,
+                          checkpoint_every=args.checkpoint_every, resume=args.resume, on_start=report)
     except BlowUpError as exc:
         if exc.partial is not None:
             io.write(exc.partial.to_xarray(), out)
@@ -237,10 +216,11 @@ def _solve(args) -> int:
 
 
 def _sgd(args) -> int:
+    import mfpde
     from mfpde.problem import config as cfg_mod
     from mfpde.finite.ensemble import check_widths, run_ensemble
 
-    c = cfg_mod.load(args.config) if args.config else cfg_mod.default()
+    c = mfpde.load(args.config or None)   # no file: the embedded default
     from mfpde.finite.ensemble import MAX_BATCH, MAX_REPLICAS
 
     for name, hi in (("replicas", MAX_REPLICAS), ("batch", MAX_BATCH)):

@@ -25,8 +25,8 @@ malformed (a TOML file or ``config`` attribute that is not valid UTF-8 TOML, an
 ``error_estimate_*`` attribute that is not a finite number >= 0, a missing ``loss_train``) FAILs
 :func:`verify` with that line as its message, before any re-solve.
 
-Documented in ``docs/references.md``.  Imports numpy, xarray and mfpde (config, system,
-solvers, io).
+Documented in ``docs/references.md``.  Imports numpy, xarray and mfpde (every solve goes
+through :func:`mfpde.solve`; config and io for reading and writing).
 """
 from __future__ import annotations
 
@@ -216,17 +216,11 @@ def with_time(raw: Mapping, value: float) -> dict:
 
 # ---------------------------------------------------------------------------- solving
 def solve(raw: Mapping, parameters: str = "none", base_dir=None):
-    """(Config, Solution) of a configuration table at its own settings."""
-    from mfpde.problem import config as cfg_mod
-    from mfpde import solvers
-    from mfpde.system.system import System
+    """(Config, Solution) of a configuration table at its own settings (:func:`mfpde.solve`)."""
+    import mfpde
 
-    c = cfg_mod.from_dict(raw, "<reference>", base_dir)
-    system = System(c.problem)
-    stepper = solvers.make(c.solver.stepper, system, **c.solver.stepper_options())
-    sol = solvers.integrate(system, stepper, c.solver.t_end, times=c.solver.save_times, save_every=c.solver.save_every,
-                            parameters=parameters, progress=False)
-    return c, sol
+    c = mfpde.load(raw, source="<reference>", base_dir=base_dir)
+    return c, mfpde.solve(c, parameters=parameters, progress=False)
 
 
 def _sup(a, b) -> float:
