@@ -362,30 +362,16 @@ def run_task(task: Task, outdir: str, numba_threads: int | None = 1) -> dict:
 
 
 def _solve(c: cfg_mod.Config):
-    from mfpde import solvers
-    from mfpde.system.system import System
+    import mfpde
 
-    system = System(c.problem)
-    stepper = solvers.make(c.solver.stepper, system, **c.solver.stepper_options())
-    sol = solvers.integrate(system, stepper, c.solver.t_end, times=c.solver.save_times,
-                            save_every=c.solver.save_every, parameters=c.output.parameters, progress=False)
-    return sol.to_xarray()
+    return mfpde.solve(c, progress=False).to_xarray()
 
 
 def _train(c: cfg_mod.Config, width: int, replica: int):
-    from mfpde import finite
-    from mfpde.finite.ensemble import record_times
+    import mfpde
+    from mfpde.api import sgd_lr
 
-    law = None
-    if c.sgd.mode == "online":
-        from mfpde.problem.data import make_law
-
-        law = make_law(c.raw["data"]["train"], "data.train")
-    lr = float(c.sgd.lr or c.solver.dt)
-    run = finite.train(c.problem, width, mode=c.sgd.mode, batch=c.sgd.batch, lr=lr, t_end=c.solver.t_end,
-                       record_times=record_times(c), replica=replica, law=law, statistics=c.sgd.statistics,
-                       bound=c.solver.bound, coupling=c.sgd.coupling)
-    return run_to_xarray(run, c, lr)
+    return run_to_xarray(mfpde.train(c, width, replica=replica), c, sgd_lr(c))
 
 
 def run_to_xarray(run, c: cfg_mod.Config, lr: float):

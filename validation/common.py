@@ -89,12 +89,14 @@ def load(text: str, base: Path | None = None) -> cfg_mod.Config:
 
 def solve_limit(c: cfg_mod.Config, out: Path, *, stepper: str, dt: float, t_end: float, save_every: float,
                 parameters: str = "final"):
-    """Solve the limit system, write it as NetCDF and return the Dataset."""
-    s = System(c.problem)
-    sol = integrate(s, make(stepper, s, dt=dt), t_end, save_every=save_every, parameters=parameters, progress=False)
-    ds = sol.to_xarray()
-    io.write(ds, out)
-    return io.read(out), sol, s
+    """Solve the limit system (:func:`mfpde.solve` with these [solver] overrides), write it as NetCDF;
+    returns (the Dataset read back, the Solution, the System)."""
+    import mfpde
+
+    sol = mfpde.solve(c, stepper=stepper, dt=dt, t_end=t_end, save_every=save_every, parameters=parameters,
+                      progress=False)
+    io.write(sol.to_xarray(), out)
+    return io.read(out), sol, sol.system
 
 
 def record_times(t_end: float, every: float) -> list[float]:
