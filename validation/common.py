@@ -1,18 +1,20 @@
 """Shared machinery of the validation studies: limit solves, finite-width ensembles, rates,
 pass/fail checks, the summary JSON and figure helpers.
 
-A study module builds its problem (TOML text), calls :func:`solve_limit` (NetCDF via
+A study module loads its configuration (``validation/configs/<name>.toml``, varied through
+dotted overrides: :func:`load`), calls :func:`solve_limit` (NetCDF via
 ``mfpde.store.netcdf``) and :func:`ensemble` (HDF5 run store via ``mfpde.store.runs``), measures errors with
 ``mfpde.analysis.compare`` and records its pre-stated criteria with :meth:`Context.check`.  Nothing
 here changes mfpde; it only calls its public API.  Imports numpy, mfpde, matplotlib (lazily).
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
 import time
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -21,15 +23,14 @@ import numpy as np
 
 from mfpde.analysis import compare as cmp
 from mfpde.problem import config as cfg_mod
-from mfpde import finite
+from mfpde import checks, finite
 from mfpde.store import netcdf as io
 from mfpde.store import runs
 from mfpde.errors import BlowUpError
-from mfpde.solvers import integrate, make
-from mfpde.system.system import System
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "validation" / "results"
+CONFIGS = ROOT / "validation" / "configs"     # the studies' TOML, varied by load(name, overrides)
 FIGURES = ROOT / "docs" / "figures"
 BAND = (0.35, 0.65)        # accepted band for a rate whose theoretical value is 1/2
 
@@ -82,9 +83,33 @@ def _f(x):
 
 
 # ----------------------------------------------------------------------------- limit and runs
-def load(text: str, base: Path | None = None) -> cfg_mod.Config:
-    """Validate a study's TOML text (``base``: folder for relative data paths)."""
-    return cfg_mod.loads(text, base_dir=base)
+def load(name: str, overrides: Mapping[str, Any] | None = None, *, base: Path | None = None) -> cfg_mod.Config:
+    """The study configuration ``validation/configs/<name>.toml`` with sweep-style dotted
+    ``overrides`` applied (``{"solver.t_end": 1.0, "rules.default.size": 24}``, as the axes of
+    ``mfpde sweep`` vary a base configuration), validated by :func:`mfpde.load`.  ``base``:
+    folder for relative data paths (default: the configs folder)."""
+    import mfpde
+
+    path = CONFIGS / f"{name}.toml"
+    raw = checks.parse_toml(cfg_mod.read_text(path), str(path))
+    for key, value in (overrides or {}).items():
+        override(raw, key, value)
+    return mfpde.load(raw, base_dir=CONFIGS if base is None else base, source=str(path))
+
+
+def override(raw: dict, key: str, value) -> None:
+    """Set the dotted ``key`` of a raw configuration table to (a copy of) ``value``, in place.
+
+    Every table on the way must exist already, so a misspelt override is a KeyError, not a new
+    table; the key itself may be new (it is then the table's last key).
+    """
+    *path, leaf = key.split(".")
+    cur = raw
+    for depth, part in enumerate(path):
+        if not isinstance(cur.get(part), dict):
+            raise KeyError(f"override {key!r}: {'.'.join(path[:depth + 1])!r} is not a table of the study configuration")
+        cur = cur[part]
+    cur[leaf] = copy.deepcopy(value)
 
 
 def solve_limit(c: cfg_mod.Config, out: Path, *, stepper: str, dt: float, t_end: float, save_every: float,
@@ -107,11 +132,13 @@ def record_times(t_end: float, every: float) -> list[float]:
 def ensemble(c: cfg_mod.Config, store: Path, widths, replicas: int, *, mode: str = "full", batch: int = 1,
              lr: float | Callable[[Any], float], t_end: float, every: float, law=None, statistics: bool = False,
              seed: Callable[[Any, int], np.random.SeedSequence] | None = None, say=print, append: bool = False,
-             replica_offset: int = 0) -> Path:
+             replica_offset: int = 0, fixed_nodes=None) -> Path:
     """Train every (width, replica) with mfpde.finite.train and write them to a fresh HDF5 run store.
 
     ``widths`` are ints or per-layer tuples; ``lr`` may depend on the width (ε = 1/N); ``seed``
-    overrides the default per-run seed (used when the last-layer width repeats across runs).
+    overrides the default per-run seed (used when the last-layer width repeats across runs);
+    ``fixed_nodes`` = {layer: nodes} gives every network those features in that hidden layer
+    (SS's sequential limit; :func:`mfpde.finite.network.network_problem`).
     """
     if store.exists() and not append:
         store.unlink()
@@ -127,7 +154,7 @@ def ensemble(c: cfg_mod.Config, store: Path, widths, replicas: int, *, mode: str
                 ss = seed(n, r) if seed is not None else None
                 try:
                     run = finite.train(c.problem, n, mode=mode, batch=batch, lr=eps, t_end=t_end, record_times=times,
-                                       replica=r, law=law, statistics=statistics, seed=ss)
+                                       replica=r, law=law, statistics=statistics, seed=ss, fixed_nodes=fixed_nodes)
                 except BlowUpError as exc:
                     run = exc.partial
                     say(f"  warning: width {n} replica {r}: {exc}")
@@ -135,37 +162,6 @@ def ensemble(c: cfg_mod.Config, store: Path, widths, replicas: int, *, mode: str
     say(f"  ensemble {store.name}: widths {list(widths)} × {replicas} replicas, {mode}"
         f"{'' if mode == 'full' else f' B={batch}'}: {time.perf_counter() - t0:.1f} s")
     return store
-
-
-@contextmanager
-def fixed_layer_nodes(layer: int, rule):
-    """Finite networks built inside this block use exactly ``rule``'s nodes for hidden layer
-    ``layer`` (0-based) instead of sampling them.
-
-    mfpde.finite.train samples every layer's index nodes i.i.d.; SS's sequential limit needs
-    networks that share their last-layer features with an intermediate limit.  This wraps
-    ``mfpde.finite.network_problem`` for the duration of the block (feature request: a
-    ``fixed_nodes`` argument of ``finite.train``).
-    """
-    from dataclasses import replace
-
-    from mfpde.finite import sgd
-
-    orig = sgd.network_problem
-
-    def patched(problem, widths, rng, *args, **kw):
-        net = orig(problem, widths, rng, *args, **kw)
-        rules = list(net.embedding.rules)
-        if rules[layer].size != rule.size:
-            raise ValueError(f"layer {layer + 1} has {rules[layer].size} neurons but the fixed rule {rule.size} nodes")
-        rules[layer] = rule
-        return replace(net, embedding=replace(net.embedding, rules=tuple(rules)))
-
-    sgd.network_problem = patched
-    try:
-        yield
-    finally:
-        sgd.network_problem = orig
 
 
 # ----------------------------------------------------------------------------- rates

@@ -30,46 +30,11 @@ SIZES = {
     "quick": {"widths": [100, 300, 1000, 3000], "replicas": 16, "t_end": 1.0},
 }
 
-CONFIG = """
-name = "validation_ss_lln"
-seed = 0
-
-[model]
-input_dim = 1
-hidden = ["tanh"]
-loss = "squared"
-
-[rules]
-layer_1 = { kind = "gaussian_trapezoid", size = [48, 16] }
-
-[init]
-w_1 = { kind = "coordinate", start = 0 }
-v = { kind = "coordinate", start = 1 }
-
-[data.train]
-kind = "teacher"
-d = 1
-teacher = { kind = "single_index_tanh", direction = [1.0], scale = 2.0 }
-rule = { kind = "gaussian_trapezoid", size = 64 }
-
-[probes]
-kind = "grid"
-low = -3.0
-high = 3.0
-size = 31
-
-[solver]
-stepper = "rk4"
-dt = 0.01
-t_end = 2.0
-save_every = 0.5
-"""
-
 
 def run(ctx: common.Context) -> None:
     sz = SIZES["quick" if ctx.quick else "full"]
     T, every = sz["t_end"], 0.5
-    c = common.load(CONFIG)
+    c = common.load("ss_lln")
     limit, _, _ = common.solve_limit(c, ctx.path("limit.nc"), stepper="rk4", dt=0.01, t_end=T, save_every=every)
     law = make_law(c.raw["data"]["train"], "data.train")
     store = common.ensemble(c, ctx.path("runs.h5"), sz["widths"], sz["replicas"], mode="online", batch=1,

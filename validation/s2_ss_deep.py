@@ -10,7 +10,7 @@ Their limit is sequential: N_1 → ∞ at fixed N_2, then N_2 → ∞.  Both ste
 * the **intermediate limit** at fixed N_2: layer 1 on its quadrature rule (64 trapezoid nodes)
   and layer 2 on the N_2 output features v^0_j *of that replica* (a user rule with weights
   1/N_2).  Networks of width (N_1, N_2) are trained with exactly those N_2 layer-2 features
-  (validation.common.fixed_layer_nodes) and compared with it;
+  (``fixed_nodes`` of mfpde.finite.train) and compared with it;
 * the **full limit** (64 × 64 nodes), against which the intermediate limits are compared for
   N_2 = 16 … 256.
 
@@ -47,43 +47,6 @@ SIZES = {
               "N2_limits": [16, 64, 256], "limit_replicas": 24, "t_end": 1.0},
 }
 
-CONFIG = """
-name = "validation_ss_deep"
-seed = 0
-
-[model]
-input_dim = 1
-hidden = ["sigmoid", "tanh"]
-loss = "squared"
-
-[rules]
-layer_1 = { kind = "gaussian_trapezoid", size = 64 }
-layer_2 = { kind = "gaussian_trapezoid", size = 64 }
-
-[init]
-w_1 = { kind = "affine", mean = 0.5, std = 1.0 }
-W_2 = 0.5
-v = { kind = "coordinate" }
-
-[data.train]
-kind = "teacher"
-d = 1
-teacher = { kind = "single_index_tanh", direction = [1.0], scale = 2.0 }
-rule = { kind = "gaussian_trapezoid", size = 64 }
-
-[probes]
-kind = "grid"
-low = -3.0
-high = 3.0
-size = 13
-
-[solver]
-stepper = "rk4"
-dt = 0.01
-t_end = 2.0
-save_every = 0.5
-"""
-
 
 def layer2_problem(problem, nodes):
     """The problem with hidden layer 2 on the given N_2 features (equal weights)."""
@@ -104,7 +67,7 @@ def run(ctx: common.Context) -> None:
 
     sz = SIZES["quick" if ctx.quick else "full"]
     T, every = sz["t_end"], 0.5
-    c = common.load(CONFIG)
+    c = common.load("ss_deep")
     ent = config_entropy(c.problem)
     full, _, _ = common.solve_limit(c, ctx.path("limit.nc"), stepper="rk4", dt=0.01, t_end=T, save_every=every)
     yfull = full["yhat_probe"].values
@@ -128,11 +91,10 @@ def run(ctx: common.Context) -> None:
             nodes = features(ent, N2, r)
             for i, N1 in enumerate(sz["N1"]):
                 store = ctx.path(f"runs_N1_{N1}_N2_{N2}.h5")
-                with common.fixed_layer_nodes(1, user(nodes, np.full(N2, 1.0 / N2))):
-                    common.ensemble(c, store, [(N1, N2)], 1, mode="online", batch=1, lr=1.0 / N1, t_end=T,
-                                    every=every, law=law, append=r > 0, say=lambda *a: None,
-                                    seed=lambda n, rr: np.random.SeedSequence(ent, spawn_key=(n[0], n[1], rr)),
-                                    replica_offset=r)
+                common.ensemble(c, store, [(N1, N2)], 1, mode="online", batch=1, lr=1.0 / N1, t_end=T,
+                                every=every, law=law, append=r > 0, say=lambda *a: None,
+                                seed=lambda n, rr: np.random.SeedSequence(ent, spawn_key=(n[0], n[1], rr)),
+                                replica_offset=r, fixed_nodes={2: nodes})
         for i, N1 in enumerate(sz["N1"]):
             ens = runs.read(ctx.path(f"runs_N1_{N1}_N2_{N2}.h5"))
             yh = ens["yhat_probe"].values[0]               # [R, T, P, K]

@@ -42,45 +42,11 @@ SIZES = {
               "online_replicas": 24},
 }
 
-CONFIG = """
-name = "validation_np_two_layer"
-seed = 0
-
-[model]
-input_dim = 1
-hidden = ["sigmoid", "tanh"]
-loss = "squared"
-
-[iid]
-rule = { kind = "gaussian_trapezoid", size = 48 }
-w_1 = { law = "normal", mean = 0.5, std = 1.0 }
-W = [{ mean = 0.5, std = 1.0 }]
-v = { law = "normal", mean = 0.3, std = 1.0 }
-
-[data.train]
-kind = "teacher"
-d = 1
-teacher = { kind = "single_index_tanh", direction = [1.0], scale = 2.0 }
-rule = { kind = "gaussian_trapezoid", size = 48 }
-
-[probes]
-kind = "grid"
-low = -3.0
-high = 3.0
-size = 13
-
-[solver]
-stepper = "euler"
-dt = 0.05
-t_end = 2.0
-save_every = 0.5
-"""
-
 
 def run(ctx: common.Context) -> None:
     sz = SIZES["quick" if ctx.quick else "full"]
     T, every, eps = sz["t_end"], 0.5, sz["eps"]
-    c = common.load(CONFIG)
+    c = common.load("np_two_layer")
     # Part A: full batch vs the Euler(ε) limit
     limit, _, _ = common.solve_limit(c, ctx.path("limit_euler.nc"), stepper="euler", dt=eps, t_end=T, save_every=every)
     store = common.ensemble(c, ctx.path("runs_full.h5"), sz["widths"], sz["replicas"], mode="full", lr=eps, t_end=T,

@@ -40,40 +40,6 @@ SIZES = {
     "quick": {"widths": [64, 128, 256, 512], "replicas": 24, "frozen_replicas": 8, "t_end": 1.0, "eps": 0.05},
 }
 
-CONFIG = """
-name = "validation_np_iid_three"
-seed = 0
-
-[model]
-input_dim = 1
-hidden = ["sigmoid", "tanh", "tanh"]
-loss = "squared"
-
-[iid]
-rule = { kind = "gaussian_trapezoid", size = 48 }
-w_1 = { law = "normal", mean = 0.5, std = 1.0 }
-W = [{ mean = MEAN, std = 1.0 }, { mean = MEAN, std = 1.0 }]
-v = { law = "normal", mean = 0.3, std = 1.0 }
-
-[data.train]
-kind = "teacher"
-d = 1
-teacher = { kind = "single_index_tanh", direction = [1.0], scale = 2.0 }
-rule = { kind = "gaussian_trapezoid", size = 48 }
-
-[probes]
-kind = "grid"
-low = -3.0
-high = 3.0
-size = 13
-
-[solver]
-stepper = "euler"
-dt = 0.05
-t_end = 2.0
-save_every = 0.5
-"""
-
 
 def _collapse_stats(ctx, ens, tag):
     spread = ens["h_spread_2"].values[:, :, -1]                      # [W, R] final time
@@ -94,8 +60,8 @@ def run(ctx: common.Context) -> None:
     T, every, eps = sz["t_end"], 0.5, sz["eps"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        c = common.load(CONFIG.replace("MEAN", "0.5"))
-        cz = common.load(CONFIG.replace("MEAN", "0.0"))
+        c = common.load("np_iid_three")                     # m_2 = m_3 = 0.5
+        cz = common.load("np_iid_three", {"iid.W": [{"mean": 0.0, "std": 1.0}] * 2})   # zero means: frozen
     ctx.extra["notes"] = list(c.notes)
     ctx.extra["frozen_notes"] = list(cz.notes)
     ctx.extra["limit_nodes_per_layer"] = [r.size for r in c.problem.embedding.rules]

@@ -34,46 +34,6 @@ SIZES = {
     "quick": {"widths": [32, 64, 128, 256], "replicas": 16, "t_end": 1.0, "eps": 0.05, "rule": 24, "coarse": 16},
 }
 
-CONFIG = """
-name = "validation_np_correlated"
-seed = 0
-
-[model]
-input_dim = 2
-hidden = ["tanh", "tanh", "tanh"]
-loss = "squared"
-
-[rules]
-default = { kind = "gaussian_trapezoid", half_width = 6.0, size = RULE, dim = 2 }
-
-[init]
-w_1 = { kind = "affine", mean = 0.0, std = 0.7071067811865476 }
-W_2 = { kind = "kernel", m = 0.0, s = 1.0, psi = "tanh", A = [[1.0, 0.0], [0.0, 1.0]] }
-W_3 = { kind = "kernel", m = 0.2, s = 0.8, psi = "sin", A = [[0.5, -1.0], [1.0, 0.5]] }
-v = { kind = "coordinate", start = 0 }
-
-[schedules]
-weights = 1.0
-
-[data.train]
-kind = "teacher"
-d = 2
-teacher = { kind = "single_index_tanh", direction = [1.0, -1.0], scale = 1.5 }
-rule = { kind = "gauss_hermite", size = 10, dim = 2 }
-
-[probes]
-kind = "grid"
-low = -3.0
-high = 3.0
-size = 13
-
-[solver]
-stepper = "euler"
-dt = 0.05
-t_end = 2.0
-save_every = 0.5
-"""
-
 
 def limit_spread(sol, system, layer: int = 2) -> float:
     """Mean over probes of the rule-weighted std across nodes of h_layer in the final limit state."""
@@ -85,13 +45,15 @@ def limit_spread(sol, system, layer: int = 2) -> float:
     return float(np.mean(np.sqrt(((H - mean[:, None]) ** 2) @ w)))
 
 
-def network_vs_limit(ctx: common.Context, text: str, sz: dict, *, coarse: int, label: str, statistics=True):
-    """Limit (fine and coarse rule), full-batch ensemble, comparison; returns (limit, sol, system, ens, res)."""
+def network_vs_limit(ctx: common.Context, name: str, sz: dict, *, coarse: int, label: str, statistics=True,
+                     overrides=None):
+    """Limit (fine and coarse rule), full-batch ensemble, comparison for the study configuration
+    ``name`` with ``overrides``; returns (c, limit, sol, system, ens, res, discretization error)."""
     T, every, eps = sz["t_end"], 0.5, sz["eps"]
-    c = common.load(text.replace("RULE", str(sz["rule"])))
+    c = common.load(name, {**(overrides or {}), "rules.default.size": sz["rule"]})
     limit, sol, system = common.solve_limit(c, ctx.path(f"limit{label}.nc"), stepper="euler", dt=eps, t_end=T,
                                             save_every=every)
-    cc = common.load(text.replace("RULE", str(coarse)))
+    cc = common.load(name, {**(overrides or {}), "rules.default.size": coarse})
     lc, _, _ = common.solve_limit(cc, ctx.path(f"limit{label}_coarse.nc"), stepper="euler", dt=eps, t_end=T,
                                   save_every=every)
     disc = float(common.sup_rms(lc["yhat_probe"].values, limit["yhat_probe"].values))
@@ -104,7 +66,7 @@ def network_vs_limit(ctx: common.Context, text: str, sz: dict, *, coarse: int, l
 
 def run(ctx: common.Context) -> None:
     sz = SIZES["quick" if ctx.quick else "full"]
-    c, limit, sol, system, ens, res, disc = network_vs_limit(ctx, CONFIG, sz, coarse=sz["coarse"], label="")
+    c, limit, sol, system, ens, res, disc = network_vs_limit(ctx, "np_correlated", sz, coarse=sz["coarse"], label="")
     w = res["width"].values
     ctx.tables["output_error"] = common.compare_table(res, "output_error")
     ctx.tables["loss_error"] = common.compare_table(res, "loss_error")

@@ -42,59 +42,20 @@ SIZES = {
               "edge": {"widths": [32, 64, 128], "replicas": 12, "t_end": 1.0, "eps": 0.05, "rule": 16, "coarse": 12}},
 }
 
-CONFIG = """
-name = "validation_aoy_NAME"
-seed = 0
+# part A is validation/configs/aoy_frozen.toml as it stands; part B differs by these keys
+LINEAR: dict = {}
+EDGE = {
+    "name": "validation_aoy_tanh_product_edge",
+    "model": {"input_dim": 2, "hidden": ["tanh", "tanh", "tanh"], "edges": ["linear", "tanh_product"], "loss": "squared"},
+    "rules.omega_3": {"kind": "gauss_hermite", "size": 8},
+    "init.W_3.m": 0.5,
+    "init.W_3.s": 0.5,
+    "init.W_3.noise_std": 1.0,
+}
 
-[model]
-input_dim = 2
-hidden = ["tanh", "tanh", "tanh"]
-EDGES
-loss = "squared"
-
-[rules]
-default = { kind = "gaussian_trapezoid", half_width = 6.0, size = RULE, dim = 2 }
-OMEGA
-
-[init]
-w_1 = { kind = "affine", mean = 0.0, std = 0.7071067811865476 }
-W_2 = { kind = "kernel", m = 0.0, s = 1.0, psi = "tanh", A = [[1.0, 0.0], [0.0, 1.0]] }
-W_3 = W3
-v = { kind = "coordinate", start = 0 }
-
-[schedules]
-weights = 1.0
-layer_1 = 0.0    # frozen input features w_1
-layer_4 = 0.0    # frozen output features v
-
-[data.train]
-kind = "teacher"
-d = 2
-teacher = { kind = "single_index_tanh", direction = [1.0, -1.0], scale = 1.5 }
-rule = { kind = "gauss_hermite", size = 10, dim = 2 }
-
-[probes]
-kind = "grid"
-low = -2.0
-high = 2.0
-size = 9
-
-[solver]
-stepper = "euler"
-dt = 0.05
-t_end = 2.0
-save_every = 0.5
-"""
-
-LINEAR = (CONFIG.replace("NAME", "frozen_ends").replace("EDGES\n", "").replace("OMEGA\n", "")
-          .replace("W3", '{ kind = "kernel", m = 0.2, s = 0.8, psi = "sin", A = [[0.5, -1.0], [1.0, 0.5]] }'))
-EDGE = (CONFIG.replace("NAME", "tanh_product_edge").replace("EDGES", 'edges = ["linear", "tanh_product"]')
-        .replace("OMEGA", 'omega_3 = { kind = "gauss_hermite", size = 8 }')
-        .replace("W3", '{ kind = "kernel", m = 0.5, s = 0.5, psi = "sin", A = [[0.5, -1.0], [1.0, 0.5]], noise_std = 1.0 }'))
-
-
-def _part(ctx, text, sz, label, title, axes):
-    c, limit, sol, system, ens, res, disc = network_vs_limit(ctx, text, sz, coarse=sz["coarse"], label=label)
+def _part(ctx, overrides, sz, label, title, axes):
+    c, limit, sol, system, ens, res, disc = network_vs_limit(ctx, "aoy_frozen", sz, coarse=sz["coarse"], label=label,
+                                                             overrides=overrides)
     w = res["width"].values
     key = label.strip("_")
     ctx.tables[f"{key}_output_error"] = common.compare_table(res, "output_error")

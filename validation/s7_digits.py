@@ -45,36 +45,6 @@ EPS = 7e-3
 N_TRAIN = 100
 N_PROBES = 24
 
-CONFIG = """
-name = "validation_digits"
-seed = 0
-
-[model]
-input_dim = 65
-hidden = ["tanh", "tanh"]
-loss = "huber"
-huber_delta = 1.0
-
-[iid]
-rules = { layer_1 = { kind = "monte_carlo", size = MC, seed = MCSEED }, layer_2 = { kind = "gauss_hermite", size = 32 } }
-w_1 = { law = "normal", mean = 0.0, std = 0.12403473458920847 }
-W = [{ mean = 0.1, std = 1.0 }]
-v = { law = "normal", mean = 0.1, std = 1.0 }
-
-[data.train]
-kind = "file"
-path = "train.npz"
-
-[data.test]
-kind = "file"
-path = "test.npz"
-
-[solver]
-stepper = "euler"
-dt = 0.007
-t_end = 1.0
-"""
-
 
 def digits_data(folder):
     """Write train.npz / test.npz (x in [−1, 1]^64 plus a constant 1; y ∈ {−1, 1}); returns the probes."""
@@ -97,14 +67,15 @@ def digits_data(folder):
 
 
 def _config(folder, probes, mc, seed, t_end, every):
-    text = CONFIG.replace("MC,", f"{mc},").replace("MCSEED", str(seed)).replace("t_end = 1.0", f"t_end = {t_end}")
-    text += f"save_every = {every}\n\nprobes = [\n" + ",\n".join(
-        "  [" + ", ".join(f"{v:.17g}" for v in row) + "]" for row in probes) + "\n]\n"
-    # probes must be a top-level key: move it before the first table
-    head, rest = text.split("[model]", 1)
-    body, probes_txt = rest.split("\nprobes = ", 1)
-    text = head + "probes = " + probes_txt + "\n[model]" + body
-    return common.load(text, base=folder)
+    """The study configuration with this Monte-Carlo rule (size, seed), times and probe points.
+
+    Whole-number probe coordinates are given as integers, as the study's TOML text wrote them
+    (``%.17g``) before it became overrides: the configuration, and with it the networks'
+    seeds (:func:`mfpde.finite.network.config_entropy`), stay those of the recorded results.
+    """
+    pts = [[int(v) if float(v).is_integer() else float(v) for v in row] for row in probes]
+    return common.load("digits", {"probes": pts, "iid.rules.layer_1.size": mc, "iid.rules.layer_1.seed": seed,
+                                  "solver.t_end": t_end, "solver.save_every": every}, base=folder)
 
 
 def run(ctx: common.Context) -> None:

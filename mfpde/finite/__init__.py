@@ -4,9 +4,10 @@ run store (``ensemble``) and the tracer coupling (``coupling``).
 
 Imports the Problem, System, Stepper and Store rooms.
 """
-from mfpde.finite.network import (initial_network_state, network_problem, network_statistics, run_seed,
-                                  sample_index_law)
-from mfpde.finite.sgd import MODES, FiniteRun, check_arguments, sgd_steps, train
+from mfpde.finite.network import (NoiseLaw, initial_network_state, network_noise, network_problem, network_statistics,
+                                  run_seed, sample_index_law)
+from mfpde.finite.sgd import MODES, FiniteRun, TrainOptions, check_arguments, sgd_steps, train
 
-__all__ = ["MODES", "FiniteRun", "check_arguments", "initial_network_state", "network_problem", "network_statistics",
-           "run_seed", "sample_index_law", "sgd_steps", "train"]
+__all__ = ["MODES", "FiniteRun", "NoiseLaw", "TrainOptions", "check_arguments", "initial_network_state",
+           "network_noise", "network_problem", "network_statistics", "run_seed", "sample_index_law", "sgd_steps",
+           "train"]

@@ -56,10 +56,9 @@ def run_ensemble(c: cfg_mod.Config, out: str | Path, *, widths=None, replicas=No
         from mfpde.problem.data import make_law
 
         law = make_law(c.raw["data"]["train"], "data.train")
-    times = record_times(c)
+    opts = finite.TrainOptions.from_config(c, mode=mode, batch=batch, lr=lr, coupling=coupling)
     for n in widths:   # everything is checked before the store is touched (record times on the step grid too)
-        finite.check_arguments(c.problem, n, mode=mode, batch=batch, lr=lr, t_end=c.solver.t_end, law=law,
-                               record_times=times)
+        opts.check(c.problem, n, law)
     from mfpde.store.paths import check_output
 
     out = check_output(out, kind="runs", overwrite=not resume, key="out")   # resume=False replaces whatever is there
@@ -93,9 +92,7 @@ def run_ensemble(c: cfg_mod.Config, out: str | Path, *, widths=None, replicas=No
             if ck.exists() and resume:
                 say(f"mfpde: continuing width {n} replica {r} from its checkpoint {ck}")
             try:
-                run = finite.train(c.problem, n, mode=mode, batch=batch, lr=lr, t_end=c.solver.t_end,
-                                   record_times=times, replica=r, law=law, statistics=c.sgd.statistics,
-                                   bound=c.solver.bound, coupling=coupling, checkpoint=ck if use_ck else None,
+                run = finite.train(c.problem, n, opts, replica=r, law=law, checkpoint=ck if use_ck else None,
                                    checkpoint_every=checkpoint_every, resume=resume)
             except BlowUpError as exc:
                 run = exc.partial
@@ -135,11 +132,7 @@ MAX_BATCH = 10_000_000
 
 
 def _count(v, key: str, hi: int) -> int:
-    import numbers
-
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not 1 <= v <= hi:
-        raise ConfigError(key, f"must be an integer in [1, {hi}], got {v!r}")
-    return int(v)
+    return checks.integer(v, key, 1, hi)
 
 
 def check_widths(text: str) -> tuple[int, ...]:

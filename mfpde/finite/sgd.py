@@ -14,11 +14,12 @@ Imports numpy and mfpde (Problem, System, Stepper and Store rooms; mfpde.finite.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 import os
 import time as _time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -28,8 +29,8 @@ from mfpde import checks
 from mfpde.system import kernels
 from mfpde._jit import njit
 from mfpde.errors import BlowUpError, ConfigError
-from mfpde.finite.network import (_widths, initial_network_state, network_problem, network_statistics,
-                                   run_seed)
+from mfpde.finite.network import (_widths, initial_network_state, network_noise, network_problem,
+                                  network_statistics, run_seed)
 from mfpde.problem.model import Problem
 from mfpde.system.system import System
 
@@ -95,21 +96,129 @@ class FiniteRun:
     def array(self, name: str) -> np.ndarray:
         return np.asarray(self.observables[name], dtype=float)
 
-def train(problem: Problem, widths, *, mode: str = "full", batch: int = 1, lr: float = 0.01,
-          t_end: float = 1.0, record_times=None, replica: int = 0, law=None, statistics: bool = True,
-          bound: float = 1e12, progress=None, seed: np.random.SeedSequence | None = None,
-          coupling: bool = False, snapshots: bool = False, checkpoint=None, checkpoint_every: int | None = None,
-          resume: bool = False) -> FiniteRun:
-    """Train one finite network of ``widths`` by mean-field SGD (ε = ``lr``) up to ``t_end``.
+@dataclass(frozen=True)
+class TrainOptions:
+    """The SGD settings of one :func:`train` run: a frozen description, checked by :meth:`check`.
 
-    Records train/test loss and error, ŷ at the probes and (``statistics``) weight
-    quantiles, pre-activation spread and top singular values at ``record_times``, which
-    like ``t_end`` must lie on the step grid t = kε (up to a relative 1e-9 per step; else
-    ConfigError naming ``sgd.lr``: an SGD state exists only there).  ``law`` (a population law with ``sample``) is needed for
-    ``mode = "online"``.  ``snapshots`` keeps the flat state at every record time
-    (``run.states``); ``coupling`` also solves the limit with this network's sampled
-    features as tracer nodes and records the per-weight coupling error
-    (:func:`mfpde.finite.coupling.coupling_error`, SPEC §4 "Tracer nodes").
+    ``mode`` (:data:`MODES`) and ``batch`` B say where each step's data come from; ``lr`` is
+    ε, so t = kε, and ``t_end`` and every ``record_times`` entry must lie on that grid
+    (``record_times`` None: [0, t_end]).  ``statistics`` records weight quantiles,
+    pre-activation spread and singular values; ``bound`` stops a run whose state norm
+    exceeds it; ``snapshots`` keeps the flat state at every record time; ``coupling`` also
+    solves the limit with the network's features as tracers (SPEC §4).  A configuration's
+    options are :meth:`from_config`.
+    """
+
+    mode: str = "full"
+    batch: int = 1
+    lr: float = 0.01
+    t_end: float = 1.0
+    record_times: tuple | None = None
+    statistics: bool = True
+    bound: float = 1e12
+    coupling: bool = False
+    snapshots: bool = False
+
+    def __post_init__(self):
+        rt = self.record_times
+        if rt is not None and not isinstance(rt, (str, bytes)) and hasattr(rt, "__iter__"):
+            object.__setattr__(self, "record_times", tuple(rt))   # a list or array: frozen as a tuple
+
+    @classmethod
+    def from_config(cls, c, **overrides) -> "TrainOptions":
+        """The options of a configuration's runs: ``[sgd]`` mode, batch, lr (default
+        ``solver.dt``), statistics and coupling, ``solver.t_end`` and ``solver.bound``, and the
+        solver's save times as record times.  ``overrides`` (None = not given) replace fields."""
+        from mfpde.finite.ensemble import record_times
+
+        s = c.solver
+        base = cls(mode=c.sgd.mode, batch=c.sgd.batch, lr=c.sgd.lr or s.dt, t_end=s.t_end, record_times=record_times(c),
+                   statistics=c.sgd.statistics, bound=s.bound, coupling=c.sgd.coupling)
+        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+    def check(self, problem: Problem, widths, law=None) -> None:
+        """ConfigError naming the key unless these options can train ``widths`` of ``problem``."""
+        check_arguments(problem, widths, mode=self.mode, batch=self.batch, lr=self.lr, t_end=self.t_end, law=law,
+                        record_times=self.record_times)
+        b = self.bound
+        if isinstance(b, bool) or not isinstance(b, (int, float)) or not b > 0:
+            raise ConfigError("solver.bound", f"must be a number > 0 (inf allowed), got {b!r}")
+
+    def record_steps(self) -> list[int]:
+        """The SGD steps recorded: the record times on the step grid, with 0 and the last step."""
+        n_total = int(round(self.t_end / self.lr))
+        times = [0.0, self.t_end] if self.record_times is None else self.record_times
+        return sorted({min(n_total, max(0, int(round(t / self.lr)))) for t in times} | {0, n_total})
+
+
+class _Batches:
+    """The data of the SGD steps, a chunk of steps at a time; its state goes into checkpoints.
+
+    ``full``: the training set every step (the system's own data); ``online``: n·B fresh draws
+    of the law per chunk of n steps; ``minibatch``: B points a step, taken in order from
+    random permutations of the training set, epoch by epoch.  Chunks hold at most
+    ``chunk_max`` steps (:data:`BATCH_BYTES` of batch data), so chunk boundaries depend on the
+    configuration only and a resumed run draws exactly what an uninterrupted one draws.
+    """
+
+    def __init__(self, problem: Problem, system: System, mode: str, batch: int, law, rng: np.random.Generator):
+        self.mode, self.law, self.rng, self.system = mode, law, rng, system
+        self.d, self.K = problem.model.input_dim, problem.model.outputs
+        self.M = problem.train.M
+        self.B = B = self.M if mode == "full" else int(batch)
+        self.rho = np.full(B, 1.0 / B) if mode != "full" else np.ascontiguousarray(problem.train.weights, dtype=float)
+        self.chunk_max = max(1, BATCH_BYTES // (8 * B * (self.d + self.K)))
+        self.perm = np.empty(0, dtype=np.int64)   # minibatch: the epoch's permutation and the position in it
+        self.pos = 0
+        self.X, self.Y = np.asarray(problem.train.X), np.asarray(problem.train.Y)
+        self.args = None
+        if mode == "full":
+            self.full = (np.ascontiguousarray(system.sysargs[2][None, :, :]),
+                         np.ascontiguousarray(system.sysargs[3][None, :, :]))
+            self.args = system.sysargs
+
+    def next(self, n: int):
+        """(Xb [n or 1, B, d], Yb [n or 1, B, K], kernel arguments) of the next n steps."""
+        if self.mode == "full":
+            return self.full + (self.args,)
+        B = self.B
+        if self.mode == "online":
+            ds = self.law.sample(self.rng, n * B)
+            Xb = np.ascontiguousarray(np.asarray(ds.X).reshape(n, B, self.d))
+            Yb = np.ascontiguousarray(np.asarray(ds.Y).reshape(n, B, self.K))
+        else:
+            idx = np.empty((n, B), dtype=np.int64)
+            for k in range(n):
+                if self.pos + B > len(self.perm):
+                    self.perm = self.rng.permutation(self.M)
+                    self.pos = 0
+                idx[k] = self.perm[self.pos:self.pos + B]
+                self.pos += B
+            Xb = np.ascontiguousarray(self.X[idx])
+            Yb = np.ascontiguousarray(self.Y[idx])
+        if self.args is None:
+            self.args = self.system.make_args(Xb[0], Yb[0], self.rho)
+        return Xb, Yb, self.args
+
+
+def train(problem: Problem, widths, options: TrainOptions | None = None, *, replica: int = 0, law=None,
+          seed: np.random.SeedSequence | None = None, fixed_nodes=None, checkpoint=None,
+          checkpoint_every: int | None = None, resume: bool = False, progress=None, **settings) -> FiniteRun:
+    """Train one finite network of ``widths`` by mean-field SGD with ``options`` (:class:`TrainOptions`).
+
+    ``settings`` are TrainOptions fields by keyword (``mode="online", lr=0.01, t_end=1.0``,
+    …), on top of ``options`` or of the defaults.  Records train/test loss and error, ŷ at
+    the probes and (``statistics``) weight quantiles, pre-activation spread and top singular
+    values at the record times, which like ``t_end`` must lie on the step grid t = kε (up to
+    a relative 1e-9 per step; else ConfigError naming ``sgd.lr``: an SGD state exists only
+    there).  ``law`` (a population law with ``sample``) is needed for ``mode = "online"``.
+    ``seed`` replaces the run's SeedSequence (default :func:`run_seed` of ``replica``);
+    ``fixed_nodes`` = {l: nodes} gives hidden layer l those features
+    (:func:`~mfpde.finite.network.network_problem`).  ``snapshots`` keeps the flat state at
+    every record time (``run.states``); ``coupling`` also solves the limit with this
+    network's sampled features as tracer nodes and records the per-weight coupling error
+    (:func:`mfpde.finite.coupling.coupling_error`, SPEC §4 "Tracer nodes").  ``progress`` is
+    accepted for the API's symmetry with ``mfpde.solve``; a run reports nothing itself.
 
     ``checkpoint`` (a file) with ``checkpoint_every = K`` writes the run in progress (state,
     step, data RNG state, minibatch permutation and position, records so far) atomically at
@@ -118,58 +227,44 @@ def train(problem: Problem, widths, *, mode: str = "full", batch: int = 1, lr: f
     is continued and the run is bit-for-bit that of an uninterrupted one.  A checkpoint of
     other settings is refused (ConfigError).
     """
-    check_arguments(problem, widths, mode=mode, batch=batch, lr=lr, t_end=t_end, law=law, record_times=record_times)
-    if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not bound > 0:
-        raise ConfigError("solver.bound", f"must be a number > 0 (inf allowed), got {bound!r}")
+    opts = _options(options, settings)
+    opts.check(problem, widths, law)
     replica = checks.integer(int(replica) if isinstance(replica, np.integer) else replica, "replica", lo=0)
     if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or
                                          not isinstance(checkpoint_every, (int, np.integer)) or checkpoint_every < 1):
         raise ConfigError("--checkpoint-every", f"must be an integer >= 1, got {checkpoint_every!r}")
     if checkpoint_every is not None and checkpoint is None:
         raise ConfigError("--checkpoint-every", "needs a checkpoint file")
-    L = problem.model.L
-    widths = _widths(widths, L)
+    widths = _widths(widths, problem.model.L)
     ss = seed if seed is not None else run_seed(problem, widths, replica)
     init_ss, data_ss = ss.spawn(2)
     init_rng, data_rng = np.random.default_rng(init_ss), np.random.default_rng(data_ss)
-    net = network_problem(problem, widths, init_rng)
+    net = network_problem(problem, widths, init_rng, fixed_nodes=fixed_nodes)
     system = System(net)
-    y = initial_network_state(system, init_rng)
-    n_total = int(round(t_end / lr))
-    if record_times is None:
-        record_times = [0.0, t_end]
-    rec_steps = sorted({min(n_total, max(0, int(round(t / lr)))) for t in record_times} | {0, n_total})
+    y = initial_network_state(system, init_rng, network_noise(problem))
+    lr = opts.lr
+    rec_steps = opts.record_steps()
     run = FiniteRun(widths, replica, seed={"entropy": str(ss.entropy), "spawn_key": list(ss.spawn_key)})
     dy = np.empty_like(y)
-    bound2 = float(bound) ** 2
-    d, K = problem.model.input_dim, problem.model.outputs
-    M = problem.train.M
-    B = M if mode == "full" else int(batch)
-    rho = np.full(B, 1.0 / B) if mode != "full" else np.ascontiguousarray(problem.train.weights, dtype=float)
-    chunk_max = max(1, BATCH_BYTES // (8 * B * (d + K)))
-    perm = np.empty(0, dtype=np.int64)
-    pos = 0
-    Xtr, Ytr = np.asarray(problem.train.X), np.asarray(problem.train.Y)
-    Xfull = np.ascontiguousarray(system.sysargs[2][None, :, :])
-    Yfull = np.ascontiguousarray(system.sysargs[3][None, :, :])
-    batch_args = None
+    bound2 = float(opts.bound) ** 2
+    batches = _Batches(problem, system, opts.mode, opts.batch, law, data_rng)
     wall0 = _time.perf_counter()
     step = 0
 
-    keep = snapshots or coupling
-    ck_fp = _checkpoint_fingerprint(problem, ss, widths, replica, mode, B, lr, rec_steps, statistics, bound,
-                                    keep, chunk_max) if checkpoint is not None else ""
+    keep = opts.snapshots or opts.coupling
+    ck_fp = _checkpoint_fingerprint(problem, ss, widths, replica, opts, batches, rec_steps, keep,
+                                    _fixed_digest(net, fixed_nodes)) if checkpoint is not None else ""
     wall_before = 0.0
 
     def save_checkpoint():
         from mfpde.store.runs import write_checkpoint
 
-        arrays = {"y": y, "perm": perm, "times": np.asarray(run.times, float)}
+        arrays = {"y": y, "perm": batches.perm, "times": np.asarray(run.times, float)}
         for key, vals in run.observables.items():
             arrays[f"observables/{key}"] = np.stack(vals)
         if keep:
             arrays["states"] = np.stack(run.states)
-        write_checkpoint(checkpoint, {"fingerprint": ck_fp, "step": step, "pos": pos,
+        write_checkpoint(checkpoint, {"fingerprint": ck_fp, "step": step, "pos": batches.pos,
                                       "rng": json.dumps(data_rng.bit_generator.state),
                                       "wall_seconds": wall_before + _time.perf_counter() - wall0}, arrays)
 
@@ -179,7 +274,7 @@ def train(problem: Problem, widths, *, mode: str = "full", batch: int = 1, lr: f
             run.states.append(y.copy())
         for key, v in system.observe(y).items():
             run.observables.setdefault(key, []).append(np.array(v, dtype=float))
-        if statistics:
+        if opts.statistics:
             for key, v in network_statistics(system, y).items():
                 run.observables.setdefault(key, []).append(np.array(v, dtype=float))
 
@@ -189,9 +284,9 @@ def train(problem: Problem, widths, *, mode: str = "full", batch: int = 1, lr: f
         a, arr = load_checkpoint(checkpoint)
         if a.get("fingerprint") != ck_fp:
             raise ConfigError("--resume", f"checkpoint {str(checkpoint)!r} belongs to another run or other SGD settings")
-        step, pos, wall_before = int(a["step"]), int(a["pos"]), float(a["wall_seconds"])
+        step, batches.pos, wall_before = int(a["step"]), int(a["pos"]), float(a["wall_seconds"])
         y[:] = arr["y"]
-        perm = np.asarray(arr["perm"], dtype=np.int64)
+        batches.perm = np.asarray(arr["perm"], dtype=np.int64)
         data_rng.bit_generator.state = json.loads(a["rng"])
         run.times = arr["times"].tolist()
         run.observables = {k[len("observables/"):]: list(v) for k, v in arr.items() if k.startswith("observables/")}
@@ -203,27 +298,9 @@ def train(problem: Problem, widths, *, mode: str = "full", batch: int = 1, lr: f
         if target <= step:   # recorded before the checkpoint this run resumed from
             continue
         while step < target:
-            n = min(target - step, chunk_max)
-            if mode == "full":
-                status, done = sgd_steps(y, dy, step * lr, lr, n, Xfull, Yfull, rho, system.sysargs, bound2)
-            else:
-                if mode == "online":   # chunk boundaries depend on the configuration only: reproducible
-                    ds = law.sample(data_rng, n * B)
-                    Xb = np.ascontiguousarray(np.asarray(ds.X).reshape(n, B, d))
-                    Yb = np.ascontiguousarray(np.asarray(ds.Y).reshape(n, B, K))
-                else:
-                    idx = np.empty((n, B), dtype=np.int64)
-                    for k in range(n):
-                        if pos + B > len(perm):
-                            perm = data_rng.permutation(M)
-                            pos = 0
-                        idx[k] = perm[pos:pos + B]
-                        pos += B
-                    Xb = np.ascontiguousarray(Xtr[idx])
-                    Yb = np.ascontiguousarray(Ytr[idx])
-                if batch_args is None:
-                    batch_args = system.make_args(Xb[0], Yb[0], rho)
-                status, done = sgd_steps(y, dy, step * lr, lr, n, Xb, Yb, rho, batch_args, bound2)
+            n = min(target - step, batches.chunk_max)
+            Xb, Yb, args = batches.next(n)
+            status, done = sgd_steps(y, dy, step * lr, lr, n, Xb, Yb, batches.rho, args, bound2)
             step += done
             if status:
                 run.status = "blow-up"
@@ -241,15 +318,33 @@ def train(problem: Problem, widths, *, mode: str = "full", batch: int = 1, lr: f
     run.status = "completed"
     run.nodes = [np.array(r.nodes) for r in net.embedding.rules]
     run.system = system
-    if coupling:
+    if opts.coupling:
         from mfpde.finite.coupling import coupling_error
 
         for key, vals in coupling_error(problem, run, lr).items():
             run.observables[key] = list(vals)
-    if not snapshots:
+    if not opts.snapshots:
         run.states = []
     run.stats.update(steps=step, wall_seconds=wall_before + _time.perf_counter() - wall0)
     return run
+
+
+def _options(options: TrainOptions | None, settings: dict) -> TrainOptions:
+    """``options`` (default: TrainOptions()) with the keyword ``settings`` of :func:`train` applied."""
+    names = [f.name for f in fields(TrainOptions)]
+    for k in settings:
+        if k not in names:
+            raise TypeError(f"train() got an unexpected keyword argument {k!r} (TrainOptions fields: {', '.join(names)})")
+    if options is None:
+        return TrainOptions(**settings)
+    if not isinstance(options, TrainOptions):
+        raise TypeError(f"train() options must be a TrainOptions, got {type(options).__name__}")
+    return replace(options, **settings) if settings else options
+
+
+# every keyword train() takes: its run arguments and the TrainOptions fields
+TRAIN_KEYWORDS = tuple(k for k, p in inspect.signature(train).parameters.items() if p.kind is p.KEYWORD_ONLY) + \
+    tuple(f.name for f in fields(TrainOptions))
 
 
 def check_arguments(problem: Problem, widths, *, mode: str, batch, lr, t_end, law, record_times=None) -> None:
@@ -337,15 +432,24 @@ def _check_network_size(problem: Problem, widths, t_end, lr, batch) -> None:
                           f"is more than {MAX_DATA:.0e} numbers")
 
 
-def _checkpoint_fingerprint(problem: Problem, ss, widths, replica, mode, B, lr, rec_steps, statistics, bound,
-                            keep, chunk_max) -> str:
+def _checkpoint_fingerprint(problem: Problem, ss, widths, replica, opts: TrainOptions, batches: _Batches, rec_steps,
+                            keep, fixed: dict) -> str:
     """Hash of everything that determines a run's trajectory (a checkpoint only resumes its own run)."""
     from mfpde.checks import to_toml
 
     h = hashlib.sha256((to_toml(problem.config) if problem.config else repr(problem.name)).encode())
-    h.update(json.dumps({"entropy": str(ss.entropy), "spawn_key": [int(k) for k in ss.spawn_key],
-                         "widths": list(widths), "replica": int(replica), "mode": mode, "batch": int(B),
-                         "lr": repr(float(lr)), "record_steps": [int(k) for k in rec_steps],
-                         "statistics": bool(statistics), "bound": repr(float(bound)), "keep": bool(keep),
-                         "chunk_max": int(chunk_max)}, sort_keys=True).encode())
+    settings = {"entropy": str(ss.entropy), "spawn_key": [int(k) for k in ss.spawn_key],
+                "widths": list(widths), "replica": int(replica), "mode": opts.mode, "batch": int(batches.B),
+                "lr": repr(float(opts.lr)), "record_steps": [int(k) for k in rec_steps],
+                "statistics": bool(opts.statistics), "bound": repr(float(opts.bound)), "keep": bool(keep),
+                "chunk_max": int(batches.chunk_max)}
+    if fixed:
+        settings["fixed_nodes"] = fixed
+    h.update(json.dumps(settings, sort_keys=True).encode())
     return h.hexdigest()
+
+
+def _fixed_digest(net: Problem, fixed_nodes) -> dict:
+    """{layer: SHA-256 of its fixed features} for the fingerprint ({} without fixed_nodes)."""
+    return {str(l): hashlib.sha256(np.ascontiguousarray(net.embedding.rules[l - 1].nodes).tobytes()).hexdigest()
+            for l in sorted(fixed_nodes or {})}
