@@ -22,7 +22,6 @@ lazily, so ``import mfpde`` stays cheap.
 from __future__ import annotations
 
 import copy
-import inspect
 import os
 from collections.abc import Mapping
 from dataclasses import replace
@@ -38,9 +37,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # [sgd] keys a single run can override (widths and replicas describe an ensemble, not one run)
 TRAIN_SGD_KEYS = ("mode", "batch", "lr", "statistics", "coupling")
-# finite.train arguments that train() derives from the configuration (all others pass through)
-_DERIVED = ("problem", "widths", "mode", "batch", "lr", "t_end", "record_times", "replica", "law", "statistics",
-            "bound", "coupling")
+# finite.train keywords that train() derives from the configuration (TrainOptions.from_config, the law)
+_DERIVED = ("mode", "batch", "lr", "t_end", "record_times", "statistics", "bound", "coupling", "replica", "law")
 
 
 def _refuse(unknown, allowed, where: str) -> None:
@@ -166,9 +164,9 @@ def solve(config=None, /, *, base_dir=None, source: str | None = None, parameter
 
 
 def _train_options() -> tuple[str, ...]:
-    from mfpde import finite
+    from mfpde.finite.sgd import TRAIN_KEYWORDS
 
-    return tuple(k for k in inspect.signature(finite.train).parameters if k not in _DERIVED)
+    return tuple(k for k in TRAIN_KEYWORDS if k not in _DERIVED)
 
 
 def train(config=None, width=None, /, *, replica: int = 0, base_dir=None, source: str | None = None,
@@ -176,13 +174,14 @@ def train(config=None, width=None, /, *, replica: int = 0, base_dir=None, source
     """Train one finite network of ``width`` (an int, or one width per hidden layer) by mean-field SGD.
 
     ``config`` as for :func:`load`.  The run is :func:`mfpde.finite.train` with the
-    configuration's ``[sgd]`` mode, batch, lr (default ``solver.dt``), statistics and
-    coupling, its ``solver.t_end`` and ``solver.bound``, record times = the solver's save
-    times, and for ``mode = "online"`` the training law; ``replica`` picks the run's seed
-    (:func:`mfpde.finite.run_seed`).  ``overrides``: any ``[solver]`` key and the ``[sgd]``
-    keys ``mode``, ``batch``, ``lr``, ``statistics``, ``coupling``; every other keyword of
-    :func:`mfpde.finite.train` (``progress``, ``seed``, ``snapshots``, ``checkpoint``,
-    ``checkpoint_every``, ``resume``, …) is passed on.  Returns the
+    configuration's options (:meth:`mfpde.finite.TrainOptions.from_config`: ``[sgd]`` mode,
+    batch, lr (default ``solver.dt``), statistics and coupling, ``solver.t_end`` and
+    ``solver.bound``, record times = the solver's save times) and for ``mode = "online"`` the
+    training law; ``replica`` picks the run's seed (:func:`mfpde.finite.run_seed`).
+    ``overrides``: any ``[solver]`` key and the ``[sgd]`` keys ``mode``, ``batch``, ``lr``,
+    ``statistics``, ``coupling``; every other keyword of :func:`mfpde.finite.train`
+    (``progress``, ``seed``, ``snapshots``, ``fixed_nodes``, ``checkpoint``,
+    ``checkpoint_every``, ``resume``) is passed on.  Returns the
     :class:`~mfpde.finite.FiniteRun`; a blow-up raises BlowUpError with the partial run.
     """
     from mfpde.problem.config import SOLVER_KEYS
@@ -193,18 +192,10 @@ def train(config=None, width=None, /, *, replica: int = 0, base_dir=None, source
     run_opts = {k: overrides.pop(k) for k in list(overrides) if k in passed}
     c = _load_for("mfpde.train", config, SOLVER_KEYS + TRAIN_SGD_KEYS + passed, overrides, base_dir, source)
     from mfpde import finite
-    from mfpde.finite.ensemble import record_times
 
     law = None
     if c.sgd.mode == "online":
         from mfpde.problem.data import make_law
 
         law = make_law(c.raw["data"]["train"], "data.train")
-    return finite.train(c.problem, width, mode=c.sgd.mode, batch=c.sgd.batch, lr=sgd_lr(c), t_end=c.solver.t_end,
-                        record_times=record_times(c), replica=replica, law=law, statistics=c.sgd.statistics,
-                        bound=c.solver.bound, coupling=c.sgd.coupling, **run_opts)
-
-
-def sgd_lr(c: Config) -> float:
-    """ε of a configuration's SGD runs: ``sgd.lr``, else ``solver.dt``."""
-    return float(c.sgd.lr or c.solver.dt)
+    return finite.train(c.problem, width, finite.TrainOptions.from_config(c), replica=replica, law=law, **run_opts)

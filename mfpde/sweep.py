@@ -369,9 +369,9 @@ def _solve(c: cfg_mod.Config):
 
 def _train(c: cfg_mod.Config, width: int, replica: int):
     import mfpde
-    from mfpde.api import sgd_lr
+    from mfpde.finite import TrainOptions
 
-    return run_to_xarray(mfpde.train(c, width, replica=replica), c, sgd_lr(c))
+    return run_to_xarray(mfpde.train(c, width, replica=replica), c, TrainOptions.from_config(c).lr)
 
 
 def run_to_xarray(run, c: cfg_mod.Config, lr: float):
