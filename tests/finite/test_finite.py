@@ -1,4 +1,6 @@
 """Finite-width engine, run store and the limit-versus-width comparison."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -313,3 +315,75 @@ def test_a_list_or_string_where_a_width_name_or_number_is_expected_is_a_config_e
     with pytest.raises(ConfigError) as exc:
         train(finite_problem(), kw.pop("widths"), **kw)
     assert exc.value.key == key
+
+
+# ----------------------------------------------------------------- fixed features, noise laws, options
+def test_fixed_nodes_give_a_layer_those_features_and_keep_every_other_draw():
+    """network_problem(fixed_nodes={2: nodes}): layer 2 has exactly those features (weights 1/n),
+    layer 1 and the middle weights' noise are those of the unfixed network from the same seed."""
+    from mfpde.finite.network import initial_network_state, network_noise
+
+    p = finite_problem()
+    nodes = np.linspace(-1.0, 1.0, 7)[:, None]
+    free = network_problem(p, (5, 7), np.random.default_rng(4))
+    rng = np.random.default_rng(4)
+    fixed = network_problem(p, (5, 7), rng, fixed_nodes={2: nodes})
+    np.testing.assert_array_equal(fixed.embedding.rules[1].nodes, nodes)
+    np.testing.assert_array_equal(fixed.embedding.rules[1].weights, np.full(7, 1 / 7))
+    np.testing.assert_array_equal(fixed.embedding.rules[0].nodes, free.embedding.rules[0].nodes)
+    rng_free = np.random.default_rng(4)
+    network_problem(p, (5, 7), rng_free)
+    a = System(fixed).views(initial_network_state(System(fixed), rng, network_noise(p)))
+    b = System(free).views(initial_network_state(System(free), rng_free, network_noise(p)))
+    np.testing.assert_array_equal(a["W_2"] - a["W_2"].mean(), b["W_2"] - b["W_2"].mean())   # the same noise draws
+    # train passes them through, and a rule's nodes serve as well as an array
+    r1 = train(p, (5, 7), lr=0.1, t_end=0.2, seed=np.random.SeedSequence(2), fixed_nodes={2: nodes}, statistics=False)
+    r2 = train(p, (5, 7), lr=0.1, t_end=0.2, seed=np.random.SeedSequence(2), statistics=False,
+               fixed_nodes={2: qd.user(nodes, np.full(7, 1 / 7))})
+    np.testing.assert_array_equal(r1.nodes[1], nodes)
+    np.testing.assert_array_equal(r1.array("loss_train"), r2.array("loss_train"))
+    for bad, key in (({3: nodes}, "fixed_nodes"), ({2: nodes[:6]}, "fixed_nodes[2]"), ([nodes], "fixed_nodes")):
+        with pytest.raises(ConfigError) as exc:
+            network_problem(p, (5, 7), np.random.default_rng(0), fixed_nodes=bad)
+        assert exc.value.key == key
+
+
+def test_network_noise_draws_each_weight_from_the_limit_noise_rule():
+    """A network of a limit with an ω rule (rules.omega_2) draws W_2's noise from that rule's law;
+    without the NoiseLaws such a network is refused rather than given standard normal noise."""
+    from mfpde.finite.network import NoiseLaw, initial_network_state, network_noise
+
+    p = finite_problem()
+    two_point = qd.user(np.array([[-1.0], [1.0]]), np.array([0.5, 0.5]))
+    p = replace(p, embedding=replace(p.embedding, edge_rules=(two_point,)))
+    laws = network_noise(p)
+    assert laws == (NoiseLaw(two_point),)
+    net = System(network_problem(p, (20, 30), np.random.default_rng(1)))
+    np.testing.assert_array_equal(net.edge_nodes[0], [0.0])   # the network's noise index: one node at ω = 0
+    np.testing.assert_array_equal(net.edge_weights[0], [1.0])
+    W = net.views(initial_network_state(net, np.random.default_rng(2), laws))["W_2"]
+    assert set(np.round((W - 0.3) / 0.7, 12).ravel()) == {-1.0, 1.0}
+    with pytest.raises(ValueError, match="network_noise"):
+        initial_network_state(net, np.random.default_rng(2))
+
+
+def test_train_options_object_equals_its_keywords():
+    from mfpde.finite.sgd import TRAIN_KEYWORDS, TrainOptions
+
+    p = config.loads(SMALL).problem
+    opts = TrainOptions(lr=0.05, t_end=0.5, record_times=[0.0, 0.25, 0.5], statistics=False)
+    assert opts.record_times == (0.0, 0.25, 0.5) and opts.record_steps() == [0, 5, 10]
+    a = train(p, 16, opts, replica=1)
+    b = train(p, 16, lr=0.05, t_end=0.5, record_times=[0.0, 0.25, 0.5], statistics=False, replica=1)
+    c = train(p, 16, TrainOptions(lr=0.1, statistics=False), lr=0.05, t_end=0.5, record_times=[0.0, 0.25, 0.5],
+              replica=1)   # keywords replace fields of the options
+    for k in a.observables:
+        np.testing.assert_array_equal(a.array(k), b.array(k))
+        np.testing.assert_array_equal(a.array(k), c.array(k))
+    with pytest.raises(TypeError, match="t_ennd"):
+        train(p, 16, t_ennd=1.0)
+    assert {"mode", "lr", "snapshots", "checkpoint", "fixed_nodes"} <= set(TRAIN_KEYWORDS)
+    cfg = config.loads(SMALL)
+    o = TrainOptions.from_config(cfg, lr=0.025)
+    assert (o.mode, o.lr, o.t_end, o.record_times, o.statistics) == ("full", 0.025, 1.0, (0.0, 0.25, 0.5, 0.75, 1.0),
+                                                                     False)
