@@ -47,7 +47,6 @@ SWEEP_KEYS = ("name", "base", "mode", "task", "axis")
 AXIS_KEYS = ("key", "values", "name")
 MODES = ("cross", "zip")
 TASKS = ("solve", "sgd")
-MAX_TASKS = 100_000
 # dimension names the results already use; an axis may not take them
 RESERVED = ("task", "width", "replica", "time", "probe", "output", "input_dim", "quantile", "singular_value")
 # keys a base configuration may leave out (their defaults apply) and an axis may still set
@@ -120,16 +119,16 @@ def from_dict(raw: Mapping, source: str = "<dict>", base_dir: str | Path | None 
     """Validate a sweep table, resolve every point and build the task list."""
     if not isinstance(raw, Mapping):
         raise ConfigError("", "a sweep description must be a table")
-    cfg_mod._check_keys(raw, SWEEP_KEYS, "")
-    mode = cfg_mod._str(raw.get("mode", "cross"), "mode", MODES)
-    kind = cfg_mod._str(raw.get("task", "solve"), "task", TASKS)
+    checks.check_keys(raw, SWEEP_KEYS, "")
+    mode = checks.get(raw, "mode", "", checks.string, "cross", allowed=MODES)
+    kind = checks.get(raw, "task", "", checks.string, "solve", allowed=TASKS)
     base, base_dir, base_name = _base(raw, source, base_dir)
-    name = cfg_mod._str(raw.get("name", Path(source).stem if source.endswith(".toml") else base_name), "name")
+    name = checks.get(raw, "name", "", checks.string, Path(source).stem if source.endswith(".toml") else base_name)
     axes = _axes(raw.get("axis", []), base, kind, mode)
     if mode == "cross":
         n_points = int(np.prod([len(a.values) for a in axes])) if axes else 1
-        if n_points > MAX_TASKS:
-            raise ConfigError("axis", f"the cross product has {n_points} points, more than {MAX_TASKS}")
+        if n_points > checks.MAX_TASKS:
+            raise ConfigError("axis", f"the cross product has {n_points} points, more than {checks.MAX_TASKS}")
         points = list(itertools.product(*[range(len(a.values)) for a in axes]))
     else:
         points = [(k,) * len(axes) for k in range(len(axes[0].values))] if axes else [()]
@@ -175,8 +174,8 @@ def from_dict(raw: Mapping, source: str = "<dict>", base_dir: str | Path | None 
             [(w, r) for w in sgd.widths for r in range(sgd.replicas)]
         for w, r in runs:
             n_tasks += 1
-            if n_tasks > MAX_TASKS:
-                raise ConfigError("axis", f"the sweep has more than {MAX_TASKS} tasks")
+            if n_tasks > checks.MAX_TASKS:
+                raise ConfigError("axis", f"the sweep has more than {checks.MAX_TASKS} tasks")
             pos = prefix if w is None else prefix + (coords["width"].index(w), r)
             h = task_hash(kind, conf, w, r)
             if h in tasks:   # the same run reached twice (e.g. overlapping width lists)
@@ -224,12 +223,11 @@ def _axes(raw_axes, base: dict, kind: str, mode: str) -> list[Axis]:
     axes: list[Axis] = []
     for i, t in enumerate(raw_axes):
         where = f"axis[{i}]"
-        cfg_mod._check_keys(t, AXIS_KEYS, where)
-        if "key" not in t:
-            raise ConfigError(f"{where}.key", "is required (a dotted configuration key such as \"schedules.weights\")")
-        key = cfg_mod._str(t["key"], f"{where}.key")
+        checks.check_keys(t, AXIS_KEYS, where)
+        key = checks.string(checks.required(t, "key", where, "a dotted configuration key such as \"schedules.weights\""),
+                            f"{where}.key")
         _check_path(base, key, f"{where}.key")
-        name = cfg_mod._str(t.get("name", key), f"{where}.name")
+        name = checks.get(t, "name", where, checks.string, key)
         if not name or "/" in name or checks.is_one_of(name, RESERVED):
             raise ConfigError(f"{where}.name", f"{name!r} cannot name a dimension (reserved: {', '.join(RESERVED)}; no '/')")
         if checks.is_one_of(name, [a.name for a in axes]) or checks.is_one_of(key, [a.key for a in axes]):
@@ -510,8 +508,7 @@ def run(sweep: Sweep, outdir: str | Path, *, client=None, scheduler: str | None 
     recorded as failed; tasks that failed in an earlier invocation are run again only with
     ``retry_failed``.
     """
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ConfigError("--retries", f"must be an integer >= 0, got {retries!r}")
+    retries = checks.integer(retries, "--retries", lo=0)
     outdir = Path(outdir).resolve()
     outdir.mkdir(parents=True, exist_ok=True)
     with _lock(outdir):

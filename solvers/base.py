@@ -113,25 +113,13 @@ def check_fixed_step(dt: float, times, key: str = "solver.dt") -> None:
 # ----------------------------------------------------------------------------- option checks
 def option_number(value, key, *, low=0.0, strict=False, inf_ok=False, none_ok=False, high=None):
     """A stepper option as float (> or ≥ low, < high); ConfigError naming ``solver.<key>`` otherwise."""
-    if value is None and none_ok:
-        return None
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if ok:
-        value = float(value)
-        ok = (value > low if strict else value >= low) and (math.isfinite(value) or (inf_ok and value == math.inf))
-        if ok and high is not None:
-            ok = value < high
-    if not ok:
-        rng = f"{'>' if strict else '≥'} {low:g}" + (f" and < {high:g}" if high is not None else "")
-        raise ConfigError(f"solver.{key}", f"must be a {'' if inf_ok else 'finite '}number {rng}"
-                                           f"{' or None' if none_ok else ''}, got {value!r}")
-    return value
+    return checks.number(value, f"solver.{key}", low=low, open_low=strict, high=high, open_high=True,
+                         inf_ok=inf_ok, none_ok=none_ok)
 
 
 def option_int(value, key, low, high):
-    if isinstance(value, bool) or not isinstance(value, int) or not (low <= value <= high):
-        raise ConfigError(f"solver.{key}", f"must be an integer in [{low}, {high}], got {value!r}")
-    return value
+    """A stepper option as int in [low, high]; ConfigError naming ``solver.<key>`` otherwise."""
+    return checks.integer(value, f"solver.{key}", low, high)
 
 
 def error_control(stepper, rtol, atol, dt0, dt_min, dt_max, max_rejections) -> None:

@@ -42,11 +42,8 @@ IMPLICIT_KEYS = {"linear_solver": "choice:auto|dense|gmres|minres", "jacobian": 
                  "krylov_rtol": "float01", "krylov_maxiter": "int", "dense_max": "int"}
 ADAPTIVE_KEYS = ("rtol", "atol", "dt0", "dt_min", "dt_max", "max_rejections", "fixed_dt")
 OUTPUT_KEYS = ("path", "parameters")
-MAX_STATE = 200_000_000  # doubles: refuse absurd rule sizes before allocating
-MAX_NODES = 1_000_000    # nodes of one hidden layer's rule
-MAX_DATA = 10_000_000    # numbers in one data set, teacher or probe array (checked before allocating)
-MAX_SAVES = 1_000_000    # save times of one run
-MAX_STEPS = 1_000_000_000  # time steps of one run (t_end/dt, t_end/lr)
+# the limits live in mfpde/checks.py (LIMITS); these names are kept for finite/sgd.py until it reads them there
+MAX_STATE, MAX_DATA, MAX_SAVES, MAX_STEPS = checks.MAX_STATE, checks.MAX_DATA, checks.MAX_SAVES, checks.MAX_TIME_STEPS
 
 
 @dataclass(frozen=True)
@@ -104,52 +101,46 @@ _table, _check_keys, _int, _float, _bool, _str = (checks.table, checks.check_key
 
 
 def _model(t: Mapping) -> Model:
-    _check_keys(t, MODEL_KEYS, "model")
-    for req in ("input_dim", "hidden"):
-        if req not in t:
-            raise ConfigError(f"model.{req}", "is required")
-    d = _int(t["input_dim"], "model.input_dim", 1, 1_000_000)
-    K = _int(t.get("outputs", 1), "model.outputs", 1, 100_000)
-    hidden = t["hidden"]
+    checks.check_keys(t, MODEL_KEYS, "model")
+    d = checks.get(t, "input_dim", "model", checks.integer, hi=checks.MAX_INPUT_DIM)
+    K = checks.get(t, "outputs", "model", checks.integer, 1, hi=checks.MAX_OUTPUTS)
+    hidden = checks.required(t, "hidden", "model", "a list of activation names, one per hidden layer")
     if not isinstance(hidden, list) or not hidden or not all(isinstance(a, str) for a in hidden):
         raise ConfigError("model.hidden", "expected a non-empty list of activation names, one per hidden layer")
-    if len(hidden) > 64:
-        raise ConfigError("model.hidden", f"at most 64 hidden layers, got {len(hidden)}")
+    if len(hidden) > checks.MAX_HIDDEN:
+        raise ConfigError("model.hidden", f"at most {checks.MAX_HIDDEN} hidden layers, got {len(hidden)}")
     L = len(hidden)
     b = t.get("biases", False)
     if isinstance(b, list):
         if len(b) != L:
             raise ConfigError("model.biases", f"needs one entry per hidden layer ({L}), got {len(b)}")
-        biases = tuple(_bool(x, f"model.biases[{i}]") for i, x in enumerate(b))
+        biases = tuple(checks.boolean(x, f"model.biases[{i}]") for i, x in enumerate(b))
     else:
-        biases = (_bool(b, "model.biases"),) * L
-    loss = _str(t.get("loss", "squared"), "model.loss")
-    delta = _float(t.get("huber_delta", 1.0), "model.huber_delta", positive=True)
+        biases = (checks.boolean(b, "model.biases"),) * L
+    loss = checks.get(t, "loss", "model", checks.string, "squared")
+    delta = checks.get(t, "huber_delta", "model", checks.number, 1.0, positive=True)
     e = t.get("edges", "linear")
     if isinstance(e, list):
         if len(e) != L - 1:
             raise ConfigError("model.edges", f"needs one edge map per middle weight W_2..W_L ({L - 1}), got {len(e)}")
-        edges = tuple(_str(x, f"model.edges[{i}]") for i, x in enumerate(e))
+        edges = tuple(checks.string(x, f"model.edges[{i}]") for i, x in enumerate(e))
     else:
-        edges = (_str(e, "model.edges"),) * (L - 1)
-    return Model(d, tuple(hidden), K, biases, _str(t.get("output_activation", "identity"), "model.output_activation"),
-                 _bool(t.get("output_bias", False), "model.output_bias"), loss, delta, edges)
+        edges = (checks.string(e, "model.edges"),) * (L - 1)
+    return Model(d, tuple(hidden), K, biases, checks.get(t, "output_activation", "model", checks.string, "identity"),
+                 checks.get(t, "output_bias", "model", checks.boolean, False), loss, delta, edges)
 
 
 def _rules(t: Mapping, L: int) -> tuple:
     """Validated rule plans (sizes known, nothing allocated yet), one per hidden layer."""
     allowed = ("default",) + tuple(f"layer_{l}" for l in range(1, L + 1)) + tuple(f"omega_{l}" for l in range(2, L + 1))
-    _check_keys(t, allowed, "rules")
+    checks.check_keys(t, allowed, "rules")
     out = []
     for l in range(1, L + 1):
         key = f"layer_{l}" if f"layer_{l}" in t else "default"
         if key not in t:
             raise ConfigError(f"rules.layer_{l}", "is required (or give rules.default for every layer)")
-        # quadrature has no public "validate without building"; its plan is exactly that
-        plan = quadrature._plan(_table(t[key], f"rules.{key}"), f"rules.{key}", outermost=True)
-        if plan.size > MAX_NODES:
-            raise ConfigError(f"rules.layer_{l}", f"{plan.size} nodes is more than {MAX_NODES:.0e}")
-        out.append(plan)
+        out.append(quadrature.plan_rule(t[key], f"rules.{key}", checks.MAX_LAYER_NODES, "a hidden layer's rule",
+                                        size_key=f"rules.layer_{l}"))
     return tuple(out)
 
 
@@ -175,10 +166,7 @@ def _edge_rules(t: Mapping, model: Model, W) -> tuple[tuple, list[str]]:
             spec = dict(EDGE_RULE_DEFAULT)
             notes.append(f"W_{l}: nonlinear edge map {model.edges[l - 2]!r} with i.i.d. initial noise: the noise is an "
                          f"extra index on a {spec['size']}-node Gauss–Hermite rule (set rules.omega_{l} to change it)")
-        plan = quadrature._plan(_table(spec, key), key, outermost=True)
-        if plan.size > 4096:
-            raise ConfigError(key, f"{plan.size} nodes is more than 4096 for a one-dimensional noise rule")
-        rule = plan.build()
+        rule = quadrature.plan_rule(spec, key, checks.MAX_NOISE_NODES, "a one-dimensional noise rule").build()
         if rule.dim != 1:
             raise ConfigError(key, f"the initial-noise rule must be one-dimensional, got dimension {rule.dim}")
         out.append(rule)
@@ -188,7 +176,7 @@ def _edge_rules(t: Mapping, model: Model, W) -> tuple[tuple, list[str]]:
 def _init(t: Mapping, model: Model) -> Embedding:
     L = model.L
     allowed = ("w_1",) + tuple(f"W_{l}" for l in range(2, L + 1)) + ("v",) + tuple(f"b_{l}" for l in range(1, L + 1)) + ("b_out",)
-    _check_keys(t, allowed, "init")
+    checks.check_keys(t, allowed, "init")
     w1 = embedding.make_init(t.get("w_1", {"kind": "coordinate"}), "init.w_1")
     W = tuple(embedding.make_init(t.get(f"W_{l}", 0.0), f"init.W_{l}", edge=True) for l in range(2, L + 1))
     v = embedding.make_init(t.get("v", {"kind": "coordinate"}), "init.v")
@@ -220,7 +208,7 @@ def _schedule_list(v, key, L):
 
 def _schedules(t: Mapping, L: int) -> Schedules:
     allowed = ("weights", "biases") + tuple(f"layer_{l}" for l in range(1, L + 2)) + tuple(f"bias_{l}" for l in range(1, L + 2))
-    _check_keys(t, allowed, "schedules")
+    checks.check_keys(t, allowed, "schedules")
     w = list(_schedule_list(t.get("weights", 1.0), "schedules.weights", L))
     for l in range(1, L + 2):
         if f"layer_{l}" in t:
@@ -235,22 +223,22 @@ def _schedules(t: Mapping, L: int) -> Schedules:
 
 
 def _count(v) -> int:
-    """v if it is a positive integer, else 0 (the type checks themselves live in mfpde.problem.data)."""
-    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
+    """v if it is a positive integer, else 0 (a size estimate: the type checks come later, in mfpde.problem.data)."""
+    return int(v) if checks.is_integer(v) and v > 0 else 0
 
 
 def _check_data_size(t: Mapping, key: str) -> None:
     """Refuse data laws whose sample or teacher would be absurdly large, before drawing them."""
     d = _count(t.get("d", 1))
     n = _count(t.get("sample"))
-    if n * d > MAX_DATA:
-        raise ConfigError(f"{key}.sample", f"{n} points in dimension {d} is more than {MAX_DATA:.0e} numbers")
+    if n * d > checks.MAX_DATA:
+        raise ConfigError(f"{key}.sample", f"{n} points in dimension {d} is more than {checks.MAX_DATA:.0e} numbers")
     teacher = t.get("teacher")
-    if isinstance(teacher, Mapping) and teacher.get("kind") == "two_layer":
+    if isinstance(teacher, Mapping) and checks.is_one_of(teacher.get("kind"), ("two_layer",)):
         width, k = _count(teacher.get("width", 4)), _count(teacher.get("output_dim", 1))
-        if width * (d + k) > MAX_DATA:
+        if width * (d + k) > checks.MAX_DATA:
             raise ConfigError(f"{key}.teacher.width", f"a teacher of width {width} with d = {d}, {k} outputs has "
-                              f"more than {MAX_DATA:.0e} weights")
+                              f"more than {checks.MAX_DATA:.0e} weights")
 
 
 def _solver(t: Mapping) -> SolverOptions:
@@ -310,29 +298,30 @@ def _solver(t: Mapping) -> SolverOptions:
 
 
 def _output(t: Mapping) -> OutputOptions:
-    _check_keys(t, OUTPUT_KEYS, "output")
-    path = _str(t["path"], "output.path") if "path" in t else None
-    return OutputOptions(path, _str(t.get("parameters", "all"), "output.parameters", ("all", "final", "none")))
+    checks.check_keys(t, OUTPUT_KEYS, "output")
+    path = checks.string(t["path"], "output.path") if "path" in t else None
+    return OutputOptions(path, checks.get(t, "parameters", "output", checks.string, "all", allowed=("all", "final", "none")))
 
 
 def _sgd(t: Mapping) -> SgdOptions:
-    _check_keys(t, SGD_KEYS, "sgd")
-    mode = _str(t.get("mode", "full"), "sgd.mode", ("full", "online", "minibatch"))
-    batch = _int(t.get("batch", 1), "sgd.batch", 1, 10_000_000)
-    lr = _float(t["lr"], "sgd.lr", positive=True) if "lr" in t else None
+    checks.check_keys(t, SGD_KEYS, "sgd")
+    mode = checks.get(t, "mode", "sgd", checks.string, "full", allowed=("full", "online", "minibatch"))
+    batch = checks.get(t, "batch", "sgd", checks.integer, 1, hi=checks.MAX_BATCH)
+    lr = checks.number(t["lr"], "sgd.lr", positive=True) if "lr" in t else None
     w = t.get("widths", [64, 256, 1024])
     if not isinstance(w, list) or not w:
         raise ConfigError("sgd.widths", "expected a non-empty list of integer widths")
-    widths = tuple(_int(x, "sgd.widths", 1, 10_000_000) for x in w)
-    return SgdOptions(mode, batch, lr, widths, _int(t.get("replicas", 4), "sgd.replicas", 1, 100_000),
-                      _bool(t.get("statistics", True), "sgd.statistics"), _bool(t.get("coupling", False), "sgd.coupling"))
+    widths = tuple(checks.integer(x, "sgd.widths", 1, checks.MAX_WIDTH) for x in w)
+    return SgdOptions(mode, batch, lr, widths, checks.get(t, "replicas", "sgd", checks.integer, 4, hi=checks.MAX_REPLICAS),
+                      checks.get(t, "statistics", "sgd", checks.boolean, True),
+                      checks.get(t, "coupling", "sgd", checks.boolean, False))
 
 
 def from_dict(raw: Mapping, source: str = "<dict>", base_dir: str | Path | None = None) -> Config:
     """Validate a configuration table and build the Problem and options."""
-    raw = _table(raw, "")
+    raw = checks.table(raw, "")
     checks.check_depth(raw, source)
-    _check_keys(raw, TOP_KEYS, "")
+    checks.check_keys(raw, TOP_KEYS, "")
     for req in ("model", "data"):
         if req not in raw:
             raise ConfigError(req, f"section [{req}] is required")
@@ -346,49 +335,49 @@ def from_dict(raw: Mapping, source: str = "<dict>", base_dir: str | Path | None 
                                   "not both (with [iid], [rules] may hold only omega_l rules)")
     elif "rules" not in raw:
         raise ConfigError("rules", "section [rules] is required (or [iid] for an i.i.d. initialization)")
-    name = _str(raw.get("name", Path(source).stem if source else "problem"), "name")
-    seed = _int(raw.get("seed", 0), "seed", 0, 2**63 - 1)
-    model = _model(_table(raw["model"], "model"))
+    name = checks.get(raw, "name", "", checks.string, Path(source).stem if source else "problem")
+    seed = checks.get(raw, "seed", "", checks.integer, 0, lo=0, hi=checks.MAX_SEED)
+    model = _model(checks.table(raw["model"], "model"))
     notes: tuple[str, ...] = ()
     if "iid" in raw:
         from mfpde.problem.iid import make_iid
 
-        emb, note_list = make_iid(_table(raw["iid"], "iid"), model)
+        emb, note_list = make_iid(checks.table(raw["iid"], "iid"), model)
         notes = tuple(note_list)
         sizes = [r.size for r in emb.rules]
     else:
-        plans = _rules(_table(raw["rules"], "rules"), model.L)
+        plans = _rules(checks.table(raw["rules"], "rules"), model.L)
         sizes = [p.size for p in plans]
-    rules_table = _table(raw.get("rules", {}), "rules")
-    init0 = emb if "iid" in raw else _init(_table(raw.get("init", {}), "init"), model)
+    rules_table = checks.table(raw.get("rules", {}), "rules")
+    init0 = emb if "iid" in raw else _init(checks.table(raw.get("init", {}), "init"), model)
     edge_rules, edge_notes = _edge_rules(rules_table, model, init0.W)
     notes += tuple(edge_notes)
     R = [1] + [1 if r is None else r.size for r in edge_rules]
     n_state = sizes[0] * model.input_dim + sum(a * b * r for a, b, r in zip(sizes, sizes[1:], R[1:])) + sizes[-1] * model.outputs
-    if n_state > MAX_STATE:
-        raise ConfigError("rules", f"the state would have {n_state:.3g} entries (> {MAX_STATE:.0e}); use smaller rules")
+    if n_state > checks.MAX_STATE:
+        raise ConfigError("rules", f"the state would have {n_state:.3g} entries (> {checks.MAX_STATE:.0e}); use smaller rules")
     if "iid" not in raw:
         rules = tuple(p.build() for p in plans)
         emb = Embedding(rules, init0.w_1, init0.W, init0.v, init0.b, init0.b_out, edge_rules)
     elif any(r is not None for r in edge_rules):
         emb = Embedding(emb.rules, emb.w_1, emb.W, emb.v, emb.b, emb.b_out, edge_rules)
-    sched = _schedules(_table(raw.get("schedules", {}), "schedules"), model.L)
-    dt = _table(raw["data"], "data")
-    _check_keys(dt, ("train", "test"), "data")
+    sched = _schedules(checks.table(raw.get("schedules", {}), "schedules"), model.L)
+    dt = checks.table(raw["data"], "data")
+    checks.check_keys(dt, ("train", "test"), "data")
     if "train" not in dt:
         raise ConfigError("data.train", "is required")
     for part in ("train", "test"):
         if part in dt:
-            _check_data_size(_table(dt[part], f"data.{part}"), f"data.{part}")
-    train = data_mod.make_data(_table(dt["train"], "data.train"), "data.train", seed, base_dir=base_dir)
-    test = data_mod.make_data(_table(dt["test"], "data.test"), "data.test", seed, base_dir=base_dir) if "test" in dt else None
-    if "probes" in raw and isinstance(raw["probes"], Mapping) and _count(raw["probes"].get("size")) * model.input_dim > MAX_DATA:
+            _check_data_size(checks.table(dt[part], f"data.{part}"), f"data.{part}")
+    train = data_mod.make_data(checks.table(dt["train"], "data.train"), "data.train", seed, base_dir=base_dir)
+    test = data_mod.make_data(checks.table(dt["test"], "data.test"), "data.test", seed, base_dir=base_dir) if "test" in dt else None
+    if "probes" in raw and isinstance(raw["probes"], Mapping) and _count(raw["probes"].get("size")) * model.input_dim > checks.MAX_DATA:
         raise ConfigError("probes.size", f"{raw['probes']['size']} probe points in dimension {model.input_dim} is "
-                          f"more than {MAX_DATA:.0e} numbers")
+                          f"more than {checks.MAX_DATA:.0e} numbers")
     probes = data_mod.probes(raw["probes"], model.input_dim, "probes") if "probes" in raw else None
-    solver = _solver(_table(raw.get("solver", {}), "solver"))
-    output = _output(_table(raw.get("output", {}), "output"))
-    sgd = _sgd(_table(raw.get("sgd", {}), "sgd"))
+    solver = _solver(checks.table(raw.get("solver", {}), "solver"))
+    output = _output(checks.table(raw.get("output", {}), "output"))
+    sgd = _sgd(checks.table(raw.get("sgd", {}), "sgd"))
     problem = Problem(model, emb, sched, train, test, None if probes is None else np.asarray(probes),
                       config=copy.deepcopy(dict(raw)), name=name)
     return Config(problem, solver, output, copy.deepcopy(dict(raw)), source, sgd, notes)

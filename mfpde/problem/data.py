@@ -12,14 +12,13 @@ and ``.weights`` (``[Q]``, sum 1) will do.  This module imports numpy and mfpde.
 module level; scipy is not needed, h5py and :mod:`mfpde.problem.quadrature` are imported lazily inside
 the functions that use them.  Data files are never trusted: the shapes and dtypes an .npz or
 HDF5 file declares, and the size of a CSV file, are checked against the data limit
-(``config.MAX_DATA`` numbers per array, :data:`MAX_CSV_BYTES`, :data:`MAX_CSV_LINE`) before
+(``MAX_DATA`` numbers per array, ``MAX_CSV_BYTES``, ``MAX_CSV_LINE``, in :mod:`mfpde.checks`) before
 anything is read, and every failure of numpy, zipfile, h5py or the OS while opening or reading
 one is a :class:`~mfpde.errors.DataError` naming the file.
 """
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import zlib
 from collections.abc import Callable, Mapping
@@ -41,14 +40,7 @@ __all__ = [
 DATA_KINDS = ("file", "arrays", "teacher", "gaussian_classes")
 TEACHER_KINDS = ("single_index_tanh", "two_layer")
 FILE_EXTENSIONS = (".npz", ".csv", ".h5", ".hdf5")
-MAX_CSV_BYTES = 512 * 2**20   # a CSV data file (2·10⁷ numbers of 25 characters fit); checked before reading
-MAX_CSV_LINE = 4 * 2**20      # characters of one CSV line (checked while reading, line by line)
 _WEIGHT_SUM_TOL = 1e-10
-
-
-def _is_number(v) -> bool:
-    """A real number that is not a bool (bool is not a number in a config)."""
-    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
 
 
 # --------------------------------------------------------------------------- the data set
@@ -200,13 +192,6 @@ def finite_set(X, Y, name: str = "train", weights=None, source: str | None = Non
 
 # --------------------------------------------------------------------------- files
 
-def _max_data() -> int:
-    """The data limit (numbers in one data array), read at call time from :mod:`mfpde.problem.config`."""
-    from mfpde.problem import config
-
-    return config.MAX_DATA
-
-
 def _why(exc: BaseException) -> str:
     """``Type: message`` of a library exception, on one line."""
     return f"{type(exc).__name__}: {exc}".replace("\r", " ").replace("\n", " ")
@@ -226,18 +211,16 @@ def load(path, name: str = "train", x_key: str = "x", y_key: str = "y", y_column
       error naming the cell); the last ``y_columns`` columns are Y.
     * ``.h5``/``.hdf5``: datasets ``x_key`` and ``y_key`` (paths inside the file allowed).
 
-    Sizes are checked before reading: each array at most ``config.MAX_DATA`` numbers (as
+    Sizes are checked before reading: each array at most ``checks.MAX_DATA`` numbers (as
     declared by the .npz headers or HDF5 dataspaces), a CSV file at most
-    :data:`MAX_CSV_BYTES` bytes and :data:`MAX_CSV_LINE` characters per line.  Every failure
+    ``checks.MAX_CSV_BYTES`` bytes and ``checks.MAX_CSV_LINE`` characters per line.  Every failure
     while opening or reading the file is a :class:`DataError` naming it.
     """
-    if isinstance(y_columns, bool) or not isinstance(y_columns, numbers.Integral) or y_columns < 1:
-        raise ConfigError("y_columns", f"must be an integer >= 1, got {y_columns!r}.")
+    y_columns = checks.integer(y_columns, "y_columns")
     if not isinstance(path, (str, os.PathLike)):
         raise ConfigError("path", f"must be a file path (a string), got {type(path).__name__}.")
     for k, v in (("x_key", x_key), ("y_key", y_key)):
-        if not checks.string(v, k):
-            raise ConfigError(k, "must be a non-empty string.")
+        checks.string(v, k, empty_ok=False)
     try:
         path = Path(path)
         where = f"data file '{_shown(path)}'"
@@ -271,7 +254,7 @@ def _check_declared(shape, dtype, k: str, where: str, what: str) -> None:
         raise DataError(f"{where}: {what} '{k}' has no data (an empty dataspace), expected numbers.")
     if dtype.kind not in "biuf" or dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
         raise DataError(f"{where}: {what} '{k}' has dtype {dtype}, expected numbers (bool, integer or float).")
-    limit = _max_data()
+    limit = checks.MAX_DATA
     size = math.prod(int(n) for n in shape)
     if size > limit:
         raise DataError(f"{where}: {what} '{k}' declares shape {tuple(int(n) for n in shape)} ({size} numbers); "
@@ -342,10 +325,10 @@ def _read_csv(path: Path, y_columns: int, where: str):
         size = path.stat().st_size
     except OSError as exc:
         raise DataError(f"{where} cannot be read ({exc.strerror or exc}).") from None
-    if size > MAX_CSV_BYTES:
-        raise DataError(f"{where} has {size} bytes; a CSV data file may have at most {MAX_CSV_BYTES} bytes "
+    if size > checks.MAX_CSV_BYTES:
+        raise DataError(f"{where} has {size} bytes; a CSV data file may have at most {checks.MAX_CSV_BYTES} bytes "
                         f"(use .npz or .h5 for larger data).")
-    limit = _max_data()
+    limit, max_line = checks.MAX_DATA, checks.MAX_CSV_LINE
     values = array("d")
     ncol = nrows = 0
     header = False
@@ -353,12 +336,12 @@ def _read_csv(path: Path, y_columns: int, where: str):
         with open(path, encoding="utf-8-sig", newline=None) as fh:
             lineno = 0
             while True:
-                ln = fh.readline(MAX_CSV_LINE + 1)
+                ln = fh.readline(max_line + 1)
                 if not ln:
                     break
                 lineno += 1
-                if len(ln.rstrip("\r\n")) > MAX_CSV_LINE:
-                    raise DataError(f"{where}: line {lineno} is longer than {MAX_CSV_LINE} characters.")
+                if len(ln.rstrip("\r\n")) > max_line:
+                    raise DataError(f"{where}: line {lineno} is longer than {max_line} characters.")
                 ln = ln.strip()
                 if not ln:
                     continue
@@ -459,11 +442,9 @@ class SingleIndexTanh:
         if u.size < 1 or not np.all(np.isfinite(u)) or not np.any(u != 0):
             raise ConfigError("teacher.direction", f"must be a finite non-zero vector, got {direction!r}.")
         u = u / np.max(np.abs(u))   # rescale first: the norm of huge or tiny entries must not overflow
-        if not _is_number(scale) or not math.isfinite(scale):
-            raise ConfigError("teacher.scale", f"must be a finite number, got {scale!r}.")
+        self.scale = checks.number(scale, "teacher.scale")
         self.direction = u / np.linalg.norm(u)
         self.direction.setflags(write=False)
-        self.scale = float(scale)
         self.d = u.size
         self.K = 1
 
@@ -490,14 +471,10 @@ class TwoLayerTeacher:
     name = "two_layer"
 
     def __init__(self, d: int, width: int = 4, seed: int = 0, activation: str = "tanh", output_dim: int = 1):
-        for k, v in (("d", d), ("width", width), ("output_dim", output_dim)):
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-                raise ConfigError(f"teacher.{k}", f"must be an integer >= 1, got {v!r}.")
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-            raise ConfigError("teacher.seed", f"must be an integer >= 0, got {seed!r}.")
-        checks.choice(activation, sorted(_TEACHER_ACTIVATIONS), "teacher.activation", what="activation")
-        self.d, self.width, self.seed = int(d), int(width), int(seed)
-        self.activation, self.K = activation, int(output_dim)
+        self.d, self.width = checks.integer(d, "teacher.d"), checks.integer(width, "teacher.width")
+        self.K = checks.integer(output_dim, "teacher.output_dim")
+        self.seed = checks.integer(seed, "teacher.seed", lo=0)
+        self.activation = checks.choice(activation, sorted(_TEACHER_ACTIVATIONS), "teacher.activation", what="activation")
         rng = np.random.default_rng(self.seed)
         self.w = rng.standard_normal((self.width, self.d)) / math.sqrt(self.d)
         self.a = math.sqrt(self.width) * rng.standard_normal((self.width, self.K))
@@ -582,18 +559,14 @@ def _rule_arrays(rule, d: int) -> tuple[np.ndarray, np.ndarray, str]:
 def _check_sample_args(rng, n) -> None:
     if not isinstance(rng, np.random.Generator):
         raise ConfigError("rng", f"sample() needs a numpy.random.Generator, got {type(rng).__name__}.")
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ConfigError("sample", f"sample size must be an integer >= 1, got {n!r}.")
+    checks.integer(n, "sample")
 
 
 class GaussianTeacherLaw:
     """x ~ N(0, input_std² I_d), y = teacher(x)."""
 
     def __init__(self, d: int, teacher: Callable, input_std: float = 1.0):
-        if isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1:
-            raise ConfigError("d", f"must be an integer >= 1, got {d!r}.")
-        if not (_is_number(input_std) and math.isfinite(input_std) and input_std > 0):
-            raise ConfigError("input_std", f"must be a finite number > 0, got {input_std!r}.")
+        d, input_std = checks.integer(d, "d"), checks.number(input_std, "input_std", positive=True)
         tdim = getattr(teacher, "d", None)
         if tdim is not None and tdim != d:
             raise ConfigError("teacher", f"teacher acts on R^{tdim} but the law has d = {d}.")
@@ -632,14 +605,10 @@ class GaussianClassesLaw:
     K = 1
 
     def __init__(self, d: int, tau_pos: float = 1.0, tau_neg: float = 2.0, p_pos: float = 0.5):
-        if isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1:
-            raise ConfigError("d", f"must be an integer >= 1, got {d!r}.")
-        for k, v in (("tau_pos", tau_pos), ("tau_neg", tau_neg)):
-            if not (_is_number(v) and math.isfinite(v) and v > 0):
-                raise ConfigError(k, f"must be a finite number > 0, got {v!r}.")
-        if not (_is_number(p_pos) and 0.0 <= p_pos <= 1.0):
-            raise ConfigError("p_pos", f"must be a number in [0, 1], got {p_pos!r}.")
-        self.d, self.tau_pos, self.tau_neg, self.p_pos = int(d), float(tau_pos), float(tau_neg), float(p_pos)
+        self.d = checks.integer(d, "d")
+        self.tau_pos = checks.number(tau_pos, "tau_pos", positive=True)
+        self.tau_neg = checks.number(tau_neg, "tau_neg", positive=True)
+        self.p_pos = checks.number(p_pos, "p_pos", low=0.0, high=1.0)
 
     def describe(self) -> str:
         return (f"gaussian_classes(d={self.d}, tau_pos={self.tau_pos:g}, tau_neg={self.tau_neg:g}, "
@@ -670,77 +639,23 @@ class GaussianClassesLaw:
 
 # --------------------------------------------------------------------------- config tables
 
-_check_keys = checks.check_keys   # ConfigError naming the first unknown key (never TypeError)
-_table = checks.table             # ConfigError unless a table
-
-
-def _int(table: Mapping, name: str, key: str, default=None, minimum: int = 1) -> int:
-    v = table.get(name, default)
-    if v is None:
-        raise ConfigError(f"{key}.{name}", "is required (an integer).")
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or v < minimum:
-        raise ConfigError(f"{key}.{name}", f"must be an integer >= {minimum}, got {v!r}.")
-    return int(v)
-
-
-def _float(table: Mapping, name: str, key: str, default=None, low: float | None = None,
-           high: float | None = None, open_low: bool = False) -> float:
-    v = table.get(name, default)
-    if v is None:
-        raise ConfigError(f"{key}.{name}", "is required (a number).")
-    if not _is_number(v) or not math.isfinite(v):
-        raise ConfigError(f"{key}.{name}", f"must be a finite number, got {v!r}.")
-    if low is not None and (v < low or (open_low and v == low)):
-        raise ConfigError(f"{key}.{name}", f"must be {'>' if open_low else '>='} {low:g}, got {v!r}.")
-    if high is not None and v > high:
-        raise ConfigError(f"{key}.{name}", f"must be <= {high:g}, got {v!r}.")
-    return float(v)
-
-
-def _str(table: Mapping, name: str, key: str, default=None) -> str:
-    v = table.get(name, default)
-    if not isinstance(v, str) or not v:
-        raise ConfigError(f"{key}.{name}", f"must be a non-empty string, got {v!r}.")
-    return v
-
-
-def _numbers(value, key: str) -> np.ndarray:
-    """A (nested) list of finite numbers, bools rejected, as a rectangular float64 array."""
-    def walk(v, path):
-        if isinstance(v, (list, tuple)):
-            for i, e in enumerate(v):
-                walk(e, path + [i])
-        elif not _is_number(v) or not math.isfinite(v):
-            where = "".join(f"[{i}]" for i in path)
-            raise ConfigError(f"{key}{where}", f"must be a finite number, got {v!r}.")
-
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    if not isinstance(value, (list, tuple)) or len(value) == 0:
-        raise ConfigError(key, f"must be a non-empty list of numbers, got {value!r}.")
-    walk(value, [])
-    try:
-        return np.array(value, dtype=np.float64)
-    except ValueError:
-        raise ConfigError(key, "must be rectangular (every row the same length).") from None
-
-
 def _make_teacher(table, key: str, d: int):
-    table = _table(table, key)
+    table = checks.table(table, key)
     kind = checks.choice(table.get("kind"), TEACHER_KINDS, f"{key}.kind", what="teacher kind")
     if kind == "single_index_tanh":
-        _check_keys(table, ("kind", "direction", "scale"), key)
-        u = _numbers(table.get("direction"), f"{key}.direction")
+        checks.check_keys(table, ("kind", "direction", "scale"), key)
+        u = checks.array(table.get("direction"), f"{key}.direction")
         if u.ndim != 1 or u.size != d:
             raise ConfigError(f"{key}.direction", f"must be a list of d = {d} numbers, got shape {u.shape}.")
         if not np.any(u != 0):
             raise ConfigError(f"{key}.direction", "must be non-zero.")
-        return SingleIndexTanh(u, _float(table, "scale", key, 1.0))
-    _check_keys(table, ("kind", "width", "seed", "activation", "output_dim"), key)
+        return SingleIndexTanh(u, checks.get(table, "scale", key, checks.number, 1.0))
+    checks.check_keys(table, ("kind", "width", "seed", "activation", "output_dim"), key)
     activation = checks.choice(table.get("activation", "tanh"), sorted(_TEACHER_ACTIVATIONS),
                                f"{key}.activation", what="activation")
-    return TwoLayerTeacher(d, _int(table, "width", key, 4), _int(table, "seed", key, 0, minimum=0),
-                           activation, _int(table, "output_dim", key, 1))
+    return TwoLayerTeacher(d, checks.get(table, "width", key, checks.integer, 4),
+                           checks.get(table, "seed", key, checks.integer, 0, lo=0), activation,
+                           checks.get(table, "output_dim", key, checks.integer, 1))
 
 
 _LAW_KEYS = {
@@ -752,19 +667,19 @@ _HOW_KEYS = ("rule", "sample", "seed")
 
 def make_law(spec: Mapping, key: str):
     """The population law of a ``kind = "teacher"`` or ``"gaussian_classes"`` table (rule/sample/seed ignored)."""
-    spec = _table(spec, key)
+    spec = checks.table(spec, key)
     kind = checks.choice(spec.get("kind"), tuple(_LAW_KEYS), f"{key}.kind", what="population law kind")
-    _check_keys(spec, _LAW_KEYS[kind] + _HOW_KEYS, key)
-    d = _int(spec, "d", key)
+    checks.check_keys(spec, _LAW_KEYS[kind] + _HOW_KEYS, key)
+    d = checks.get(spec, "d", key, checks.integer)
     if kind == "teacher":
         if "teacher" not in spec:
             raise ConfigError(f"{key}.teacher", "is required (a table with kind = "
                                                 f"{' or '.join(repr(k) for k in TEACHER_KINDS)}).")
         teacher = _make_teacher(spec["teacher"], f"{key}.teacher", d)
-        return GaussianTeacherLaw(d, teacher, _float(spec, "input_std", key, 1.0, low=0.0, open_low=True))
-    return GaussianClassesLaw(d, _float(spec, "tau_pos", key, 1.0, low=0.0, open_low=True),
-                              _float(spec, "tau_neg", key, 2.0, low=0.0, open_low=True),
-                              _float(spec, "p_pos", key, 0.5, low=0.0, high=1.0))
+        return GaussianTeacherLaw(d, teacher, checks.get(spec, "input_std", key, checks.number, 1.0, positive=True))
+    return GaussianClassesLaw(d, checks.get(spec, "tau_pos", key, checks.number, 1.0, positive=True),
+                              checks.get(spec, "tau_neg", key, checks.number, 2.0, positive=True),
+                              checks.get(spec, "p_pos", key, checks.number, 0.5, low=0.0, high=1.0))
 
 
 def _key_name(key: str) -> str:
@@ -779,31 +694,31 @@ def make_data(spec: Mapping, key: str, rng_seed: int, base_dir=None) -> DataSet:
     ``default_rng([rng_seed, crc32(key)])`` (so "train" and "test" draw different points).
     Relative file paths are resolved against ``base_dir`` (e.g. the config file's folder).
     """
-    spec = _table(spec, key)
-    if isinstance(rng_seed, bool) or not isinstance(rng_seed, numbers.Integral) or rng_seed < 0:
-        raise ConfigError("seed", f"rng_seed must be an integer >= 0, got {rng_seed!r}.")
+    spec = checks.table(spec, key)
+    rng_seed = checks.integer(rng_seed, "seed", lo=0)
     kind = checks.choice(spec.get("kind"), DATA_KINDS, f"{key}.kind", what="data kind")
     name = _key_name(key)
 
     if kind == "file":
-        _check_keys(spec, ("kind", "path", "x_key", "y_key", "y_columns"), key)
-        path = Path(_str(spec, "path", key))
+        checks.check_keys(spec, ("kind", "path", "x_key", "y_key", "y_columns"), key)
+        path = Path(checks.get(spec, "path", key, checks.string, empty_ok=False))
         if base_dir is not None and not path.is_absolute():
             path = Path(base_dir) / path
-        return load(path, name, _str(spec, "x_key", key, "x"), _str(spec, "y_key", key, "y"),
-                    _int(spec, "y_columns", key, 1))
+        return load(path, name, checks.get(spec, "x_key", key, checks.string, "x", empty_ok=False),
+                    checks.get(spec, "y_key", key, checks.string, "y", empty_ok=False),
+                    checks.get(spec, "y_columns", key, checks.integer, 1))
 
     if kind == "arrays":
-        _check_keys(spec, ("kind", "x", "y", "weights"), key)
-        X = _numbers(spec.get("x"), f"{key}.x")
-        Y = _numbers(spec.get("y"), f"{key}.y")
+        checks.check_keys(spec, ("kind", "x", "y", "weights"), key)
+        X = checks.array(spec.get("x"), f"{key}.x")
+        Y = checks.array(spec.get("y"), f"{key}.y")
         if X.ndim > 2 or Y.ndim > 2:
             raise ConfigError(f"{key}.{'x' if X.ndim > 2 else 'y'}", "must be a list of numbers or of rows.")
         if X.shape[0] != Y.shape[0]:
             raise ConfigError(f"{key}.y", f"has {Y.shape[0]} entries but x has {X.shape[0]} rows.")
         w = None
         if "weights" in spec:
-            w = _numbers(spec["weights"], f"{key}.weights")
+            w = checks.array(spec["weights"], f"{key}.weights")
             if w.shape != (X.shape[0],) or np.any(w < 0) or not w.sum() > 0:
                 raise ConfigError(f"{key}.weights", f"must be {X.shape[0]} numbers >= 0 with a positive sum.")
         return finite_set(X, Y, name, w, source=f"arrays from config table {key} ({X.shape[0]} points)")
@@ -818,16 +733,16 @@ def make_data(spec: Mapping, key: str, rng_seed: int, base_dir=None) -> DataSet:
         from mfpde.problem.quadrature import make_rule
 
         rule_key = f"{key}.rule"
-        rule = make_rule(_table(spec["rule"], rule_key), rule_key)
+        rule = make_rule(checks.table(spec["rule"], rule_key), rule_key)
         try:
             return law.quadrature(rule, name)
         except ConfigError as exc:
             if exc.key != "rule":
                 raise
             raise ConfigError(rule_key, str(exc).split(": ", 1)[-1]) from None
-    n = _int(spec, "sample", key)
+    n = checks.get(spec, "sample", key, checks.integer)
     if "seed" in spec:
-        seed = _int(spec, "seed", key, minimum=0)
+        seed = checks.get(spec, "seed", key, checks.integer, lo=0)
         rng, how = np.random.default_rng(seed), f"seed={seed}"
     else:
         rng = np.random.default_rng([int(rng_seed), zlib.crc32(key.encode())])
@@ -845,20 +760,20 @@ def probes(spec_or_array, d: int, key: str = "probes") -> np.ndarray:
     d > 1 they lie on the line along the first axis (other coordinates 0).  A flat list is
     accepted for d = 1 only.  The result is a read-only float64 array.
     """
-    if isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1:
+    if not checks.is_integer(d) or d < 1:
         raise ConfigError(key, f"input dimension d must be an integer >= 1, got {d!r}.")
     if isinstance(spec_or_array, Mapping):
         table = spec_or_array
         checks.choice(table.get("kind"), ("grid",), f"{key}.kind", what="probe table kind")
-        _check_keys(table, ("kind", "low", "high", "size"), key)
-        low, high = _float(table, "low", key), _float(table, "high", key)
-        size = _int(table, "size", key)
+        checks.check_keys(table, ("kind", "low", "high", "size"), key)
+        low, high = checks.get(table, "low", key, checks.number), checks.get(table, "high", key, checks.number)
+        size = checks.get(table, "size", key, checks.integer)
         if size > 1 and not high > low:
             raise ConfigError(f"{key}.high", f"must be > low = {low:g}, got {high:g}.")
         P = np.zeros((size, d))
         P[:, 0] = np.linspace(low, high, size)
     else:
-        P = _numbers(spec_or_array, key)
+        P = checks.array(spec_or_array, key)
         if P.ndim == 1:
             if d != 1:
                 raise ConfigError(key, f"a flat list of probes is only allowed for d = 1; give rows of {d} numbers.")

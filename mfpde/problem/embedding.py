@@ -21,7 +21,6 @@ Imports numpy, scipy, mfpde.errors only.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -144,57 +143,38 @@ _ALLOWED = {
 }
 
 
-def _num(v, key, positive=False):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ConfigError(key, f"expected a finite number, got {v!r}")
-    if positive and v <= 0:
-        raise ConfigError(key, f"must be > 0, got {v!r}")
-    return float(v)
-
-
 def make_init(spec: Any, key: str, *, edge: bool = False) -> InitFn:
     """An initial function from a number (constant) or a table ``{kind = ..., ...}``; validated."""
-    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
-        return constant(_num(spec, key))
+    if checks.is_number(spec):
+        return constant(checks.number(spec, key))
     if isinstance(spec, list) and not edge:
-        return constant([_num(x, key) for x in spec])
+        return constant([checks.number(x, key) for x in spec])
     if not isinstance(spec, Mapping):
         raise ConfigError(key, f"expected a number or a table with kind = {' | '.join(INIT_KINDS)}, got {spec!r}")
     allowed_kinds = ("constant", "kernel") if edge else ("constant", "coordinate", "affine", "quantile")
     kind = checks.choice(spec.get("kind"), allowed_kinds, f"{key}.kind", what="(or unsuitable here) kind")
-    for k in spec:
-        if k == "noise_std" and edge:
-            continue
-        if k not in _ALLOWED[kind]:
-            raise ConfigError(f"{key}.{k}", f"unknown key for kind {kind!r}; allowed: {', '.join(sorted(_ALLOWED[kind]))}")
+    checks.check_keys(spec, sorted(_ALLOWED[kind] | ({"noise_std"} if edge else set())), key, hint=f" (kind {kind!r})")
     p: dict[str, Any] = {}
     for k, v in spec.items():
         if k == "kind":
             continue
         if k == "start":
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ConfigError(f"{key}.start", f"must be an integer >= 0, got {v!r}")
-            p[k] = v
+            p[k] = checks.integer(v, f"{key}.start", lo=0)
         elif k == "psi":
             p[k] = checks.choice(v, PSI, f"{key}.psi", what="ψ")
         elif k == "law":
             p[k] = checks.choice(v, ("normal", "uniform"), f"{key}.law", what="law")
         elif k == "A":
-            try:
-                A = np.asarray(v, dtype=float)
-            except (TypeError, ValueError):
-                raise ConfigError(f"{key}.A", "must be a matrix (list of lists of numbers)") from None
-            if A.ndim != 2 or not np.all(np.isfinite(A)):
-                raise ConfigError(f"{key}.A", "must be a finite matrix (list of lists of numbers)")
+            A = checks.array(v, f"{key}.A")
+            if A.ndim != 2:
+                raise ConfigError(f"{key}.A", "must be a matrix (list of lists of numbers)")
             p[k] = A.tolist()
         elif k == "noise_std":
-            p[k] = _num(v, f"{key}.noise_std")
-            if p[k] < 0:
-                raise ConfigError(f"{key}.noise_std", f"must be >= 0, got {v!r}")
+            p[k] = checks.number(v, f"{key}.noise_std", nonneg=True)
         elif k == "value" and isinstance(v, list):
-            p[k] = [_num(x, f"{key}.value") for x in v]
+            p[k] = [checks.number(x, f"{key}.value") for x in v]
         else:
-            p[k] = _num(v, f"{key}.{k}", positive=(k == "std"))
+            p[k] = checks.number(v, f"{key}.{k}", positive=(k == "std"))
     if kind == "quantile" and p.get("law", "normal") == "uniform" and p.get("low", 0.0) >= p.get("high", 1.0):
         raise ConfigError(f"{key}.high", "must be greater than low")
     return InitFn(kind, p)

@@ -74,35 +74,27 @@ class Law:
         return {"law": "constant", "value": self.value}
 
 
-def _num(v, key, nonneg=False):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ConfigError(key, f"expected a finite number, got {v!r}")
-    if nonneg and v < 0:
-        raise ConfigError(key, f"must be >= 0, got {v!r}")
-    return float(v)
-
-
 def make_law(spec: Any, key: str, default: Law | None = None) -> Law:
     """A law from a number (constant) or a table ``{law = "normal", mean, std}`` etc."""
     if spec is None:
         return default if default is not None else Law()
-    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
-        return Law("constant", value=_num(spec, key))
+    if checks.is_number(spec):
+        return Law("constant", value=checks.number(spec, key))
     if not isinstance(spec, Mapping):
         raise ConfigError(key, f"expected a number or a table {{law = \"normal\" | \"uniform\" | \"constant\", ...}}, got {spec!r}")
     law = checks.choice(spec.get("law", "normal"), LAWS, f"{key}.law", what="law")
     allowed = {"normal": ("law", "mean", "std"), "uniform": ("law", "low", "high"), "constant": ("law", "value")}[law]
-    for k in spec:
-        if k not in allowed:
-            raise ConfigError(f"{key}.{k}", f"unknown key for a {law} law; allowed: {', '.join(allowed)}")
+    checks.check_keys(spec, allowed, key, hint=f" (a {law} law)")
     if law == "normal":
-        return Law("normal", mean=_num(spec.get("mean", 0.0), f"{key}.mean"), std=_num(spec.get("std", 1.0), f"{key}.std", True))
+        return Law("normal", mean=checks.get(spec, "mean", key, checks.number, 0.0),
+                   std=checks.get(spec, "std", key, checks.number, 1.0, positive=True))
     if law == "uniform":
-        lo, hi = _num(spec.get("low", 0.0), f"{key}.low"), _num(spec.get("high", 1.0), f"{key}.high")
+        lo = checks.get(spec, "low", key, checks.number, 0.0)
+        hi = checks.get(spec, "high", key, checks.number, 1.0)
         if not hi > lo:
             raise ConfigError(f"{key}.high", f"must be greater than low ({lo}), got {hi}")
         return Law("uniform", low=lo, high=hi)
-    return Law("constant", value=_num(spec.get("value", 0.0), f"{key}.value"))
+    return Law("constant", value=checks.get(spec, "value", key, checks.number, 0.0))
 
 
 @dataclass(frozen=True)
@@ -115,6 +107,7 @@ class MiddleLaw:
 
 def _rule_for(features: list[Law], rule_spec: Mapping, key: str):
     """Rule on the standard variables of ``features`` (all random), tensor or joint."""
+    rule_spec = checks.table(rule_spec, key)
     kind = checks.choice(rule_spec.get("kind", "gaussian_trapezoid"), PER_COORDINATE + JOINT, f"{key}.kind",
                          what="rule kind for an i.i.d. embedding")
     k = len(features)
@@ -129,10 +122,8 @@ def _rule_for(features: list[Law], rule_spec: Mapping, key: str):
         if kind == "monte_carlo":
             extra.pop("scramble", None)
         table = {"kind": kind, "size": rule_spec.get("size", 1024), "dim": k, "law": fams.pop(), **extra}
-        return qd.make_rule(table, key)
-    for n in rule_spec:
-        if n not in ("kind", "size", "half_width"):
-            raise ConfigError(f"{key}.{n}", "unknown key for a per-coordinate rule; allowed: kind, size, half_width")
+        return qd.plan_rule(table, key, checks.MAX_LAYER_NODES, "a hidden layer's rule", size_key=f"{key}.size").build()
+    checks.check_keys(rule_spec, ("kind", "size", "half_width"), key, hint=" (a per-coordinate rule)")
     size = rule_spec.get("size", 32)
     parts = []
     for f in features:
@@ -145,10 +136,17 @@ def _rule_for(features: list[Law], rule_spec: Mapping, key: str):
             if kind == "gaussian_trapezoid" and "half_width" in rule_spec:
                 t["half_width"] = rule_spec["half_width"]
             parts.append(t)
-    if isinstance(size, int) and not isinstance(size, bool) and size ** len(parts) > qd.MAX_NODES:
+    nodes = 1
+    for _ in parts if checks.is_integer(size) and size > 1 else ():
+        nodes *= size
+        if nodes > checks.MAX_LAYER_NODES:
+            break
+    if nodes > checks.MAX_LAYER_NODES:
         raise ConfigError(f"{key}.size", f"a tensor rule of {len(parts)} coordinates with {size} nodes each has "
-                          f"{size}^{len(parts)} nodes; use kind = \"sobol\" for many coordinates")
-    return qd.make_rule(parts[0] if len(parts) == 1 else {"kind": "tensor", "rules": parts}, key)
+                          f"{size}^{len(parts)} nodes, more than {checks.MAX_LAYER_NODES} for a hidden layer's rule; "
+                          f"use kind = \"sobol\" for many coordinates")
+    table = parts[0] if len(parts) == 1 else {"kind": "tensor", "rules": parts}
+    return qd.plan_rule(table, key, checks.MAX_LAYER_NODES, "a hidden layer's rule", size_key=f"{key}.size").build()
 
 
 def _feature_init(law: Law, start: int, width: int | None) -> E.InitFn:
@@ -224,10 +222,7 @@ def iid_embedding(model, *, w_1: Law, v: Law, W: list[MiddleLaw] | tuple = (), b
 
 def make_iid(spec: Mapping, model, key: str = "iid"):
     """(Embedding, warnings) from an ``[iid]`` config table; validated."""
-    allowed = ("rule", "rules", "w_1", "v", "W", "b", "b_out")
-    for k in spec:
-        if k not in allowed:
-            raise ConfigError(f"{key}.{k}", f"unknown key; allowed in [iid]: {', '.join(allowed)}")
+    checks.check_keys(spec, ("rule", "rules", "w_1", "v", "W", "b", "b_out"), key)
     d = model.input_dim
     w_1 = make_law(spec.get("w_1"), f"{key}.w_1", Law("normal", 0.0, 1.0 / math.sqrt(d)))
     v = make_law(spec.get("v"), f"{key}.v", Law("normal", 0.0, 1.0))
@@ -239,10 +234,9 @@ def make_iid(spec: Mapping, model, key: str = "iid"):
         k2 = f"{key}.W[{i}]"
         if not isinstance(t, Mapping):
             raise ConfigError(k2, "expected a table {mean = m_l, std = s_l}")
-        for n in t:
-            if n not in ("mean", "std"):
-                raise ConfigError(f"{k2}.{n}", "unknown key; allowed: mean, std")
-        W.append(MiddleLaw(_num(t.get("mean", 0.0), f"{k2}.mean"), _num(t.get("std", 1.0), f"{k2}.std", True)))
+        checks.check_keys(t, ("mean", "std"), k2)
+        W.append(MiddleLaw(checks.get(t, "mean", k2, checks.number, 0.0),
+                           checks.get(t, "std", k2, checks.number, 1.0, positive=True)))
     bspec = spec.get("b", [])
     if not isinstance(bspec, list):
         raise ConfigError(f"{key}.b", "expected a list with one law per hidden layer")
@@ -253,8 +247,6 @@ def make_iid(spec: Mapping, model, key: str = "iid"):
     rules = spec.get("rules", {})
     if not isinstance(rules, Mapping):
         raise ConfigError(f"{key}.rules", "expected a table layer_l = {kind, size}")
-    for n in rules:
-        if n not in tuple(f"layer_{l}" for l in range(1, model.L + 1)):
-            raise ConfigError(f"{key}.rules.{n}", f"unknown layer; allowed: layer_1 .. layer_{model.L}")
-    b_out = _num(spec.get("b_out", 0.0), f"{key}.b_out")
+    checks.check_keys(rules, tuple(f"layer_{l}" for l in range(1, model.L + 1)), f"{key}.rules")
+    b_out = checks.get(spec, "b_out", key, checks.number, 0.0)
     return iid_embedding(model, w_1=w_1, v=v, W=W, b=b or (), b_out=b_out, rule=spec.get("rule"), rules=rules, key=key)

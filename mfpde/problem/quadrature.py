@@ -36,17 +36,13 @@ __all__ = [
 
 RULE_KINDS = ("gauss_hermite", "gauss_legendre", "gaussian_trapezoid", "tensor", "smolyak",
               "sobol", "monte_carlo", "user")
-MAX_NODES = 10_000_000          # total nodes of one rule (tracers and pre-merge Smolyak included)
-MAX_ENTRIES = 100_000_000       # nodes x dimension
-MAX_GAUSS_SIZE = 10_000         # 1-D Gauss-Hermite / Gauss-Legendre size per dimension
-MAX_GRID_DIM = 1_000            # coordinates of a tensor-product or Smolyak grid (checked before any list is built)
+# size limits: mfpde/checks.py (MAX_RULE_NODES, MAX_RULE_ENTRIES, MAX_GAUSS_SIZE, MAX_GRID_DIM, MAX_SOBOL_DIM)
 MAX_HALF_WIDTH = 37.0           # exp(-37**2/2) ~ 1e-297 is still a normal float
 MERGE_TOL = 1e-12               # Smolyak: coincident-node tolerance (relative beyond |x| = 1)
 SMOLYAK_BASES = ("gauss_hermite", "gauss_legendre")
 LAWS = ("normal", "uniform")
 _EXACT_GAUSS_MAX = 300          # numpy's Golub-Welsch rules are used up to this size
 _SOBOL_BITS = 30
-_SOBOL_MAX_DIM = 21201          # scipy's direction numbers
 
 _LAW_KEYS = {"normal": ("mean", "std"), "uniform": ("low", "high")}
 _ALLOWED = {
@@ -268,6 +264,20 @@ def make_rule(spec: Mapping, key: str = "rule") -> Rule:
     return plan.build()
 
 
+def plan_rule(spec: Mapping, key: str = "rule", max_nodes: int | None = None, what: str = "this rule", *,
+              size_key: str | None = None) -> _Plan:
+    """Validate a rule table without building it: a plan with ``.size``, ``.dim`` and ``.build()``.
+
+    ``max_nodes`` is a tighter limit than :data:`mfpde.checks.MAX_RULE_NODES` for ``what``
+    (e.g. ``checks.MAX_LAYER_NODES`` for a hidden layer's rule); ConfigError naming
+    ``size_key`` (default ``key``) beyond it, before any node is computed.
+    """
+    plan = _plan(spec, key, outermost=True)
+    if max_nodes is not None and plan.size > max_nodes:
+        raise ConfigError(size_key or key, f"{plan.size} nodes is more than {max_nodes} for {what}")
+    return plan
+
+
 # --------------------------------------------------------------------------------------------
 # Validation: a plan is a checked description that knows its size and how to build itself
 # --------------------------------------------------------------------------------------------
@@ -292,19 +302,11 @@ def _plan(spec, key: str, outermost: bool) -> _Plan:
     if not isinstance(spec, Mapping):
         raise ConfigError(key, f"must be a table such as {{kind = \"gauss_hermite\", size = 16}}, "
                           f"got {type(spec).__name__}.")
-    kind = spec.get("kind")
-    if kind is None:
-        raise ConfigError(f"{key}.kind", f"is missing; choose one of {', '.join(RULE_KINDS)}.")
-    if not checks.is_one_of(kind, RULE_KINDS):
-        raise ConfigError(f"{key}.kind", f"unknown rule kind {kind!r}; choose one of "
-                          f"{', '.join(RULE_KINDS)}.")
+    kind = checks.choice(checks.required(spec, "kind", key, f"one of {', '.join(RULE_KINDS)}"), RULE_KINDS,
+                         f"{key}.kind", what="rule kind")
     allowed = ("kind",) + _ALLOWED[kind] + (("tracers",) if outermost else ())
-    unknown = [name for name in spec if name not in allowed]
-    if unknown:
-        where = "" if outermost or "tracers" not in unknown else \
-            " (tracers belong on the outermost rule only)"
-        raise ConfigError(f"{key}.{unknown[0]}", f"unknown key(s) {', '.join(map(str, unknown))}"
-                          f"{where}; allowed keys for kind = \"{kind}\" are {', '.join(allowed)}.")
+    checks.check_keys(spec, allowed, key, hint=f" (kind = \"{kind}\"" +
+                      ("" if outermost else "; tracers belong on the outermost rule only") + ")")
     body = {name: value for name, value in spec.items() if name not in ("kind", "tracers")}
     plan = _CHECKS[kind](body, key)
     tracers = None
@@ -318,45 +320,14 @@ def _plan(spec, key: str, outermost: bool) -> _Plan:
 
 
 def _check_total(size: int, dim: int, key: str) -> None:
-    if size > MAX_NODES:
-        raise ConfigError(key, f"the rule would have {size} nodes; at most {MAX_NODES} are allowed, "
+    if size > checks.MAX_RULE_NODES:
+        raise ConfigError(key, f"the rule would have {size} nodes; at most {checks.MAX_RULE_NODES} are allowed, "
                           f"so reduce size/level or the number of tensor factors.")
-    if size * dim > MAX_ENTRIES:
+    if size * dim > checks.MAX_RULE_ENTRIES:
         raise ConfigError(key, f"the rule would have {size} nodes in dimension {dim}; nodes x dim "
-                          f"must stay below {MAX_ENTRIES}.")
+                          f"must stay below {checks.MAX_RULE_ENTRIES}.")
 
 
-def _require(spec: Mapping, name: str, key: str, hint: str):
-    if spec.get(name) is None:
-        raise ConfigError(f"{key}.{name}", f"is required; give {hint}.")
-    return spec[name]
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_real(value) -> bool:
-    return _is_int(value) or isinstance(value, (float, np.floating))
-
-
-def _int(value, key: str, low: int = 1, high: int | None = None) -> int:
-    if not _is_int(value):
-        raise ConfigError(key, f"must be an integer (not {type(value).__name__}), e.g. 16.")
-    value = int(value)
-    if value < low or (high is not None and value > high):
-        bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
-        raise ConfigError(key, f"must be an integer {bound}, got {value}.")
-    return value
-
-
-def _real(value, key: str) -> float:
-    if not _is_real(value):
-        raise ConfigError(key, f"must be a number (not {type(value).__name__}).")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ConfigError(key, f"must be a finite number, got {value}.")
-    return value
 
 
 def _is_sequence(value) -> bool:
@@ -404,21 +375,18 @@ def _check_interval(low, high, key: str, k: int) -> None:
 
 
 def _check_gauss_like(kind: str, spec: dict, key: str) -> _Plan:
-    size_high = MAX_NODES if kind == "gaussian_trapezoid" else MAX_GAUSS_SIZE
-    size = _scalar_or_list(_require(spec, "size", key, "the number of nodes per coordinate, e.g. 16"),
-                           f"{key}.size", lambda v, k: _int(v, k, 1, size_high))
-    dim = None if spec.get("dim") is None else _int(spec["dim"], f"{key}.dim", 1, MAX_GRID_DIM)
+    size_high = checks.MAX_RULE_NODES if kind == "gaussian_trapezoid" else checks.MAX_GAUSS_SIZE
+    size = _scalar_or_list(checks.required(spec, "size", key, "the number of nodes per coordinate, e.g. 16"),
+                           f"{key}.size", lambda v, k: checks.integer(v, k, 1, size_high))
+    dim = None if spec.get("dim") is None else checks.integer(spec["dim"], f"{key}.dim", 1, checks.MAX_GRID_DIM)
     law_names = ("low", "high") if kind == "gauss_legendre" else ("mean", "std")
     defaults = {"low": 0.0, "high": 1.0, "mean": 0.0, "std": 1.0}
-    law = {name: _scalar_or_list(spec.get(name, defaults[name]), f"{key}.{name}", _real)
+    law = {name: _scalar_or_list(spec.get(name, defaults[name]), f"{key}.{name}", checks.number)
            for name in law_names}
     params = {"size": size, **law}
     if kind == "gaussian_trapezoid":
-        hw = _real(spec.get("half_width", 9.0), f"{key}.half_width")
-        if not 0 < hw <= MAX_HALF_WIDTH:
-            raise ConfigError(f"{key}.half_width", f"must be in (0, {MAX_HALF_WIDTH:g}] (nodes beyond "
-                              f"carry underflowing weight), got {hw}.")
-        params["half_width"] = hw
+        params["half_width"] = checks.number(spec.get("half_width", 9.0), f"{key}.half_width", low=0.0, open_low=True,
+                                             high=MAX_HALF_WIDTH, hint=" (nodes beyond carry underflowing weight)")
     k = _per_coordinate({"size": size, **law}, dim, key)
     if kind == "gauss_legendre":
         _check_interval(law["low"], law["high"], key, k)
@@ -447,7 +415,7 @@ def _check_gauss_like(kind: str, spec: dict, key: str) -> _Plan:
 
 
 def _check_tensor(spec: dict, key: str) -> _Plan:
-    rules = _require(spec, "rules", key, "a non-empty list of rule tables")
+    rules = checks.required(spec, "rules", key, "a non-empty list of rule tables")
     if not _is_sequence(rules) or isinstance(rules, np.ndarray) or len(rules) == 0:
         raise ConfigError(f"{key}.rules", "must be a non-empty list of rule tables (or Rule objects).")
     plans = []
@@ -472,19 +440,18 @@ def _check_tensor(spec: dict, key: str) -> _Plan:
 
 
 def _check_smolyak(spec: dict, key: str) -> _Plan:
-    dim = _int(_require(spec, "dim", key, "the dimension, e.g. 3"), f"{key}.dim", 1, MAX_GRID_DIM)
-    level = _int(_require(spec, "level", key, "the level (exact to total degree 2*level - 1)"),
-                 f"{key}.level", 1, MAX_GAUSS_SIZE)
-    base = spec.get("base", "gauss_hermite")
-    if not checks.is_one_of(base, SMOLYAK_BASES):
-        raise ConfigError(f"{key}.base", f"must be one of {', '.join(SMOLYAK_BASES)}, got {base!r}.")
+    dim = checks.integer(checks.required(spec, "dim", key, "the dimension, e.g. 3"), f"{key}.dim", 1,
+                         checks.MAX_GRID_DIM)
+    level = checks.integer(checks.required(spec, "level", key, "the level (exact to total degree 2*level - 1)"),
+                           f"{key}.level", 1, checks.MAX_GAUSS_SIZE)
+    base = checks.choice(spec.get("base", "gauss_hermite"), SMOLYAK_BASES, f"{key}.base", what="Smolyak base")
     names = ("mean", "std") if base == "gauss_hermite" else ("low", "high")
     for other in ("mean", "std", "low", "high"):
         if other not in names and other in spec:
             raise ConfigError(f"{key}.{other}", f"is not allowed with base = \"{base}\"; "
                               f"use {' and '.join(names)}.")
     defaults = {"low": 0.0, "high": 1.0, "mean": 0.0, "std": 1.0}
-    law = {name: _real(spec.get(name, defaults[name]), f"{key}.{name}") for name in names}
+    law = {name: checks.number(spec.get(name, defaults[name]), f"{key}.{name}") for name in names}
     if base == "gauss_hermite":
         _check_positive(law["std"], f"{key}.std", "positive (a standard deviation)")
     else:
@@ -493,7 +460,7 @@ def _check_smolyak(spec: dict, key: str) -> _Plan:
     total = 0
     for s in range(max(0, level - dim), level):   # stop as soon as the limit is passed
         total += math.comb(2 * dim - 1 + s, s)
-        if total > MAX_NODES:
+        if total > checks.MAX_RULE_NODES:
             break
     _check_total(total, dim, key)
     params = {"dim": dim, "level": level, "base": base, **law}
@@ -512,27 +479,24 @@ def _check_smolyak(spec: dict, key: str) -> _Plan:
 
 
 def _check_sampled(kind: str, spec: dict, key: str) -> _Plan:
-    size = _int(_require(spec, "size", key, "the number of points, e.g. 1024"), f"{key}.size",
-                1, MAX_NODES)
-    dim_high = _SOBOL_MAX_DIM if kind == "sobol" else MAX_ENTRIES
-    dim = _int(_require(spec, "dim", key, "the dimension, e.g. 2"), f"{key}.dim", 1, dim_high)
-    law = spec.get("law", "normal")
-    if not checks.is_one_of(law, LAWS):
-        raise ConfigError(f"{key}.law", f"must be one of {', '.join(LAWS)}, got {law!r}.")
+    size = checks.integer(checks.required(spec, "size", key, "the number of points, e.g. 1024"), f"{key}.size",
+                          1, checks.MAX_RULE_NODES)
+    dim_high = checks.MAX_SOBOL_DIM if kind == "sobol" else checks.MAX_RULE_ENTRIES
+    dim = checks.integer(checks.required(spec, "dim", key, "the dimension, e.g. 2"), f"{key}.dim", 1, dim_high)
+    law = checks.choice(spec.get("law", "normal"), LAWS, f"{key}.law", what="law")
     names = _LAW_KEYS[law]
     for other in ("mean", "std", "low", "high"):
         if other not in names and other in spec:
             raise ConfigError(f"{key}.{other}", f"is not allowed with law = \"{law}\"; "
                               f"use {' and '.join(names)}.")
-    seed = _int(spec.get("seed", 0), f"{key}.seed", 0, 2**63 - 1)
+    seed = checks.integer(spec.get("seed", 0), f"{key}.seed", 0, checks.MAX_SEED)
     params = {"size": size, "dim": dim, "law": law, "seed": seed}
     if kind == "sobol":
         scramble = spec.get("scramble", True)
-        if not isinstance(scramble, (bool, np.bool_)):
-            raise ConfigError(f"{key}.scramble", f"must be true or false, got {scramble!r}.")
-        params["scramble"] = bool(scramble)
+        params["scramble"] = checks.boolean(bool(scramble) if isinstance(scramble, np.bool_) else scramble,
+                                            f"{key}.scramble")
     defaults = {"low": 0.0, "high": 1.0, "mean": 0.0, "std": 1.0}
-    law_values = {name: _scalar_or_list(spec.get(name, defaults[name]), f"{key}.{name}", _real)
+    law_values = {name: _scalar_or_list(spec.get(name, defaults[name]), f"{key}.{name}", checks.number)
                   for name in names}
     _per_coordinate(law_values, dim, key)
     if law == "normal":
@@ -565,23 +529,10 @@ def _check_sampled(kind: str, spec: dict, key: str) -> _Plan:
     return _Plan(size, dim, build)
 
 
-def _numeric_array(value, key: str) -> np.ndarray:
-    try:
-        array = np.asarray(value)
-    except ValueError as exc:  # ragged nested lists
-        raise ConfigError(key, f"must be a rectangular array of numbers ({exc}).") from None
-    if array.dtype.kind not in "iuf":
-        raise ConfigError(key, f"must be an array of numbers, got dtype {array.dtype}.")
-    array = array.astype(np.float64)
-    if not np.all(np.isfinite(array)):
-        raise ConfigError(key, "must be finite (no NaN or inf).")
-    return array
-
-
 def _tracer_array(points, dim: int, key: str) -> np.ndarray:
     if _is_sequence(points) and len(points) == 0:
         return np.zeros((0, dim))
-    pts = _numeric_array(points, key)
+    pts = checks.array(points, key, index_key=False)
     if pts.ndim == 1 and dim == 1:
         pts = pts.reshape(-1, 1)
     if pts.ndim != 2 or pts.shape[1] != dim:
@@ -591,8 +542,8 @@ def _tracer_array(points, dim: int, key: str) -> np.ndarray:
 
 
 def _check_user(spec: dict, key: str) -> _Plan:
-    nodes = _numeric_array(_require(spec, "nodes", key, "a [Q, k] list of node coordinates"),
-                           f"{key}.nodes")
+    nodes = checks.array(checks.required(spec, "nodes", key, "a [Q, k] list of node coordinates"), f"{key}.nodes",
+                         index_key=False)
     if nodes.ndim == 1:
         nodes = nodes.reshape(-1, 1)
     if nodes.ndim != 2 or nodes.shape[0] < 1 or nodes.shape[1] < 1:
@@ -603,7 +554,7 @@ def _check_user(spec: dict, key: str) -> _Plan:
     if spec.get("weights") is None:
         weights = np.full(q, 1.0 / q)
     else:
-        weights = _numeric_array(spec["weights"], f"{key}.weights")
+        weights = checks.array(spec["weights"], f"{key}.weights", index_key=False)
         if weights.shape != (q,):
             raise ConfigError(f"{key}.weights", f"must be a list of {q} weights (one per node), "
                               f"got shape {weights.shape}.")

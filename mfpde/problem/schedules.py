@@ -7,7 +7,6 @@ compiled kernels evaluate with :func:`evaluate`.  Imports numpy, mfpde._jit, mfp
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -54,39 +53,32 @@ class Schedule:
         return {"kind": "piecewise", "times": list(self.times), "values": list(self.values)}
 
 
-def _number(v, key, *, positive=False, nonneg=False):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ConfigError(key, f"expected a finite number, got {v!r}")
-    if positive and v <= 0:
-        raise ConfigError(key, f"must be > 0, got {v!r}")
-    if nonneg and v < 0:
-        raise ConfigError(key, f"must be >= 0 (0 freezes the layer), got {v!r}")
-    return float(v)
+def _rate(v, key) -> float:
+    """A learning rate or breakpoint: a finite number >= 0."""
+    return checks.number(v, key, nonneg=True, hint=" (0 freezes the layer)")
 
 
 def make_schedule(spec: Any, key: str) -> Schedule:
     """A schedule from a number (constant ξ0) or a table ``{kind=..., ...}``; validated."""
-    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
-        return Schedule("constant", _number(spec, key, nonneg=True))
+    if checks.is_number(spec):
+        return Schedule("constant", _rate(spec, key))
     if not isinstance(spec, Mapping):
         raise ConfigError(key, f"expected a number or a table with kind = {' | '.join(KINDS)}, got {spec!r}")
     kind = checks.choice(spec.get("kind", "constant"), KINDS, f"{key}.kind", what="schedule kind")
-    allowed = {"constant": {"kind", "xi0"}, "power": {"kind", "xi0", "tau", "p"},
-               "piecewise": {"kind", "times", "values"}}[kind]
-    for k in spec:
-        if k not in allowed:
-            raise ConfigError(f"{key}.{k}", f"unknown key for a {kind} schedule; allowed: {', '.join(sorted(allowed))}")
+    allowed = {"constant": ("kind", "xi0"), "power": ("kind", "xi0", "tau", "p"),
+               "piecewise": ("kind", "times", "values")}[kind]
+    checks.check_keys(spec, allowed, key, hint=f" (a {kind} schedule)")
     if kind == "constant":
-        return Schedule("constant", _number(spec.get("xi0", 1.0), f"{key}.xi0", nonneg=True))
+        return Schedule("constant", checks.get(spec, "xi0", key, _rate, 1.0))
     if kind == "power":
-        return Schedule("power", _number(spec.get("xi0", 1.0), f"{key}.xi0", nonneg=True),
-                        _number(spec.get("tau", 1.0), f"{key}.tau", positive=True),
-                        _number(spec.get("p", 1.0), f"{key}.p", nonneg=True))
+        return Schedule("power", checks.get(spec, "xi0", key, _rate, 1.0),
+                        checks.get(spec, "tau", key, checks.number, 1.0, positive=True),
+                        checks.get(spec, "p", key, checks.number, 1.0, nonneg=True))
     times, values = spec.get("times"), spec.get("values")
     if not isinstance(times, list) or not isinstance(values, list):
         raise ConfigError(key, "a piecewise schedule needs lists 'times' and 'values'")
-    t = [_number(x, f"{key}.times", nonneg=True) for x in times]
-    v = [_number(x, f"{key}.values", nonneg=True) for x in values]
+    t = [checks.number(x, f"{key}.times", nonneg=True) for x in times]
+    v = [_rate(x, f"{key}.values") for x in values]
     if len(v) != len(t) + 1:
         raise ConfigError(f"{key}.values", f"needs len(times) + 1 = {len(t) + 1} entries, got {len(v)}")
     if any(b <= a for a, b in zip(t, t[1:])):

@@ -542,7 +542,7 @@ def test_file_declaring_a_huge_array_is_refused_before_reading(tmp_path, make):
 
 
 def test_file_array_just_over_the_data_limit_is_refused_and_the_limit_is_named(tmp_path):
-    from mfpde.problem.config import MAX_DATA
+    from mfpde.checks import MAX_DATA
 
     path = _npz_declaring(tmp_path / "over.npz", (MAX_DATA + 1,))
     with pytest.raises(DataError, match=f"{MAX_DATA + 1}.*at most {MAX_DATA}|at most {MAX_DATA}.*{MAX_DATA + 1}"):
@@ -654,29 +654,29 @@ def test_csv_header_of_names_only_is_still_skipped(tmp_path):
 
 
 def test_csv_larger_than_the_file_limit_is_refused_before_reading(tmp_path):
-    from mfpde.problem import data
+    from mfpde import checks
 
     path = tmp_path / "huge.csv"
     with open(path, "wb") as fh:       # sparse: no disk used, nothing to read in a test
-        fh.truncate(data.MAX_CSV_BYTES + 1)
+        fh.truncate(checks.MAX_CSV_BYTES + 1)
     with pytest.raises(DataError) as info:
         load(path)
-    assert str(path) in str(info.value) and str(data.MAX_CSV_BYTES) in str(info.value)
+    assert str(path) in str(info.value) and str(checks.MAX_CSV_BYTES) in str(info.value)
 
 
 def test_csv_line_longer_than_the_line_limit_is_refused(tmp_path):
-    from mfpde.problem import data
+    from mfpde import checks
 
     path = tmp_path / "wide.csv"
-    path.write_text("1.0,2.0\n" + "1," * (data.MAX_CSV_LINE // 2 + 1) + "2\n")
+    path.write_text("1.0,2.0\n" + "1," * (checks.MAX_CSV_LINE // 2 + 1) + "2\n")
     with pytest.raises(DataError, match=r"line 2 .*longer than"):
         load(path)
 
 
 def test_csv_with_more_numbers_than_the_data_limit_is_refused(tmp_path, monkeypatch):
-    import mfpde.problem.config
+    import mfpde.checks
 
-    monkeypatch.setattr(mfpde.problem.config, "MAX_DATA", 10)
+    monkeypatch.setattr(mfpde.checks, "MAX_DATA", 10)
     path = tmp_path / "many.csv"
     path.write_text("".join(f"{i},{i}\n" for i in range(11)))
     with pytest.raises(DataError, match=r"more than 10 numbers"):

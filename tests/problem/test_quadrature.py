@@ -13,6 +13,7 @@ from fuzzing import fuzz_settings
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mfpde import checks
 from mfpde.problem import quadrature as quad
 from mfpde.errors import ConfigError
 
@@ -438,7 +439,7 @@ INVALID = [
     ({"kind": "user", "nodes": [0.0, 1.0], "weights": [1.0, float("inf")]}, "rule.weights"),
     ({**GH, "tracers": [[0.0, 1.0]]}, "rule.tracers"),
     ({**GH, "tracers": [[float("nan")]]}, "rule.tracers"),
-    ({"kind": "sobol", "size": quad.MAX_NODES, "dim": 1, "tracers": [[0.0]]}, "rule"),
+    ({"kind": "sobol", "size": checks.MAX_RULE_NODES, "dim": 1, "tracers": [[0.0]]}, "rule"),
 ]
 
 
