@@ -127,13 +127,10 @@ LOSSES = {"squared": SQUARED, "mse": MSE, "huber": HUBER, "logistic": LOGISTIC, 
 
 def get(name: str, param: float | None = None, K: int = 1, key: str = "model.loss") -> Loss:
     """Validated loss description; ``param`` is Huber's δ (default 1.0)."""
-    if not checks.is_one_of(name, LOSSES):
-        raise ConfigError(key, f"unknown loss {name!r}; allowed: {', '.join(LOSSES)}")
+    checks.choice(name, LOSSES, key, what="loss")
     if name == "huber":
-        delta = 1.0 if param is None else param
-        if not (isinstance(delta, (int, float)) and not isinstance(delta, bool) and math.isfinite(delta) and delta > 0):
-            raise ConfigError(key.rsplit(".", 1)[0] + ".huber_delta", f"Huber's δ must be a finite number > 0, got {delta!r}")
-        return Loss(name, HUBER, float(delta))
+        delta = checks.number(1.0 if param is None else param, key.rsplit(".", 1)[0] + ".huber_delta", positive=True)
+        return Loss(name, HUBER, delta)
     if name == "softmax_ce" and K < 2:
         raise ConfigError(key, "softmax_ce needs at least 2 outputs (set model.outputs >= 2)")
     return Loss(name, LOSSES[name], 0.0)

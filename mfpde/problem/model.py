@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from mfpde import checks
 from mfpde.problem import activations
 
 from mfpde.problem import losses
@@ -37,10 +38,8 @@ class Model:
     edges: tuple[str, ...] | None = None      # edge maps σ_l of W_2..W_L (mfpde.problem.edges; None: all linear)
 
     def __post_init__(self):
-        if isinstance(self.input_dim, bool) or not isinstance(self.input_dim, (int, np.integer)) or self.input_dim < 1:
-            raise ConfigError("model.input_dim", f"must be an integer >= 1, got {self.input_dim!r}")
-        if isinstance(self.outputs, bool) or not isinstance(self.outputs, (int, np.integer)) or self.outputs < 1:
-            raise ConfigError("model.outputs", f"must be an integer >= 1, got {self.outputs!r}")
+        checks.integer(self.input_dim, "model.input_dim")
+        checks.integer(self.outputs, "model.outputs")
         if len(self.activations) < 1:
             raise ConfigError("model.hidden", "needs at least one hidden layer (a list of activation names)")
         for i, a in enumerate(self.activations):
