@@ -12,22 +12,30 @@ A fixed step is never changed silently: :func:`check_fixed_step` (called by
 ``advance`` for each new segment) refuses a step longer than a save interval beyond
 rounding (interval/dt < 1 − 1e-9), where every step would be the shorter interval
 and none would be dt.  An interval that is not a whole number of steps (up to a
-relative 1e-9 · steps) ends in one shorter step (docs/steppers.md).  Imports
-mfpde.errors and mfpde.checks only.
+relative 1e-9 · steps) ends in one shorter step (docs/steppers.md).
+
+Also here: every status code an ``advance`` (or the SGD loop) returns, with its text
+(``STATUS_TEXT``); each stepper's option schema (:class:`Option`: a name's kind and range, the
+one definition the constructor and ``[solver]`` in a config both check against); and the
+explicit checkpoint state of a stepper (:meth:`Stepper.state` / :meth:`Stepper.restore`, the
+attributes named in ``persistent``).  Imports numpy, mfpde.errors and mfpde.checks only.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
+
+import numpy as np
 
 from mfpde import checks
 from mfpde.errors import ConfigError
 
+# Status codes of ``advance`` and of the compiled loops (also the SGD loop); 0 is success.
 OK, NONFINITE, BOUND, MAX_STEPS, STEP_SIZE, NEWTON = 0, 1, 2, 3, 4, 5
 STATUS_TEXT = {OK: "ok", NONFINITE: "non-finite state", BOUND: "state norm exceeded its bound", MAX_STEPS: "step budget used",
                STEP_SIZE: "step size fell below its minimum (too many rejected steps)",
                NEWTON: "Newton iteration of an implicit stage did not converge"}
+SOLVE = 6   # not a result: the compiled Newton loop asks its caller for a linear solve (implicit.py)
 GRID_RTOL = 1e-9     # relative tolerance (per step) of "a whole number of steps"
 
 
@@ -38,17 +46,80 @@ class Advance:
     steps: int
 
 
+@dataclass(frozen=True)
+class Option:
+    """The kind and range of one stepper option; :meth:`check` returns the value or raises a
+    ConfigError naming ``solver.<name>``.  Kinds: ``number`` (float ≥ low, or > low if
+    ``strict``; < high; inf and None only where allowed), ``integer`` (in [low, high]),
+    ``choice`` (one of ``choices``)."""
+
+    kind: str
+    low: float = 0.0
+    high: float | None = None
+    strict: bool = False
+    inf_ok: bool = False
+    none_ok: bool = False
+    choices: tuple = ()
+
+    @classmethod
+    def number(cls, low: float = 0.0, *, strict: bool = False, high: float | None = None, inf_ok: bool = False,
+               none_ok: bool = False) -> "Option":
+        return cls("number", low, high, strict, inf_ok, none_ok)
+
+    @classmethod
+    def integer(cls, low: int, high: int) -> "Option":
+        return cls("integer", low, high)
+
+    @classmethod
+    def choice(cls, *choices) -> "Option":
+        return cls("choice", choices=tuple(choices))
+
+    def check(self, value, name: str):
+        if self.kind == "number":
+            return option_number(value, name, low=self.low, strict=self.strict, inf_ok=self.inf_ok,
+                                 none_ok=self.none_ok, high=self.high)
+        if self.kind == "integer":
+            return option_int(value, name, self.low, self.high)
+        return checks.choice(value, self.choices, f"solver.{name}")
+
+
+# options several steppers share (same name, same meaning, same range)
+STEP_OPTION = Option.number(strict=True)                               # dt of a fixed-step method
+BOUND_OPTION = Option.number(strict=True, inf_ok=True)                 # blow-up guard on ‖y‖
+ERROR_CONTROL_OPTIONS = {"rtol": Option.number(), "atol": Option.number(),
+                         "dt0": Option.number(strict=True, none_ok=True), "dt_min": Option.number(),
+                         "dt_max": Option.number(strict=True, inf_ok=True),
+                         "max_rejections": Option.integer(1, 10_000)}
+
+
 class Stepper:
-    """Base class: subclasses set ``name``, ``order``, ``adaptive`` and implement ``advance``."""
+    """Base class: subclasses set ``name``, ``order``, ``adaptive``, ``schema`` and implement ``advance``.
+
+    ``schema`` maps each option (a keyword of the constructor) to its :class:`Option`; ``options``
+    is derived from it.  ``persistent`` names the attributes that carry the stepper from one
+    ``advance`` call to the next (step size, FSAL stage, Jacobian, …): :meth:`state` and
+    :meth:`restore` save and reload exactly those, so a checkpoint resumes bit for bit.
+    """
 
     name: ClassVar[str] = ""
     order: ClassVar[int] = 0
     adaptive: ClassVar[bool] = False
+    schema: ClassVar[dict[str, Option]] = {}
     options: ClassVar[tuple[str, ...]] = ()
+    persistent: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.options = tuple(cls.schema)
 
     def __init__(self, system, **options):
         self.system = system
         self.stats = {"steps": 0, "rejected": 0, "rhs_evals": 0, "jvps": 0}
+
+    @classmethod
+    def check_option(cls, name: str, value):
+        """``value`` checked against this stepper's schema entry ``name`` (ConfigError naming solver.<name>)."""
+        return cls.schema[name].check(value, name)
 
     def advance(self, y, t: float, t_target: float, max_steps: int) -> Advance:  # pragma: no cover
         raise NotImplementedError
@@ -61,6 +132,33 @@ class Stepper:
 
     def describe(self) -> dict:
         return {"stepper": self.name, "order": self.order}
+
+    # ------------------------------------------------------------ checkpoints
+    def state(self) -> dict[str, Any]:
+        """The attributes named in ``persistent`` (arrays copied; numpy scalars as Python numbers)."""
+        out = {}
+        for name in self.persistent:
+            v = getattr(self, name)
+            out[name] = v.copy() if isinstance(v, np.ndarray) else (v.item() if isinstance(v, np.generic) else v)
+        return out
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Load what :meth:`state` returned (arrays in place; lists back to tuples).
+
+        ValueError if an attribute is missing or an array has another shape; other entries are ignored.
+        """
+        missing = [n for n in self.persistent if n not in state]
+        if missing:
+            raise ValueError(f"no saved {', '.join(missing)} for stepper {self.name!r}")
+        for name in self.persistent:
+            v, cur = state[name], getattr(self, name)
+            if isinstance(cur, np.ndarray):
+                v = np.asarray(v)
+                if v.shape != cur.shape:
+                    raise ValueError(f"saved {name} of stepper {self.name!r} has shape {v.shape}, expected {cur.shape}")
+                cur[...] = v
+            else:
+                setattr(self, name, tuple(v) if isinstance(v, list) else v)
 
 
 STEPPERS: dict[str, type[Stepper]] = {}
@@ -123,14 +221,15 @@ def option_int(value, key, low, high):
 
 
 def error_control(stepper, rtol, atol, dt0, dt_min, dt_max, max_rejections) -> None:
-    """Validate and set the error-control options every adaptive stepper shares."""
-    stepper.rtol = option_number(rtol, "rtol")
-    stepper.atol = option_number(atol, "atol")
+    """Validate (:data:`ERROR_CONTROL_OPTIONS`) and set the error-control options every adaptive stepper shares."""
+    check = {k: o.check for k, o in ERROR_CONTROL_OPTIONS.items()}
+    stepper.rtol = check["rtol"](rtol, "rtol")
+    stepper.atol = check["atol"](atol, "atol")
     if stepper.rtol == 0.0 and stepper.atol == 0.0:
         raise ConfigError("solver.rtol", "rtol and atol cannot both be 0")
-    stepper.dt0 = option_number(dt0, "dt0", strict=True, none_ok=True)
-    stepper.dt_min = option_number(dt_min, "dt_min")
-    stepper.dt_max = option_number(dt_max, "dt_max", strict=True, inf_ok=True)
+    stepper.dt0 = check["dt0"](dt0, "dt0")
+    stepper.dt_min = check["dt_min"](dt_min, "dt_min")
+    stepper.dt_max = check["dt_max"](dt_max, "dt_max")
     if stepper.dt_max <= stepper.dt_min:
         raise ConfigError("solver.dt_max", f"must be > dt_min = {stepper.dt_min:g}, got {stepper.dt_max:g}")
-    stepper.max_rejections = option_int(max_rejections, "max_rejections", 1, 10_000)
+    stepper.max_rejections = check["max_rejections"](max_rejections, "max_rejections")

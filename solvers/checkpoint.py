@@ -3,15 +3,18 @@
 A :class:`Checkpoint` tracker writes, at every ``every``-th save time, everything needed to
 continue: the state, the time, the solution recorded so far, the stepper's statistics and
 its internal arrays (step size, FSAL stage, … of adaptive steppers), and a fingerprint of
-the problem and the solve settings.  Files are HDF5 images built in memory and written by
-:func:`mfpde.store.atomic.write_bytes` (temporary file, fsync, rename), so a run killed at any
-moment leaves the previous checkpoint intact and a full disk is one error, not a crash.
-Arrays carry Fletcher-32 checksums and the attributes a SHA-256 (:func:`mfpde.store.atomic.seal`):
-a changed digit of the time, statistics or step size is a StoreError, not another result.
-``integrate(..., resume=load(path))`` continues from it; because fixed-step stage times are
-counted from the last save time and adaptive steppers carry their state, the resumed run is
-bit-for-bit identical to an uninterrupted one.  Imports numpy, h5py (lazily), mfpde.errors
-and mfpde.store.atomic.
+the problem and the solve settings.  What a stepper carries between calls is its own
+business: :meth:`~mfpde.solvers.base.Stepper.state` names it (arrays go in the ``stepper``
+group, the rest in the ``stepper_scalars`` attribute as JSON) and
+:meth:`~mfpde.solvers.base.Stepper.restore` loads it back.  Files are HDF5 images built in
+memory and written by :func:`mfpde.store.atomic.write_bytes` (temporary file, fsync,
+rename), so a run killed at any moment leaves the previous checkpoint intact and a full disk
+is one error, not a crash. Arrays carry Fletcher-32 checksums and the attributes a SHA-256
+(:func:`mfpde.store.atomic.seal`): a changed digit of the time, statistics or step size is a
+StoreError, not another result. ``integrate(..., resume=load(path))`` continues from it;
+because fixed-step stage times are counted from the last save time and adaptive steppers
+carry their state, the resumed run is bit-for-bit identical to an uninterrupted one.
+Imports numpy, h5py (lazily), mfpde.errors and mfpde.store.atomic.
 """
 from __future__ import annotations
 
@@ -41,17 +44,19 @@ def fingerprint(system, stepper, t_end: float, save_times) -> str:
     return h.hexdigest()
 
 
-def _private_arrays(stepper) -> dict[str, np.ndarray]:
-    return {k: v for k, v in vars(stepper).items() if k.startswith("_") and isinstance(v, np.ndarray)}
-
-
-def _private_scalars(stepper) -> dict:
-    out = {}
-    for k, v in vars(stepper).items():
-        if k.startswith("_") and (v is None or isinstance(v, (bool, int, float)) or
-                                  (isinstance(v, tuple) and all(isinstance(x, (int, float)) for x in v))):
-            out[k] = list(v) if isinstance(v, tuple) else v
-    return out
+def _split_state(stepper) -> tuple[dict[str, np.ndarray], dict]:
+    """The stepper's :meth:`state` as (arrays, JSON-ready scalars: None, bool, numbers, tuples of numbers)."""
+    arrays, scalars = {}, {}
+    for k, v in stepper.state().items():
+        if isinstance(v, np.ndarray):
+            arrays[k] = v
+        elif v is None or isinstance(v, (bool, int, float)):
+            scalars[k] = v
+        elif isinstance(v, tuple) and all(isinstance(x, (int, float)) for x in v):
+            scalars[k] = list(v)
+        else:
+            raise TypeError(f"stepper {stepper.name!r}: state entry {k!r} of type {type(v).__name__} cannot be saved")
+    return arrays, scalars
 
 
 def write(path, t: float, y: np.ndarray, sol, stepper, fp: str, index: int) -> None:
@@ -65,7 +70,8 @@ def write(path, t: float, y: np.ndarray, sol, stepper, fp: str, index: int) -> N
         f.attrs["t"] = float(t)
         f.attrs["save_index"] = int(index)
         f.attrs["stats"] = json.dumps({k: v for k, v in stepper.stats.items()})
-        f.attrs["stepper_scalars"] = json.dumps(_private_scalars(stepper))
+        arrays, scalars = _split_state(stepper)
+        f.attrs["stepper_scalars"] = json.dumps(scalars)
         atomic.seal(f.attrs)
         _put(f, "y", y)
         _put(f, "times", np.asarray(sol.times, float))
@@ -76,7 +82,7 @@ def write(path, t: float, y: np.ndarray, sol, stepper, fp: str, index: int) -> N
         for k, v in sol.observables.items():
             _put(g, k, np.asarray(v, float))
         s = f.create_group("stepper")
-        for k, v in _private_arrays(stepper).items():
+        for k, v in arrays.items():
             _put(s, k, v)
     atomic.write_bytes(path, buf.getbuffer(), what="checkpoint ")
 
@@ -114,10 +120,11 @@ def load(path) -> dict:
 
 
 def restore_stepper(stepper, ck: dict) -> None:
-    for k, v in ck["stepper"].items():
-        getattr(stepper, k)[...] = v
-    for k, v in ck["stepper_scalars"].items():
-        setattr(stepper, k, tuple(v) if isinstance(v, list) else v)
+    """Give ``stepper`` the state and statistics of checkpoint ``ck`` (StoreError if they do not fit)."""
+    try:
+        stepper.restore({**ck["stepper"], **ck["stepper_scalars"]})
+    except ValueError as exc:
+        raise StoreError(f"checkpoint {ck.get('path', '')!r}: {exc}") from None
     stepper.stats.update(ck["stats"])
 
 

@@ -3,7 +3,8 @@
 :func:`integrate` owns the loop: the stepper advances in compiled code up to the next save
 time (in chunks of at most ~0.25 s so the progress bar and Ctrl-C stay responsive); at save
 times the :class:`~mfpde.store.solution.Solution` records observables and, if asked, the state;
-trackers run at their own intervals.  A non-finite state (detected inside the compiled
+trackers run at save times, each at its own ``interval`` of simulated time (every save time
+by default; :meth:`Tracker.due`, after py-pde's ``ConstantInterrupts``).  A non-finite state (detected inside the compiled
 loop, within one step) raises :class:`~mfpde.errors.BlowUpError` carrying the partial
 solution, whose last entry is the last good state: at its own time, or — when it is the state
 already saved at the last save time — not repeated (the time axis stays strictly increasing).
@@ -13,6 +14,7 @@ solvers.base.
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time as _time
@@ -64,7 +66,30 @@ def save_times(t_end: float, *, every: float | None = None, times: Sequence[floa
 
 
 class Tracker:
-    """Something that watches the run at save times; subclass and override ``handle``."""
+    """Something that watches the run at save times; subclass and override ``handle``.
+
+    ``interval`` (simulated time): ``handle`` runs at the start and then at the first save
+    time at or after each t0 + k·interval (k = 1, 2, …; an interval shorter than the save
+    interval means every save time); None, the default, is every save time.  Which save times
+    are due depends only on t0, the interval and the save times, so a resumed solve calls a
+    tracker where an uninterrupted one does.  ``progress(t)`` runs after every compiled chunk.
+    """
+
+    interval: float | None = None
+
+    def __init__(self, interval: float | None = None):
+        if interval is not None:
+            interval = checks.number(interval, "interval")
+            if not interval > 0:
+                raise ConfigError("interval", f"a tracker interval must be > 0 or None, got {interval!r}")
+        self.interval = interval
+
+    def due(self, t0: float, t_prev: float | None, t: float) -> bool:
+        """Whether ``handle`` runs at save time ``t`` (the previous save time ``t_prev``; None at the start)."""
+        if self.interval is None or t_prev is None:
+            return True
+        per = self.interval      # due when a multiple t0 + k·interval lies in (t_prev, t] (up to rounding)
+        return math.floor((t - t0) / per + 1e-9) > math.floor((t_prev - t0) / per + 1e-9)
 
     def start(self, t0: float, t_end: float) -> None: ...
     def progress(self, t: float) -> None: ...
@@ -103,9 +128,10 @@ class ProgressBar(Tracker):
 
 
 class Callback(Tracker):
-    """Call ``fn(t, y, solution)`` at save times."""
+    """Call ``fn(t, y, solution)`` at save times (every ``interval`` of simulated time if given)."""
 
-    def __init__(self, fn: Callable):
+    def __init__(self, fn: Callable, interval: float | None = None):
+        super().__init__(interval)
         self.fn = fn
 
     def handle(self, t, y, solution):
@@ -128,7 +154,12 @@ def _advice(stepper, status) -> str:
     return "reduce the step size or the learning rates"
 
 
-def _blame(system, t, y, dt) -> str:
+def _due(tracker, t0, t_prev, t) -> bool:
+    due = getattr(tracker, "due", None)     # duck-typed trackers (start/progress/handle/finish) run always
+    return True if due is None else due(t0, t_prev, t)
+
+
+def _blame(system, t, y) -> str:
     """Name the parameter block whose drift is non-finite or largest at the last good state."""
     with np.errstate(all="ignore"):
         dy = system.rhs(t, y)
@@ -188,7 +219,8 @@ def integrate(system, stepper: Stepper, t_end: float, *, times: Iterable[float] 
     if ck is None:
         sol.record(t, y, parameters == "all")
         for tr in trackers:
-            tr.handle(t, y, sol)
+            if _due(tr, t0, None, t):
+                tr.handle(t, y, sol)
         remaining = ts[1:]
     else:   # continue from the checkpoint: its solution so far, state, time and stepper state
         y[:] = ck["y"]
@@ -198,6 +230,7 @@ def integrate(system, stepper: Stepper, t_end: float, *, times: Iterable[float] 
         ckmod.restore_stepper(stepper, ck)
         ck_tracker.index = ck["save_index"] + 1
         remaining = ts[ts > t + 1e-12 * max(1.0, abs(t_end))]
+    t_save = t        # the last save time
     try:
         for target in remaining:
             while True:
@@ -208,7 +241,7 @@ def integrate(system, stepper: Stepper, t_end: float, *, times: Iterable[float] 
                     per = elapsed / res.steps
                     max_steps = int(min(max(1, chunk_seconds / max(per, 1e-9)), 10 * max_steps + 10))
                 if res.status not in (OK, MAX_STEPS):
-                    layer = _blame(system, res.t, y, getattr(stepper, "dt", 0.0))
+                    layer = _blame(system, res.t, y)
                     msg = (f"{STATUS_TEXT[res.status]} at t ≈ {res.t:.6g} after step {stepper.stats['steps'] + 1} "
                            f"(largest/non-finite drift in {layer!r}); the last good state (t = {res.t:.6g}) and all "
                            f"earlier save times are kept — {_advice(stepper, res.status)}")
@@ -221,11 +254,13 @@ def integrate(system, stepper: Stepper, t_end: float, *, times: Iterable[float] 
                     tr.progress(t)
                 if res.status == OK:
                     break
-            t = float(target)
+            t_prev, t = t_save, float(target)
+            t_save = t
             last = target == ts[-1]
             sol.record(t, y, parameters == "all" or (parameters == "final" and last))
             for tr in trackers:
-                tr.handle(t, y, sol)
+                if _due(tr, t0, t_prev, t):
+                    tr.handle(t, y, sol)
     finally:
         for tr in trackers:
             tr.finish()

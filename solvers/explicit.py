@@ -3,47 +3,31 @@
 One compiled engine (:func:`rk_fixed`) advances many steps per call, calling the system's
 compiled right-hand side directly, and checks the new state after every step (a non-finite
 value or a norm past ``bound`` stops it at once with the last good state kept in ``y``).
-Each scheme is a :class:`Tableau` registered by name; tests are parametrized over the
-registry.  Imports numpy, mfpde._jit, mfpde.system.kernels and solvers.base.
+Each scheme is a :class:`~mfpde.solvers.tableaux.ButcherTableau` registered by name; tests
+are parametrized over the registry.  Imports numpy, mfpde._jit, mfpde.system.kernels and
+solvers.base/tableaux.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
 from mfpde.system import kernels
 from mfpde._jit import njit
-from mfpde.errors import ConfigError
-from mfpde.solvers.base import (MAX_STEPS, NONFINITE, BOUND, OK, Advance, Stepper, check_fixed_step, check_segment,
-                                option_number, register)
+from mfpde.solvers import tableaux
+from mfpde.solvers.base import (BOUND, BOUND_OPTION, MAX_STEPS, NONFINITE, OK, STEP_OPTION, Advance, Stepper,
+                                check_fixed_step, check_segment, register)
+from mfpde.solvers.tableaux import ButcherTableau
 
+Tableau = ButcherTableau       # the name this module used to export
 
-@dataclass(frozen=True)
-class Tableau:
-    name: str
-    order: int
-    a: np.ndarray
-    b: np.ndarray
-    c: np.ndarray
-
-
-TABLEAUX: dict[str, Tableau] = {}
-
-
-def _tableau(name, order, a, b):
-    a = np.array(a, dtype=float)
-    t = Tableau(name, order, a, np.array(b, dtype=float), a.sum(axis=1))
-    TABLEAUX[name] = t
-    return t
-
-
-_tableau("euler", 1, [[0.0]], [1.0])
-_tableau("heun", 2, [[0, 0], [1, 0]], [0.5, 0.5])
-_tableau("midpoint", 2, [[0, 0], [0.5, 0]], [0.0, 1.0])
-_tableau("rk3", 3, [[0, 0, 0], [0.5, 0, 0], [-1, 2, 0]], [1 / 6, 2 / 3, 1 / 6])
-_tableau("rk4", 4, [[0, 0, 0, 0], [0.5, 0, 0, 0], [0, 0.5, 0, 0], [0, 0, 1, 0]], [1 / 6, 1 / 3, 1 / 3, 1 / 6])
+TABLEAUX: dict[str, ButcherTableau] = {}
+tableaux.add(TABLEAUX, "euler", [[0.0]], [1.0])
+tableaux.add(TABLEAUX, "heun", [[0, 0], [1, 0]], [0.5, 0.5])
+tableaux.add(TABLEAUX, "midpoint", [[0, 0], [0.5, 0]], [0.0, 1.0])
+tableaux.add(TABLEAUX, "rk3", [[0, 0, 0], [0.5, 0, 0], [-1, 2, 0]], [1 / 6, 2 / 3, 1 / 6])
+tableaux.add(TABLEAUX, "rk4", [[0, 0, 0, 0], [0.5, 0, 0, 0], [0, 0.5, 0, 0], [0, 0, 1, 0]], [1 / 6, 1 / 3, 1 / 3, 1 / 6])
 
 
 @njit
@@ -81,7 +65,7 @@ def rk_fixed(y, ynew, t, dt, nsteps, a, b, c, stages, ytmp, sysargs, bound2, n0=
             nxt[k] = acc
             nrm += acc * acc
         if not (nrm <= bound2):
-            status = 1 if not math.isfinite(nrm) else 2
+            status = NONFINITE if not math.isfinite(nrm) else BOUND
             break
         tmp = cur
         cur = nxt
@@ -119,6 +103,7 @@ class FixedGrid:
     before ``integrate`` does any work, and here for a new segment of a direct call.
     """
 
+    persistent = ("_anchor", "_t_last", "_target")
     _anchor = None      # (t0, steps since t0) of the segment being advanced
     _t_last = None
     _target = None
@@ -162,15 +147,13 @@ class ExplicitRK(FixedGrid, Stepper):
     """Fixed-step explicit Runge–Kutta method given by a tableau."""
 
     adaptive = False
-    options = ("dt", "bound")
-    tableau: Tableau
+    schema = {"dt": STEP_OPTION, "bound": BOUND_OPTION}
+    tableau: ButcherTableau
 
     def __init__(self, system, dt: float, bound: float = 1e12):
         super().__init__(system)
-        if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not (dt > 0) or not math.isfinite(dt):
-            raise ConfigError("solver.dt", f"must be a finite number > 0, got {dt!r}")
-        self.dt = float(dt)
-        self.bound2 = option_number(bound, "bound", strict=True, inf_ok=True) ** 2
+        self.dt = self.check_option("dt", dt)
+        self.bound2 = self.check_option("bound", bound) ** 2
         N = system.size
         s = len(self.tableau.b)
         self._stages = np.empty((s, N))
@@ -192,4 +175,4 @@ class ExplicitRK(FixedGrid, Stepper):
 for _name, _tb in TABLEAUX.items():
     register(type(f"RK_{_name}", (ExplicitRK,), {"name": _name, "order": _tb.order, "tableau": _tb}))
 
-__all__ = ["TABLEAUX", "Tableau", "ExplicitRK", "FixedGrid", "rk_fixed", "grid_steps", "OK", "NONFINITE", "BOUND"]
+__all__ = ["TABLEAUX", "Tableau", "ButcherTableau", "ExplicitRK", "FixedGrid", "rk_fixed", "grid_steps", "OK", "NONFINITE", "BOUND"]

@@ -17,74 +17,54 @@ iteration with the Jacobian J = ∂f/∂y frozen at a linearization point (t_J, 
 * ``"auto"``: dense up to ``dense_max`` unknowns, else minres (gmres where the symmetry does
   not hold: zero-weight tracer nodes or nonlinear edges).
 
-``jacobian = "fd"`` replaces the analytic JVPs by forward differences (one RHS each; also the
-automatic fallback where :func:`mfpde.system.jvp.supported` says no).  In dense mode the stage Newton
-loop runs in compiled code (:func:`dirk_stages_dense`); the step-size controller, the LU
-factorizations and the Krylov modes' Newton loops are Python (SciPy), calling the compiled
-right-hand side and JVPs.
+``jacobian = "fd"`` replaces the analytic JVPs by forward differences (one RHS each, the
+one FD formula :func:`mfpde.system.jvp.fd_jvp`; also the automatic fallback where
+:func:`mfpde.system.jvp.supported` says no).  The stage Newton loop exists once, compiled
+(:func:`dirk_stages`): dense mode solves with the LU inside it, the Krylov modes answer its
+requests for a solve with SciPy's GMRES/MINRES (reverse communication).  Only the
+fixed-step last resort (a damped Newton re-linearized at every iterate) is Python.  The
+sdirk4 accept/reject loop is Python on the shared controller of :mod:`mfpde.solvers.stepsize`.
 
 Statistics: steps, rejected, rhs_evals, jvps (J·u products, analytic or FD), linearizations
 (base passes of the analytic JVP, ≈ 1 RHS each), jacobians (dense assemblies), lu
 (factorizations), newton_iterations, linear_iterations, newton_failures, and
 rhs_equivalent = rhs_evals + jvps + linearizations.  Imports numpy, scipy, mfpde._jit,
-mfpde.system.kernels, mfpde.system.jvp, mfpde.errors and solvers.base/explicit.
+mfpde.system.kernels, mfpde.system.jvp, mfpde.errors and solvers.base/explicit/tableaux/stepsize.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse.linalg as spla
 
-from mfpde import checks
 from mfpde.system import jvp as J_
 from mfpde.system import kernels
 from mfpde._jit import njit
 from mfpde.errors import ConfigError
-from mfpde.solvers.base import (BOUND, MAX_STEPS, NEWTON, NONFINITE, OK, STEP_SIZE, Advance, Stepper, error_control,
-                                option_int, option_number, register)
+from mfpde.solvers import tableaux
+from mfpde.solvers.base import (BOUND, BOUND_OPTION, ERROR_CONTROL_OPTIONS, MAX_STEPS, NEWTON, NONFINITE, OK, SOLVE,
+                                STEP_OPTION, STEP_SIZE, Advance, Option, Stepper, error_control, register)
 from mfpde.solvers.explicit import FixedGrid
+from mfpde.solvers.stepsize import Controller, accept_step, initial_step, landing, retry_step
+from mfpde.solvers.tableaux import ButcherTableau
 
+DirkTableau = ButcherTableau     # the name this module used to export
 
-@dataclass(frozen=True)
-class DirkTableau:
-    name: str
-    order: int
-    a: np.ndarray
-    b: np.ndarray
-    c: np.ndarray
-    b_hat: np.ndarray | None = None
-    embedded_order: int = 0
-
-    @property
-    def stages(self) -> int:
-        return len(self.b)
-
-
-DIRK_TABLEAUX: dict[str, DirkTableau] = {}
-
-
-def _dirk(name, order, a, b, b_hat=None, embedded_order=0):
-    a = np.array(a, dtype=float)
-    tb = DirkTableau(name, order, a, np.array(b, float), a.sum(axis=1),
-                     None if b_hat is None else np.array(b_hat, float), embedded_order)
-    DIRK_TABLEAUX[name] = tb
-    return tb
-
-
-_dirk("backward_euler", 1, [[1.0]], [1.0])
-_dirk("implicit_midpoint", 2, [[0.5]], [1.0])
+DIRK_TABLEAUX: dict[str, ButcherTableau] = {}
+tableaux.add(DIRK_TABLEAUX, "backward_euler", [[1.0]], [1.0])
+tableaux.add(DIRK_TABLEAUX, "implicit_midpoint", [[0.5]], [1.0])
 # Hairer & Wanner, Solving ODEs II, Table IV.6.5 (SDIRK4, L-stable, stiffly accurate)
-_dirk("sdirk4", 4,
-      [[1 / 4, 0, 0, 0, 0],
-       [1 / 2, 1 / 4, 0, 0, 0],
-       [17 / 50, -1 / 25, 1 / 4, 0, 0],
-       [371 / 1360, -137 / 2720, 15 / 544, 1 / 4, 0],
-       [25 / 24, -49 / 48, 125 / 16, -85 / 12, 1 / 4]],
-      [25 / 24, -49 / 48, 125 / 16, -85 / 12, 1 / 4],
-      [59 / 48, -17 / 96, 225 / 32, -85 / 12, 0], 3)
+tableaux.add(DIRK_TABLEAUX, "sdirk4",
+             [[1 / 4, 0, 0, 0, 0],
+              [1 / 2, 1 / 4, 0, 0, 0],
+              [17 / 50, -1 / 25, 1 / 4, 0, 0],
+              [371 / 1360, -137 / 2720, 15 / 544, 1 / 4, 0],
+              [25 / 24, -49 / 48, 125 / 16, -85 / 12, 1 / 4]],
+             [25 / 24, -49 / 48, 125 / 16, -85 / 12, 1 / 4],
+             [59 / 48, -17 / 96, 225 / 32, -85 / 12, 0])
+
 
 @njit
 def _lu_solve(lu, piv, b):
@@ -108,32 +88,62 @@ def _lu_solve(lu, piv, b):
         b[i] = acc / lu[i, i]
 
 
-@njit
-def dirk_stages_dense(y, t, h, a, c, K, fprev, Z, psi, fz, dZ, lu, piv, sc, eta, maxiter, sysargs):
-    """All stages of one DIRK step with a fixed LU of (I − hγJ) (constant diagonal γ), simplified Newton.
+# memory of the stage iteration between the calls of one step (reverse communication)
+M_STAGE, M_ITER, M_PREV, M_ETA, M_THETA, M_RHS, M_NIT, M_PHASE = range(8)
+P_NEW_STEP, P_NEW_STAGE, P_ITERATE, P_SOLVED = 0, 1, 2, 3
 
-    Returns (status, θ_max, η, RHS evaluations, Newton iterations); on OK, ``K`` holds the stage
-    derivatives and ``Z`` the last stage value.  Same logic as ImplicitDIRK._try_step's loop.
+
+@njit
+def dirk_stages(y, t, h, a, c, K, fprev, Z, psi, fz, dZ, lu, piv, sc, maxiter, sysargs, mem):
+    """The stages of one DIRK step by simplified Newton with J frozen: the one Newton stage loop.
+
+    Stage i solves Z − hγ_i f(t + c_i h, Z) = ψ_i = y + h Σ_{j<i} a_ij K_j from the predictor
+    ψ_i + hγ_i K_{i−1} (``fprev`` for the first stage); each iteration solves
+    (I − hγ_i J) ΔZ = −(Z − ψ_i − hγ_i f(Z)) and stops when η‖ΔZ‖ ≤ 1 in the norm scaled by
+    ``sc`` (η = θ/(1 − θ), θ the contraction rate, carried between stages as in Hairer's codes),
+    or fails at θ ≥ 0.99 or after ``maxiter`` iterations.
+
+    The linear solves: with ``lu`` the N × N getrf factors of (I − hγJ) (a constant diagonal γ)
+    they happen here; with an empty ``lu`` (Krylov modes) the loop returns SOLVE with the
+    right-hand side in ``dZ``, the caller overwrites ``dZ`` with the solution for
+    hγ = h·a[i, i] (i = ``mem[M_STAGE]``) and calls again with the same arguments (reverse
+    communication).  ``mem`` carries the iteration between those calls; set it to 0 except
+    ``mem[M_ETA]`` = η of the last step before the first call.  Returns OK (``K`` holds the stage
+    derivatives (Z − ψ)/(hγ), ``Z`` the last stage), NEWTON, NONFINITE or SOLVE; ``mem`` then
+    holds the largest θ, η, the RHS evaluations and the Newton iterations of the step.
     """
     s = a.shape[0]
     N = y.shape[0]
-    theta_max = 0.0
-    nrhs = 0
-    nit = 0
-    eta = max(eta, 1e-16) ** 0.8
-    for i in range(s):
+    dense = lu.shape[0] == N
+    i = int(mem[M_STAGE])
+    it = int(mem[M_ITER])
+    prev = mem[M_PREV]
+    eta = mem[M_ETA]
+    theta_max = mem[M_THETA]
+    nrhs = mem[M_RHS]
+    nit = mem[M_NIT]
+    phase = int(mem[M_PHASE])
+    if phase == P_NEW_STEP:
+        eta = max(eta, 1e-16) ** 0.8
+        phase = P_NEW_STAGE
+    status = OK
+    while i < s:
         hg = h * a[i, i]
-        for k in range(N):
-            acc = y[k]
-            for j in range(i):
-                acc += h * a[i, j] * K[j, k]
-            psi[k] = acc
-            Z[k] = acc + hg * (K[i - 1, k] if i > 0 else fprev[k])
-        ti = t + c[i] * h
-        prev = -1.0
-        converged = False
-        for it in range(maxiter):
-            kernels.rhs(ti, Z, fz, sysargs)
+        if phase == P_NEW_STAGE:
+            for k in range(N):
+                acc = y[k]
+                for j in range(i):
+                    acc += h * a[i, j] * K[j, k]
+                psi[k] = acc
+                Z[k] = acc + hg * (K[i - 1, k] if i > 0 else fprev[k])
+            prev = -1.0
+            it = 0
+            phase = P_ITERATE
+        if phase == P_ITERATE:
+            if it >= maxiter:
+                status = NEWTON
+                break
+            kernels.rhs(t + c[i] * h, Z, fz, sysargs)
             nrhs += 1
             finite = True
             for k in range(N):
@@ -142,68 +152,82 @@ def dirk_stages_dense(y, t, h, a, c, K, fprev, Z, psi, fz, dZ, lu, piv, sc, eta,
                     finite = False
                 dZ[k] = r
             if not finite:
-                return NONFINITE, theta_max, eta, nrhs, nit
-            _lu_solve(lu, piv, dZ)
-            nit += 1
-            ss = 0.0
-            for k in range(N):
-                Z[k] += dZ[k]
-                q = dZ[k] / sc[k]
-                ss += q * q
-            nrm = math.sqrt(ss / N)
-            if not math.isfinite(nrm):
-                return NONFINITE, theta_max, eta, nrhs, nit
-            if prev >= 0.0:
-                theta = nrm / prev if prev > 0 else 0.0
-                theta_max = max(theta_max, theta)
-                if theta >= 0.99:
-                    break
-                eta = theta / (1.0 - theta)
-            if eta * nrm <= 1.0:
-                converged = True
+                status = NONFINITE
                 break
-            prev = nrm
-        if not converged:
-            return NEWTON, theta_max, eta, nrhs, nit
+            if not dense:
+                phase = P_SOLVED
+                status = SOLVE
+                break
+            _lu_solve(lu, piv, dZ)
+        # dZ = (I − hγJ)⁻¹ r: update, then the convergence test
+        phase = P_ITERATE
+        nit += 1
+        ss = 0.0
         for k in range(N):
-            K[i, k] = (Z[k] - psi[k]) / hg
-    return OK, theta_max, eta, nrhs, nit
+            Z[k] += dZ[k]
+            q = dZ[k] / sc[k]
+            ss += q * q
+        nrm = math.sqrt(ss / N)
+        if not math.isfinite(nrm):
+            status = NONFINITE
+            break
+        if prev >= 0.0:
+            theta = nrm / prev if prev > 0 else 0.0
+            theta_max = max(theta_max, theta)
+            if theta >= 0.99:
+                status = NEWTON
+                break
+            eta = theta / (1.0 - theta)
+        if eta * nrm <= 1.0:
+            for k in range(N):
+                K[i, k] = (Z[k] - psi[k]) / hg
+            i += 1
+            phase = P_NEW_STAGE
+        else:
+            prev = nrm
+            it += 1
+    mem[M_STAGE] = i
+    mem[M_ITER] = it
+    mem[M_PREV] = prev
+    mem[M_ETA] = eta
+    mem[M_THETA] = theta_max
+    mem[M_RHS] = nrhs
+    mem[M_NIT] = nit
+    mem[M_PHASE] = phase
+    return status
 
 
 LINEAR_SOLVERS = ("auto", "dense", "gmres", "minres")
 JACOBIANS = ("analytic", "fd")
-SAFETY, FACTOR_MIN, FACTOR_MAX = 0.9, 0.2, 5.0
-
-
-_num = option_number
-_int = option_int
-
-
-def _choice(value, key, allowed):
-    return checks.choice(value, allowed, f"solver.{key}")
+NEWTON_OPTIONS = {"bound": BOUND_OPTION, "linear_solver": Option.choice(*LINEAR_SOLVERS),
+                  "jacobian": Option.choice(*JACOBIANS), "newton_tol": Option.number(strict=True),
+                  "newton_maxiter": Option.integer(1, 100), "theta_refresh": Option.number(strict=True, high=1.0),
+                  "krylov_rtol": Option.number(strict=True, high=1.0), "krylov_maxiter": Option.integer(1, 100_000),
+                  "dense_max": Option.integer(1, 100_000)}
 
 
 class ImplicitDIRK(Stepper):
     """Common machinery: Newton on the stages, Jacobian / LU / Krylov management, statistics."""
 
-    tableau: DirkTableau
-    common_options = ("bound", "linear_solver", "jacobian", "newton_tol", "newton_maxiter", "theta_refresh",
-                      "krylov_rtol", "krylov_maxiter", "dense_max")
+    tableau: ButcherTableau
 
     def _setup(self, system, bound, linear_solver, jacobian, newton_tol, newton_maxiter, theta_refresh,
                krylov_rtol, krylov_maxiter, dense_max):
-        self.bound = _num(bound, "bound", strict=True, inf_ok=True)
-        self.linear_solver = _choice(linear_solver, "linear_solver", LINEAR_SOLVERS)
-        self.jacobian = _choice(jacobian, "jacobian", JACOBIANS)
-        self.newton_tol = _num(newton_tol, "newton_tol", strict=True)
-        self.newton_maxiter = _int(newton_maxiter, "newton_maxiter", 1, 100)
-        self.theta_refresh = _num(theta_refresh, "theta_refresh", strict=True, high=1.0)
-        self.krylov_rtol = _num(krylov_rtol, "krylov_rtol", strict=True, high=1.0)
-        self.krylov_maxiter = _int(krylov_maxiter, "krylov_maxiter", 1, 100_000)
-        self.dense_max = _int(dense_max, "dense_max", 1, 100_000)
+        opt = self.check_option
+        self.bound = opt("bound", bound)
+        self.linear_solver = opt("linear_solver", linear_solver)
+        self.jacobian = opt("jacobian", jacobian)
+        self.newton_tol = opt("newton_tol", newton_tol)
+        self.newton_maxiter = opt("newton_maxiter", newton_maxiter)
+        self.theta_refresh = opt("theta_refresh", theta_refresh)
+        self.krylov_rtol = opt("krylov_rtol", krylov_rtol)
+        self.krylov_maxiter = opt("krylov_maxiter", krylov_maxiter)
+        self.dense_max = opt("dense_max", dense_max)
         N = system.size
         tb = self.tableau
-        self._stiffly_accurate = bool(tb.c[-1] == 1.0 and np.array_equal(tb.a[-1], tb.b))
+        # (bit for bit with the code before tableaux.py: sdirk4's row sum c_s is 1 + 2⁻⁵⁰, so
+        # this is False for it and y_new is y + h Σ b_i K_i; see docs/steppers.md)
+        self._stiffly_accurate = tb.stiffly_accurate
         self.notes = []
         ok, why = J_.supported(system)
         if self.jacobian == "analytic" and not ok:
@@ -223,29 +247,43 @@ class ImplicitDIRK(Stepper):
         self._yJ = np.zeros(N)                # linearization point
         # persistent scalars: [J valid, t_J, hγ of the LU (0 = none), dt proposal, f valid, t of f]
         self._istate = np.zeros(6)
+        self._K = np.zeros((tb.stages, N))
+        self._fz = np.zeros(N)
+        self._ynew = np.zeros(N)
+        self._ylast = np.full(N, np.nan)
+        self._Zbuf = np.zeros(N)
+        self._psibuf = np.zeros(N)
+        self._dZbuf = np.zeros(N)
+        self._mem = np.zeros(8)               # the compiled stage loop's memory (dirk_stages)
+        persistent = ["_f", "_yJ", "_istate", "_ylast", "_eta", "_theta", "_fresh"]
         if mode == "dense":
             if len(set(np.diag(tb.a))) != 1:
                 raise ValueError(f"tableau {tb.name!r}: the dense Newton loop needs a constant diagonal")
             self._J = np.zeros((N, N))
             self._lu = np.zeros((N, N))
             self._piv = np.zeros(N, dtype=np.int32)
-            self._Zbuf = np.zeros(N)
-            self._psibuf = np.zeros(N)
-            self._dZbuf = np.zeros(N)
+            persistent += ["_J", "_lu", "_piv"]
+        else:                                 # no factors: dirk_stages asks for each solve
+            self._lu = np.zeros((0, 0))
+            self._piv = np.zeros(0, dtype=np.int32)
         if self.jacobian == "analytic":
-            self._jwork = np.zeros(J_.work_size(system.lay, system.sysargs[2].shape[0]))
+            self._jwork = np.zeros(J_.work_size(system.lay, system.sysargs.X.shape[0]))
+            persistent.append("_jwork")       # the linearization the Krylov modes' JVPs reuse
         if self.jacobian == "fd":
             self._fJ = np.zeros(N)
+            persistent.append("_fJ")
         self._eta = 1.0                       # Newton's η = θ/(1 − θ) carried between stages (Hairer)
         self._theta = 0.0
         self._fresh = False
         if mode == "minres":
             self._dhalf = np.zeros(N)
             self._dmhalf = np.zeros(N)
+            persistent += ["_dhalf", "_dmhalf"]
             w = np.concatenate(system.weights)
             if np.any(w <= 0):
                 raise ConfigError("solver.linear_solver", "minres needs positive rule weights (zero-weight tracer "
                                                           "nodes break the symmetry); use gmres")
+        self.persistent = tuple(self.persistent) + tuple(persistent)
 
     # ------------------------------------------------------------ counters
     def _count(self, key, n=1):
@@ -273,12 +311,7 @@ class ImplicitDIRK(Stepper):
             else:
                 f0 = s.rhs(t, y)
                 self._count("rhs_evals")
-                e = np.zeros(N)
-                for j in range(N):
-                    h = math.sqrt(np.finfo(float).eps) * max(1.0, abs(y[j]))
-                    e[j] = h
-                    self._J[:, j] = (s.rhs(t, y + e) - f0) / h
-                    e[j] = 0.0
+                J_.fd_jacobian(s, t, y, self._J, f0)
                 self._count("jvps", N)
             self.stats["jacobians"] += 1
         elif self.jacobian == "analytic":
@@ -437,70 +470,63 @@ class ImplicitDIRK(Stepper):
             prev = nrm
         return NEWTON
 
+    def _stages(self, y, t, h, sc):
+        """All stages by :func:`dirk_stages` (simplified Newton, J frozen); (status, largest θ).
+
+        Dense mode factors (I − hγJ) once for the step and the loop solves with it; the Krylov
+        modes answer each SOLVE request with GMRES/MINRES.
+        """
+        tb = self.tableau
+        if self.mode == "dense":
+            self._factor(h * tb.a[0, 0])
+        mem = self._mem
+        mem[:] = 0.0
+        mem[M_ETA] = self._eta
+        sc = np.ascontiguousarray(sc)
+        while True:
+            st = dirk_stages(y, float(t), float(h), tb.a, tb.c, self._K, self._f, self._Zbuf, self._psibuf, self._fz,
+                             self._dZbuf, self._lu, self._piv, sc, int(self.newton_maxiter), self.system.sysargs, mem)
+            if st != SOLVE:
+                break
+            self._dZbuf[:] = self._solve(h * tb.a[int(mem[M_STAGE]), int(mem[M_STAGE])], self._dZbuf.copy())
+        self._eta = float(mem[M_ETA])
+        self._count("rhs_evals", int(mem[M_RHS]))
+        self.stats["newton_iterations"] += int(mem[M_NIT])
+        return int(st), float(mem[M_THETA])
+
+    def _stages_full(self, y, t, h, sc):
+        """All stages by :meth:`_newton_full` (the fixed-step last resort); (status, last stage Z)."""
+        tb = self.tableau
+        K = self._K
+        self._eta = max(self._eta, 1e-16) ** 0.8
+        Z = None
+        for i in range(tb.stages):
+            hg = h * tb.a[i, i]
+            psi = y.copy()
+            for j in range(i):
+                if tb.a[i, j] != 0.0:
+                    psi += (h * tb.a[i, j]) * K[j]
+            Z = psi + hg * (K[i - 1] if i > 0 else self._f)
+            st = self._newton_full(t + tb.c[i] * h, Z, psi, hg, sc)
+            if st != OK:
+                return st, Z
+            K[i] = (Z - psi) / hg
+        return OK, Z
+
     def _try_step(self, y, t, h, ynew, err_out, full=False):
         tb = self.tableau
         s = tb.stages
         N = y.shape[0]
         K = self._K
         sc = self._stage_scale(y)
-        fz = self._fz
-        theta_max = 0.0
-        if self.mode == "dense" and not full:     # the whole Newton loop in compiled code (constant diagonal γ)
-            self._factor(h * tb.a[0, 0])
-            st, theta_max, self._eta, nrhs, nit = dirk_stages_dense(
-                y, float(t), float(h), tb.a, tb.c, K, self._f, self._Zbuf, self._psibuf, fz, self._dZbuf, self._lu,
-                self._piv, np.ascontiguousarray(sc), float(self._eta), int(self.newton_maxiter), self.system.sysargs)
-            self._count("rhs_evals", int(nrhs))
-            self.stats["newton_iterations"] += int(nit)
-            if st != OK:
-                return int(st)
-            Z = self._Zbuf
-            n_loop = 0                  # stages done
+        if full:
+            st, Z = self._stages_full(y, t, h, sc)
+            theta_max = 0.0
         else:
-            self._eta = max(self._eta, 1e-16) ** 0.8
-            n_loop = s
-        for i in range(n_loop):
-            g = tb.a[i, i]
-            hg = h * g
-            psi = y.copy()
-            for j in range(i):
-                if tb.a[i, j] != 0.0:
-                    psi += (h * tb.a[i, j]) * K[j]
-            pred = K[i - 1] if i > 0 else self._f
-            Z = psi + hg * pred
-            ti = t + tb.c[i] * h
-            if full:
-                st = self._newton_full(ti, Z, psi, hg, sc)
-                if st != OK:
-                    return st
-                K[i] = (Z - psi) / hg
-                continue
-            prev = None
-            converged = False
-            for it in range(self.newton_maxiter):
-                self._rhs(ti, Z, fz)
-                res = Z - psi - hg * fz
-                if not np.all(np.isfinite(res)):
-                    return NONFINITE
-                dZ = self._solve(hg, -res)
-                self.stats["newton_iterations"] += 1
-                Z += dZ
-                nrm = math.sqrt(float(np.mean((dZ / sc) ** 2)))
-                if not math.isfinite(nrm):
-                    return NONFINITE
-                if prev is not None:
-                    theta = nrm / prev if prev > 0 else 0.0
-                    theta_max = max(theta_max, theta)
-                    if theta >= 0.99:
-                        break
-                    self._eta = theta / (1.0 - theta)
-                if self._eta * nrm <= 1.0:
-                    converged = True
-                    break
-                prev = nrm
-            if not converged:
-                return NEWTON
-            K[i] = (Z - psi) / hg
+            st, theta_max = self._stages(y, t, h, sc)
+            Z = self._Zbuf
+        if st != OK:
+            return st
         if self._stiffly_accurate:
             ynew[:] = Z                    # y_new is the last stage: no amplification of Newton errors
         else:
@@ -559,20 +585,15 @@ class FixedDIRK(FixedGrid, ImplicitDIRK):
     """Fixed-step implicit Runge–Kutta (backward Euler, implicit midpoint)."""
 
     adaptive = False
-    options = ("dt",) + ImplicitDIRK.common_options
+    schema = {"dt": STEP_OPTION, **NEWTON_OPTIONS}
 
     def __init__(self, system, dt: float, bound: float = 1e12, linear_solver: str = "auto", jacobian: str = "analytic",
                  newton_tol: float = 1e-10, newton_maxiter: int = 10, theta_refresh: float = 0.5,
                  krylov_rtol: float = 1e-8, krylov_maxiter: int = 1000, dense_max: int = 500):
         super().__init__(system)
-        self.dt = _num(dt, "dt", strict=True)
+        self.dt = self.check_option("dt", dt)
         self._setup(system, bound, linear_solver, jacobian, newton_tol, newton_maxiter, theta_refresh,
                     krylov_rtol, krylov_maxiter, dense_max)
-        N = system.size
-        self._K = np.zeros((self.tableau.stages, N))
-        self._fz = np.zeros(N)
-        self._ynew = np.zeros(N)
-        self._ylast = np.full(N, np.nan)
 
     def _stage_scale(self, y):
         return self.newton_tol * (1.0 + np.abs(y))
@@ -603,10 +624,16 @@ class FixedDIRK(FixedGrid, ImplicitDIRK):
 
 
 class AdaptiveDIRK(ImplicitDIRK):
-    """Embedded SDIRK pair with error control (local error per unit step of the embedded order)."""
+    """Embedded SDIRK pair with error control (local error per unit step of the embedded order).
+
+    The accept/reject loop is the one of the explicit pairs (:mod:`mfpde.solvers.stepsize`:
+    landing on t_target, accept_step, retry_step), with the I controller
+    (:meth:`~mfpde.solvers.stepsize.Controller.integral`); a Newton failure with a fresh
+    Jacobian is a failed attempt (h/4).
+    """
 
     adaptive = True
-    options = ("rtol", "atol", "dt0", "dt_min", "dt_max", "max_rejections") + ImplicitDIRK.common_options
+    schema = {**ERROR_CONTROL_OPTIONS, **NEWTON_OPTIONS, "newton_tol": Option.number(strict=True, none_ok=True)}
 
     def __init__(self, system, rtol: float = 1e-6, atol: float = 1e-9, dt0: float | None = None, dt_min: float = 0.0,
                  dt_max: float = math.inf, max_rejections: int = 50, bound: float = 1e12, linear_solver: str = "auto",
@@ -619,12 +646,9 @@ class AdaptiveDIRK(ImplicitDIRK):
             newton_tol = max(10 * np.finfo(float).eps / max(self.rtol, 1e-300), min(0.03, math.sqrt(self.rtol)))
         self._setup(system, bound, linear_solver, jacobian, newton_tol, newton_maxiter, theta_refresh,
                     krylov_rtol, krylov_maxiter, dense_max)
-        N = system.size
-        self._K = np.zeros((self.tableau.stages, N))
-        self._fz = np.zeros(N)
-        self._ynew = np.zeros(N)
-        self._err = np.zeros(N)
-        self._ylast = np.full(N, np.nan)
+        self.controller = Controller.integral(self.tableau.embedded_order)
+        self._kc = self.controller.vector()
+        self._err = np.zeros(system.size)
 
     @property
     def dt(self) -> float:
@@ -634,13 +658,11 @@ class AdaptiveDIRK(ImplicitDIRK):
         return np.maximum(self.newton_tol * (self.atol + self.rtol * np.abs(y)), 1e-300)   # no 0/0 with atol = 0
 
     def _initial_dt(self, t, y):
+        """``dt0``, or the shared starting-step heuristic without its explicit Euler probe."""
         if self.dt0 is not None:
             return min(self.dt0, self.dt_max)
-        sc = self.atol + self.rtol * np.abs(y)
-        d0 = math.sqrt(float(np.mean((y / sc) ** 2)))
-        d1 = math.sqrt(float(np.mean((self._f / sc) ** 2)))
-        h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
-        return min(h0, self.dt_max)
+        return float(initial_step(float(t), y, self._f, self._fz, self._ynew, self.rtol, self.atol,
+                                  float(self.tableau.order), self.dt_max, self.system.sysargs, False))
 
     def advance(self, y, t, t_target, max_steps):
         t, t_target = float(t), float(t_target)
@@ -650,37 +672,21 @@ class AdaptiveDIRK(ImplicitDIRK):
         if self._istate[3] <= 0.0:
             self._istate[3] = self._initial_dt(t, y)
         dt = float(self._istate[3])
-        order_hat = self.tableau.embedded_order
+        kc = self._kc
         accepted = 0
-        rejections = 0
+        rejections = 0          # consecutive
         last_rejected = False
         status = OK
         while accepted < max_steps and t < t_target:
-            remaining = t_target - t
-            h = dt
-            clipped = False
-            if h * (1.0 + 1e-10) >= remaining:
-                clipped = remaining < dt
-                h = remaining
-                tnew = t_target
-            else:
-                tnew = t + h
+            h, tnew, clipped = landing(t, t_target, dt)
             st = self._step(y, t, h, self._ynew, self._err)
+            err = math.inf
             if st == OK:
                 sc = np.maximum(self.atol + self.rtol * np.maximum(np.abs(y), np.abs(self._ynew)), 1e-300)
                 err = math.sqrt(float(np.mean((self._err / sc) ** 2)))
                 if not math.isfinite(err):
-                    st = NONFINITE
-            if st != OK:          # Newton failed with a fresh Jacobian, or non-finite: shrink
-                self.stats["rejected"] += 1
-                rejections += 1
-                last_rejected = True
-                dt = 0.25 * h
-                if dt < max(self.dt_min, 1e-14 * abs(t)) or rejections > self.max_rejections:
-                    status = st if st == NONFINITE else NEWTON
-                    break
-                continue
-            if err <= 1.0:
+                    st, err = NONFINITE, math.inf
+            if st == OK and err <= 1.0:
                 nrm2 = float(self._ynew @ self._ynew)
                 if not (nrm2 <= self.bound ** 2):
                     status = BOUND
@@ -695,23 +701,15 @@ class AdaptiveDIRK(ImplicitDIRK):
                     self._fresh = True
                 accepted += 1
                 rejections = 0
-                factor = min(FACTOR_MAX, max(FACTOR_MIN, SAFETY * max(err, 1e-10) ** (-1.0 / (order_hat + 1))))
-                if last_rejected:
-                    factor = min(factor, 1.0)
-                if 1.0 <= factor <= 1.2:
-                    factor = 1.0          # keep h (and the LU) for small proposed changes
-                hn = h * factor
-                if clipped:
-                    hn = max(hn, dt)
-                dt = min(hn, self.dt_max)
+                dt, _ = accept_step(h, dt, err, 1.0, clipped, last_rejected, kc, self.dt_max)
                 last_rejected = False
-            else:
+            else:                 # error too large, or Newton failed with a fresh Jacobian, or non-finite
                 self.stats["rejected"] += 1
                 rejections += 1
                 last_rejected = True
-                dt = h * max(FACTOR_MIN, SAFETY * err ** (-1.0 / (order_hat + 1)))
-                if dt < max(self.dt_min, 1e-14 * abs(t)) or rejections > self.max_rejections:
-                    status = STEP_SIZE
+                dt, give_up = retry_step(h, err, t, rejections, kc, self.dt_min, self.max_rejections)
+                if give_up:
+                    status = STEP_SIZE if st == OK else (NONFINITE if st == NONFINITE else NEWTON)
                     break
         self._istate[3] = dt
         self.stats["steps"] += accepted
@@ -728,6 +726,8 @@ class AdaptiveDIRK(ImplicitDIRK):
 for _name in ("backward_euler", "implicit_midpoint"):
     register(type(f"DIRK_{_name}", (FixedDIRK,), {"name": _name, "order": DIRK_TABLEAUX[_name].order,
                                                   "tableau": DIRK_TABLEAUX[_name]}))
-register(type("DIRK_sdirk4", (AdaptiveDIRK,), {"name": "sdirk4", "order": 4, "tableau": DIRK_TABLEAUX["sdirk4"]}))
+register(type("DIRK_sdirk4", (AdaptiveDIRK,), {"name": "sdirk4", "order": DIRK_TABLEAUX["sdirk4"].order,
+                                               "tableau": DIRK_TABLEAUX["sdirk4"]}))
 
-__all__ = ["DIRK_TABLEAUX", "DirkTableau", "ImplicitDIRK", "FixedDIRK", "AdaptiveDIRK", "NEWTON", "LINEAR_SOLVERS"]
+__all__ = ["DIRK_TABLEAUX", "DirkTableau", "ImplicitDIRK", "FixedDIRK", "AdaptiveDIRK", "dirk_stages", "NEWTON",
+           "LINEAR_SOLVERS"]

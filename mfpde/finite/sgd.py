@@ -32,7 +32,8 @@ from mfpde.errors import BlowUpError, ConfigError
 from mfpde.finite.network import (_widths, initial_network_state, network_noise, network_problem,
                                   network_statistics, run_seed)
 from mfpde.problem.model import Problem
-from mfpde.system.system import System
+from mfpde.solvers.base import BOUND, NONFINITE, OK, STATUS_TEXT
+from mfpde.system.system import SysArgs, System
 
 MODES = ("full", "online", "minibatch")
 BATCH_BYTES = 32 * 2**20  # pre-generated batch buffer per chunk
@@ -44,19 +45,19 @@ def sgd_steps(y, dy, t0, eps, n, Xb, Yb, rho, base, bound2):
     """n Euler steps y += ε·drift(batch k); batches Xb[k], Yb[k] (or Xb[0] for every step if
     Xb holds one batch); returns (status, steps done).
 
-    ``base`` is the system's kernel tuple; its data entries are replaced by the batch.
-    Stops before committing a non-finite (1) or too-large (2) state.
+    ``base`` is the system's :class:`~mfpde.system.system.SysArgs`; its data entries are replaced
+    by the batch.  Stops before committing a non-finite (NONFINITE) or too-large (BOUND) state.
     """
-    lay, omega, X0, Y0, rho0, sched, sched_flat, lossp, work, fns = base
     N = y.shape[0]
     shared = Xb.shape[0] == 1   # full batch: the same data every step
     cur = y
     nxt = dy
-    status = 0
+    status = OK
     done = 0
     for k in range(n):
         kb = 0 if shared else k
-        args = (lay, omega, Xb[kb], Yb[kb], rho, sched, sched_flat, lossp, work, fns)
+        args = SysArgs(base.lay, base.omega, Xb[kb], Yb[kb], rho, base.sched, base.sched_flat, base.lossp, base.work,
+                       base.fns)
         kernels.rhs(t0 + k * eps, cur, nxt, args)
         # one fused pass: the new state replaces the drift in place, its norm is checked;
         # the buffers then swap, so the previous state survives a failed check
@@ -66,7 +67,7 @@ def sgd_steps(y, dy, t0, eps, n, Xb, Yb, rho, base, bound2):
             nxt[i] = v
             nrm += v * v
         if not (nrm <= bound2):
-            status = 1 if not math.isfinite(nrm) else 2
+            status = NONFINITE if not math.isfinite(nrm) else BOUND
             break
         tmp = cur
         cur = nxt
@@ -173,8 +174,8 @@ class _Batches:
         self.X, self.Y = np.asarray(problem.train.X), np.asarray(problem.train.Y)
         self.args = None
         if mode == "full":
-            self.full = (np.ascontiguousarray(system.sysargs[2][None, :, :]),
-                         np.ascontiguousarray(system.sysargs[3][None, :, :]))
+            self.full = (np.ascontiguousarray(system.sysargs.X[None, :, :]),
+                         np.ascontiguousarray(system.sysargs.Y[None, :, :]))
             self.args = system.sysargs
 
     def next(self, n: int):
@@ -304,7 +305,7 @@ def train(problem: Problem, widths, options: TrainOptions | None = None, *, repl
             step += done
             if status:
                 run.status = "blow-up"
-                run.message = (f"{'non-finite state' if status == 1 else 'state norm exceeded its bound'} at step {step + 1} "
+                run.message = (f"{STATUS_TEXT[status]} at step {step + 1} "
                                f"(t ≈ {step * lr:.6g}, width {widths}); reduce the learning rate")
                 if not run.times or step * lr > run.times[-1]:
                     record(step)    # the last good state; at a record time it is recorded already

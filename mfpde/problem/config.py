@@ -36,11 +36,7 @@ SOLVER_KEYS = ("stepper", "dt", "t_end", "save_every", "save_times", "bound",
                "rtol", "atol", "dt0", "dt_min", "dt_max", "max_rejections", "fixed_dt",
                "linear_solver", "jacobian", "newton_tol", "newton_maxiter", "theta_refresh", "krylov_rtol",
                "krylov_maxiter", "dense_max")
-# implicit steppers (solvers/implicit.py): name -> kind ("choice:a|b", "int", "float01" = in (0, 1), "float")
-IMPLICIT_KEYS = {"linear_solver": "choice:auto|dense|gmres|minres", "jacobian": "choice:analytic|fd",
-                 "newton_tol": "float", "newton_maxiter": "int", "theta_refresh": "float01",
-                 "krylov_rtol": "float01", "krylov_maxiter": "int", "dense_max": "int"}
-ADAPTIVE_KEYS = ("rtol", "atol", "dt0", "dt_min", "dt_max", "max_rejections", "fixed_dt")
+# the kind and range of each stepper option is the stepper's own schema (STEPPERS[name].schema)
 OUTPUT_KEYS = ("path", "parameters")
 # the limits live in mfpde/checks.py (LIMITS); these names are kept for finite/sgd.py until it reads them there
 MAX_STATE, MAX_DATA, MAX_SAVES, MAX_STEPS = checks.MAX_STATE, checks.MAX_DATA, checks.MAX_SAVES, checks.MAX_TIME_STEPS
@@ -93,11 +89,6 @@ class Config:
     source: str
     sgd: SgdOptions = SgdOptions()
     notes: tuple[str, ...] = ()   # warnings about the problem (e.g. the i.i.d. degeneracy)
-
-
-# the shared checked readers (mfpde/checks.py); the private names are kept for this module's callers
-_table, _check_keys, _int, _float, _bool, _str = (checks.table, checks.check_keys, checks.integer, checks.number,
-                                                  checks.boolean, checks.string)
 
 
 def _model(t: Mapping) -> Model:
@@ -242,17 +233,17 @@ def _check_data_size(t: Mapping, key: str) -> None:
 
 
 def _solver(t: Mapping) -> SolverOptions:
-    _check_keys(t, SOLVER_KEYS, "solver")
+    checks.check_keys(t, SOLVER_KEYS, "solver")
     from mfpde.solvers import STEPPERS
 
-    stepper = _str(t.get("stepper", "rk4"), "solver.stepper", sorted(STEPPERS))
-    dt = _float(t.get("dt", 0.01), "solver.dt", positive=True)
-    t_end = _float(t.get("t_end", 1.0), "solver.t_end", positive=True)
+    stepper = checks.string(t.get("stepper", "rk4"), "solver.stepper", sorted(STEPPERS))
+    dt = checks.number(t.get("dt", 0.01), "solver.dt", positive=True)
+    t_end = checks.number(t.get("t_end", 1.0), "solver.t_end", positive=True)
     if t_end / dt > 1e9:
         raise ConfigError("solver.dt", f"t_end/dt = {t_end / dt:.3g} steps is more than 1e9")
     if "save_every" in t and "save_times" in t:
         raise ConfigError("solver.save_times", "give either save_every or save_times, not both")
-    every = _float(t["save_every"], "solver.save_every", positive=True) if "save_every" in t else None
+    every = checks.number(t["save_every"], "solver.save_every", positive=True) if "save_every" in t else None
     if every is not None and t_end / every > MAX_SAVES:
         raise ConfigError("solver.save_every", f"t_end/save_every = {t_end / every:.3g} save times is more than {MAX_SAVES:.0e}")
     times = None
@@ -260,40 +251,20 @@ def _solver(t: Mapping) -> SolverOptions:
         st = t["save_times"]
         if not isinstance(st, list) or len(st) > 1_000_000:
             raise ConfigError("solver.save_times", "expected a list of times")
-        times = tuple(_float(x, "solver.save_times") for x in st)
+        times = tuple(checks.number(x, "solver.save_times") for x in st)
         if any(x < 0 or x > t_end for x in times):
             raise ConfigError("solver.save_times", f"every time must lie in [0, t_end = {t_end}]")
-    bound = _float(t.get("bound", 1e12), "solver.bound", positive=True)
+    bound = checks.number(t.get("bound", 1e12), "solver.bound", positive=True)
+    # every other key is an option of the chosen stepper, checked against the stepper's own schema
+    # (solvers.base.Option): the one definition of its kind and range, also used by the stepper itself
+    cls = STEPPERS[stepper]
     adaptive = []
-    accepted = STEPPERS[stepper].options
-    for k in ADAPTIVE_KEYS:
-        if k not in t:
+    for k in SOLVER_KEYS:
+        if k in ("stepper", "dt", "t_end", "save_every", "save_times", "bound") or k not in t:
             continue
-        if k not in accepted:
-            raise ConfigError(f"solver.{k}", f"is not an option of stepper {stepper!r}; it accepts: {', '.join(accepted)}")
-        if k == "max_rejections":
-            adaptive.append((k, _int(t[k], f"solver.{k}", 1, 10_000)))
-        elif k == "dt_min":
-            v = _float(t[k], f"solver.{k}")
-            if v < 0:
-                raise ConfigError(f"solver.{k}", f"must be >= 0, got {v}")
-            adaptive.append((k, v))
-        else:
-            adaptive.append((k, _float(t[k], f"solver.{k}", positive=True)))
-    for k, kind in IMPLICIT_KEYS.items():
-        if k not in t:
-            continue
-        if k not in accepted:
-            raise ConfigError(f"solver.{k}", f"is not an option of stepper {stepper!r}; it accepts: {', '.join(accepted)}")
-        if kind.startswith("choice:"):
-            adaptive.append((k, _str(t[k], f"solver.{k}", kind[7:].split("|"))))
-        elif kind == "int":
-            adaptive.append((k, _int(t[k], f"solver.{k}", 1, 100_000)))
-        else:
-            v = _float(t[k], f"solver.{k}", positive=True)
-            if kind == "float01" and not v < 1.0:
-                raise ConfigError(f"solver.{k}", f"must be < 1, got {v}")
-            adaptive.append((k, v))
+        if k not in cls.schema:
+            raise ConfigError(f"solver.{k}", f"is not an option of stepper {stepper!r}; it accepts: {', '.join(cls.options)}")
+        adaptive.append((k, cls.check_option(k, t[k])))
     return SolverOptions(stepper, dt, t_end, every, times, bound, tuple(adaptive))
 
 

@@ -423,22 +423,36 @@ def supported(system) -> tuple[bool, str]:
     return True, ""
 
 
-def fd_jvp(system, t: float, y: np.ndarray, u: np.ndarray, f0: np.ndarray | None = None, *, central: bool = False) -> np.ndarray:
-    """Finite-difference J·u: forward (one RHS, given f0) or central (two RHS).
+def fd_jvp(system, t: float, y: np.ndarray, u: np.ndarray, f0: np.ndarray | None = None, *, central: bool = False,
+           h: float | None = None) -> np.ndarray:
+    """Finite-difference J·u: forward (one RHS, given f0) or central (two RHS) — the one FD formula.
 
-    Step h = sqrt(eps)·(1 + ‖y‖)/‖u‖ (forward) or eps^(1/3)·(1 + ‖y‖)/‖u‖ (central).
+    Step ``h``, unless given: sqrt(eps)·(1 + ‖y‖)/‖u‖ (forward) or eps^(1/3)·(1 + ‖y‖)/‖u‖ (central).
     """
-    nu = float(np.linalg.norm(u))
-    if nu == 0.0:
-        return np.zeros_like(y)
-    ny = float(np.linalg.norm(y))
+    if h is None:
+        nu = float(np.linalg.norm(u))
+        if nu == 0.0:
+            return np.zeros_like(y)
+        ny = float(np.linalg.norm(y))
+        h = (np.finfo(float).eps ** (1 / 3) if central else math.sqrt(np.finfo(float).eps)) * (1.0 + ny) / nu
     if central:
-        h = np.finfo(float).eps ** (1 / 3) * (1.0 + ny) / nu
         return (system.rhs(t, y + h * u) - system.rhs(t, y - h * u)) / (2 * h)
-    h = math.sqrt(np.finfo(float).eps) * (1.0 + ny) / nu
     if f0 is None:
         f0 = system.rhs(t, y)
     return (system.rhs(t, y + h * u) - f0) / h
 
 
-__all__ = ["work_size", "linearize", "apply", "jvp", "jacobian", "supported", "fd_jvp", "phi_3"]
+def fd_jacobian(system, t: float, y: np.ndarray, J: np.ndarray, f0: np.ndarray | None = None) -> np.ndarray:
+    """Dense forward-difference Jacobian into ``J`` (N × N): column j is :func:`fd_jvp` along e_j
+    with the per-component step sqrt(eps)·max(1, |y_j|) (N RHS, one more without ``f0``)."""
+    if f0 is None:
+        f0 = system.rhs(t, y)
+    u = np.zeros(y.shape[0])
+    for j in range(y.shape[0]):
+        u[j] = 1.0
+        J[:, j] = fd_jvp(system, t, y, u, f0, h=math.sqrt(np.finfo(float).eps) * max(1.0, abs(y[j])))
+        u[j] = 0.0
+    return J
+
+
+__all__ = ["work_size", "linearize", "apply", "jvp", "jacobian", "supported", "fd_jvp", "fd_jacobian", "phi_3"]

@@ -92,7 +92,7 @@ class Layout:
         """
         L = self.L
         lay = np.zeros(HEADER + PER * L, dtype=np.int64)
-        lay[:8] = (L, self.input_dim, self.outputs, loss_code, out_act, int(self.output_bias),
+        lay[:HEADER] = (L, self.input_dim, self.outputs, loss_code, out_act, int(self.output_bias),
                    self.offset("v"), self.offset("b_out"))
         edge_codes = (0,) * L if edge_codes is None else tuple(edge_codes)
         oo = 0

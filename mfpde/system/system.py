@@ -2,13 +2,16 @@
 
 ``System(problem)`` evaluates the initial functions on the rule nodes, lays the parameters
 out in one flat state vector (:class:`mfpde.system.layout.Layout`), and packs everything the
-compiled kernels need into ``sysargs``.  It exposes the right-hand side twice: ``rhs`` (the
-Numba kernels of :mod:`mfpde.system.kernels`) and ``rhs_reference`` (a short numpy transcription of
-SPEC §2 — the executable spec, also the baseline of the speed benchmark).  Observables
+compiled kernels need into ``sysargs`` (a :class:`SysArgs` named tuple).  It exposes the
+right-hand side twice: ``rhs`` (the Numba kernels of :mod:`mfpde.system.kernels`) and
+``rhs_reference`` (a short numpy transcription of SPEC §2 — the executable spec, also the
+baseline of the speed benchmark).  Observables
 (train/test loss and error, ŷ on probes) are evaluated by ``observe``.  Imports numpy and
 mfpde's Problem and System modules; never the solvers.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
@@ -20,6 +23,22 @@ from mfpde.problem import schedules
 from mfpde.problem import edges as edge_maps
 from mfpde.system.layout import Layout
 from mfpde.problem.model import Problem
+
+
+class SysArgs(NamedTuple):
+    """Everything the compiled kernels read besides the state: the one argument every kernel and
+    stepper passes through (Numba types a NamedTuple like a tuple; read it by field name)."""
+
+    lay: np.ndarray          # integer layout array (mfpde.system.kernels)
+    omega: np.ndarray        # rule weights, then initial-weight rule weights
+    X: np.ndarray            # data inputs [M, d]
+    Y: np.ndarray            # data targets [M, K]
+    rho: np.ndarray          # data weights [M]
+    sched: np.ndarray        # schedule table (mfpde.problem.schedules.pack)
+    sched_flat: np.ndarray
+    lossp: np.ndarray        # [loss code, loss parameter]
+    work: np.ndarray         # RHS work buffer (kernels.work_size)
+    fns: tuple               # user activation functions (activations.user_functions)
 
 
 class System:
@@ -74,14 +93,14 @@ class System:
             arrays["b_out"] = np.zeros(m.outputs) if fn is None else fn.node_values(np.zeros((1, 1)), m.outputs, "init.b_out")[0]
         return self.layout.pack(arrays)
 
-    def make_args(self, X, Y, rho) -> tuple:
-        """The kernel argument tuple for data (X [M, d], Y [M, K], ρ [M])."""
+    def make_args(self, X, Y, rho) -> SysArgs:
+        """The kernel arguments for data (X [M, d], Y [M, K], ρ [M])."""
         X = np.ascontiguousarray(X, dtype=float)
         Y = np.ascontiguousarray(Y, dtype=float)
         rho = np.ascontiguousarray(rho, dtype=float)
         work = np.empty(kernels.work_size(self.lay, X.shape[0]))
-        return (self.lay, self.omega, X, Y, rho, self.sched, self.sched_flat, self.lossp, work,
-                activations.user_functions())
+        return SysArgs(self.lay, self.omega, X, Y, rho, self.sched, self.sched_flat, self.lossp, work,
+                       activations.user_functions())
 
     @property
     def size(self) -> int:
@@ -105,7 +124,7 @@ class System:
 
         if method == "analytic" and _jvp.supported(self)[0]:
             if getattr(self, "_jwork", None) is None:
-                self._jwork = np.empty(_jvp.work_size(self.lay, self.sysargs[2].shape[0]))
+                self._jwork = np.empty(_jvp.work_size(self.lay, self.sysargs.X.shape[0]))
             out = np.empty_like(y)
             _jvp.jvp(float(t), y, np.ascontiguousarray(u, dtype=float), out, self.sysargs, self._jwork)
             return out
@@ -125,8 +144,8 @@ class System:
             args = (X, a)
             self._evals[key] = args
         a = args[1]
-        yhat = np.empty((a[2].shape[0], self.layout.outputs))
-        loss, err = kernels.evaluate(y, a[0], a[1], a[2], a[3], a[4], a[7], a[8], a[9], yhat)
+        yhat = np.empty((a.X.shape[0], self.layout.outputs))
+        loss, err = kernels.evaluate(y, a.lay, a.omega, a.X, a.Y, a.rho, a.lossp, a.work, a.fns, yhat)
         return float(loss), float(err), yhat
 
     def predict(self, y: np.ndarray, X) -> np.ndarray:

@@ -84,6 +84,21 @@ class _Raise:
             raise _Stop()
 
 
+@pytest.mark.parametrize("stepper, options", [("sdirk4", {"rtol": 1e-5}), ("sdirk4", {"rtol": 1e-5, "linear_solver": "gmres"}),
+                                             ("backward_euler", {"dt": 0.05, "jacobian": "fd"})])
+def test_implicit_steppers_resume_bit_for_bit_from_their_state(tmp_path, stepper, options):
+    """The Jacobian, LU, linearization, η and step proposal of an implicit stepper go through Stepper.state()."""
+    c = config.loads(CONFIG.replace("STEPPER", stepper).replace("size = 48", "size = 12"))
+    s = System(c.problem)
+    full = integrate(s, make(stepper, s, **options), 2.0, save_every=0.5, checkpoint=tmp_path / "a.h5")
+    part = tmp_path / "b.h5"
+    with pytest.raises(_Stop):
+        integrate(s, make(stepper, s, **options), 2.0, save_every=0.5, checkpoint=part, trackers=[_Raise(1.0)])
+    resumed = integrate(s, make(stepper, s, **options), 2.0, save_every=0.5, checkpoint=part, resume=True)
+    np.testing.assert_array_equal(np.stack(resumed.states), np.stack(full.states))
+    assert resumed.stats == {**full.stats, "wall_seconds": resumed.stats["wall_seconds"]}
+
+
 def test_resume_refuses_another_problem(tmp_path):
     c = config.loads(CONFIG.replace("STEPPER", "rk4").replace("t_end = 40.0", "t_end = 1.0"))
     s = System(c.problem)
