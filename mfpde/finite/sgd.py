@@ -47,6 +47,12 @@ def sgd_steps(y, dy, t0, eps, n, Xb, Yb, rho, base, bound2):
 
     ``base`` is the system's :class:`~mfpde.system.system.SysArgs`; its data entries are replaced
     by the batch.  Stops before committing a non-finite (NONFINITE) or too-large (BOUND) state.
+
+    Not :func:`mfpde.solvers.explicit.rk_fixed` with the Euler tableau, although the arithmetic
+    is the same (full batch: ``test_full_batch_gd_equals_solver_euler_on_the_network_nodes``):
+    rk_fixed takes one data set per call, so a new batch every step costs one call per step, a
+    separate stage buffer and a copy back — bit for bit the same states, but 2–4× the time per
+    step at B = 1 (measured, 2 layers, d = 16: 108 vs 436 µs at width 256, 3.4 vs 6.9 ms at 1024).
     """
     N = y.shape[0]
     shared = Xb.shape[0] == 1   # full batch: the same data every step
