@@ -109,7 +109,7 @@ def test_dense_jacobian_columns_are_jvps_and_linearization_survives_rhs_calls():
     s = System(general_problem(**JVP_CASES["L2-gelu-softplus-softmax-K3"]))
     y, u = random_state(s, 2)
     N = s.size
-    jw = np.empty(J_.work_size(s.lay, s.sysargs[2].shape[0]))
+    jw = np.empty(J_.work_size(s.lay, s.sysargs.X.shape[0]))
     Jd = np.empty((N, N))
     J_.jacobian(0.0, y, Jd, s.sysargs, jw, np.zeros(N), np.zeros(N))
     s.rhs(0.0, y + 1.0)          # overwrites the RHS work buffer, not the JVP one
