@@ -245,7 +245,7 @@ class EmbeddedRK(Stepper):
     def describe(self):
         tb = self.tableau
         out = {"stepper": self.name, "order": tb.order, "embedded_order": tb.embedded_order, "stages": tb.stages,
-               "fsal": True, "rtol": self.rtol, "atol": self.atol, "dt0": self.dt0, "dt_min": self.dt_min,
+               "fsal": tb.fsal, "rtol": self.rtol, "atol": self.atol, "dt0": self.dt0, "dt_min": self.dt_min,
                "dt_max": None if math.isinf(self.dt_max) else self.dt_max,
                "bound": None if math.isinf(self.bound) else self.bound, "max_rejections": self.max_rejections,
                **self.controller.describe()}

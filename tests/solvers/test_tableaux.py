@@ -22,25 +22,12 @@ KNOWN = {"euler": (1, 0, True, False), "heun": (2, 0, True, False), "midpoint": 
 ALL = {**TABLEAUX, **EMBEDDED_TABLEAUX, **DIRK_TABLEAUX}
 
 
-SMALL = """
-[model]
-input_dim = 1
-hidden = ["tanh", "tanh"]
-[rules]
-default = { kind = "gauss_hermite", size = 12 }
-[init]
-W_2 = 0.5
-[data.train]
-kind = "teacher"
-d = 1
-teacher = { kind = "single_index_tanh", direction = [1.0], scale = 2.0 }
-rule = { kind = "gaussian_trapezoid", size = 11 }
-"""
-
-
 @pytest.fixture(scope="module")
 def system():
-    return System(config.loads(SMALL).problem)
+    """The default problem on 12 + 12 nodes (168 unknowns)."""
+    raw = config.default().raw
+    small = {"kind": "gaussian_trapezoid", "size": 12}
+    return System(config.from_dict({**raw, "rules": {"layer_1": small, "layer_2": small}}).problem)
 
 
 def test_the_three_registries_hold_one_tableau_type():
