@@ -221,7 +221,7 @@ def _sgd(args) -> int:
     from mfpde.finite.ensemble import check_widths, run_ensemble
 
     c = mfpde.load(args.config or None)   # no file: the embedded default
-    from mfpde.finite.ensemble import MAX_BATCH, MAX_REPLICAS
+    from mfpde.checks import MAX_BATCH, MAX_REPLICAS
 
     for name, hi in (("replicas", MAX_REPLICAS), ("batch", MAX_BATCH)):
         v = getattr(args, name)

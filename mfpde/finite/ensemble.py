@@ -41,15 +41,12 @@ def run_ensemble(c: cfg_mod.Config, out: str | Path, *, widths=None, replicas=No
     widths = sgd.widths if widths is None else widths
     if isinstance(widths, (int, float, str)) or not widths:
         raise ConfigError("sgd.widths", f"expected a non-empty list of integer widths, got {widths!r}")
-    widths = tuple(_count(n, "sgd.widths", MAX_WIDTH) for n in widths)
-    replicas = _count(sgd.replicas if replicas is None else replicas, "sgd.replicas", MAX_REPLICAS)
+    widths = tuple(_count(n, "sgd.widths", checks.MAX_WIDTH) for n in widths)
+    replicas = _count(sgd.replicas if replicas is None else replicas, "sgd.replicas", checks.MAX_REPLICAS)
     mode = sgd.mode if mode is None else mode
     mode = checks.choice(mode, finite.MODES, "sgd.mode", what="mode")
-    batch = _count(sgd.batch if batch is None else batch, "sgd.batch", MAX_BATCH)
-    lr = sgd.lr or c.solver.dt if lr is None else lr
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (0 < lr < float("inf")):
-        raise ConfigError("sgd.lr", f"must be a finite number > 0, got {lr!r}")
-    lr = float(lr)
+    batch = _count(sgd.batch if batch is None else batch, "sgd.batch", checks.MAX_BATCH)
+    lr = checks.number(sgd.lr or c.solver.dt if lr is None else lr, "sgd.lr", positive=True)
     coupling = sgd.coupling if coupling is None else bool(coupling)
     law = None
     if mode == "online":
@@ -64,9 +61,8 @@ def run_ensemble(c: cfg_mod.Config, out: str | Path, *, widths=None, replicas=No
     out = check_output(out, kind="runs", overwrite=not resume, key="out")   # resume=False replaces whatever is there
     attrs = {"config": cfg_mod.to_toml(c.raw), "mode": mode, "batch": batch, "lr": lr, "t_end": c.solver.t_end,
              "mfpde_version": __version__, "problem": c.problem.name}
-    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int)
-                                         or checkpoint_every < 1):
-        raise ConfigError("--checkpoint-every", f"must be an integer >= 1, got {checkpoint_every!r}")
+    if checkpoint_every is not None:
+        checks.integer(checkpoint_every, "--checkpoint-every", 1)
     ck_dir = runs.checkpoint_dir(out)
     # the store's lock is taken first: "w" (not resuming) removes the old store and its
     # checkpoints under it, and each atomic write removes only dead writers' temporaries
@@ -126,9 +122,6 @@ def _final_loss(run) -> float:
         return float("nan")
 
 
-MAX_WIDTH = 10_000_000    # the limits of [sgd] (docs/config.md)
-MAX_REPLICAS = 100_000
-MAX_BATCH = 10_000_000
 
 
 def _count(v, key: str, hi: int) -> int:
@@ -140,6 +133,6 @@ def check_widths(text: str) -> tuple[int, ...]:
         w = tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
         raise ConfigError("--widths", f"expected comma-separated integers, got {text!r}") from None
-    if not w or any(not 1 <= n <= MAX_WIDTH for n in w):
-        raise ConfigError("--widths", f"expected integers in [1, {MAX_WIDTH}], got {text!r}")
+    if not w or any(not 1 <= n <= checks.MAX_WIDTH for n in w):
+        raise ConfigError("--widths", f"expected integers in [1, {checks.MAX_WIDTH}], got {text!r}")
     return w
