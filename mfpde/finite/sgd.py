@@ -423,17 +423,16 @@ def _fitting_lrs(lr: float, t_end: float, times) -> str:
 
 def _check_network_size(problem: Problem, widths, t_end, lr, batch) -> None:
     """Refuse networks, step counts and batches too large to hold or run, before allocating anything."""
-    from mfpde.problem.config import MAX_DATA, MAX_STATE, MAX_STEPS
+    from mfpde.checks import MAX_DATA, MAX_STATE, MAX_TIME_STEPS
 
     m = problem.model
     n_state = widths[0] * m.input_dim + sum(a * b for a, b in zip(widths, widths[1:])) + widths[-1] * m.outputs
     if n_state > MAX_STATE:
         raise ConfigError("sgd.widths", f"a network of widths {list(widths)} has {n_state:.3g} weights "
                           f"(> {MAX_STATE:.0e}); use smaller widths")
-    if not (isinstance(t_end, (int, float)) and math.isfinite(t_end) and t_end > 0):
-        raise ConfigError("solver.t_end", f"must be a finite number > 0, got {t_end!r}")
-    if t_end / lr > MAX_STEPS:
-        raise ConfigError("sgd.lr", f"t_end/lr = {t_end / lr:.3g} steps is more than {MAX_STEPS:.0e}")
+    t_end = checks.number(t_end, "solver.t_end", positive=True)
+    if t_end / lr > MAX_TIME_STEPS:
+        raise ConfigError("sgd.lr", f"t_end/lr = {t_end / lr:.3g} steps is more than {MAX_TIME_STEPS:.0e}")
     if batch * (m.input_dim + m.outputs) > MAX_DATA:
         raise ConfigError("sgd.batch", f"a batch of {batch} points in dimension {m.input_dim} + {m.outputs} "
                           f"is more than {MAX_DATA:.0e} numbers")

@@ -38,8 +38,6 @@ SOLVER_KEYS = ("stepper", "dt", "t_end", "save_every", "save_times", "bound",
                "krylov_maxiter", "dense_max")
 # the kind and range of each stepper option is the stepper's own schema (STEPPERS[name].schema)
 OUTPUT_KEYS = ("path", "parameters")
-# the limits live in mfpde/checks.py (LIMITS); these names are kept for finite/sgd.py until it reads them there
-MAX_STATE, MAX_DATA, MAX_SAVES, MAX_STEPS = checks.MAX_STATE, checks.MAX_DATA, checks.MAX_SAVES, checks.MAX_TIME_STEPS
 
 
 @dataclass(frozen=True)
@@ -244,8 +242,8 @@ def _solver(t: Mapping) -> SolverOptions:
     if "save_every" in t and "save_times" in t:
         raise ConfigError("solver.save_times", "give either save_every or save_times, not both")
     every = checks.number(t["save_every"], "solver.save_every", positive=True) if "save_every" in t else None
-    if every is not None and t_end / every > MAX_SAVES:
-        raise ConfigError("solver.save_every", f"t_end/save_every = {t_end / every:.3g} save times is more than {MAX_SAVES:.0e}")
+    if every is not None and t_end / every > checks.MAX_SAVES:
+        raise ConfigError("solver.save_every", f"t_end/save_every = {t_end / every:.3g} save times is more than {checks.MAX_SAVES:.0e}")
     times = None
     if "save_times" in t:
         st = t["save_times"]
