@@ -1,4 +1,4 @@
-"""The one Numba configuration of mfpde (the System and Stepper rooms import it).
+"""The one Numba configuration of mfpde (the Problem, System, Stepper and Finite rooms import it).
 
 ``njit`` is :func:`numba.njit` with the project's flags: ``cache=True`` and a fastmath subset
 that keeps ``isnan``/``isfinite`` honest (``{"contract", "reassoc", "arcp"}`` without

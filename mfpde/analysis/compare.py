@@ -1,4 +1,4 @@
-"""Limit versus finite width (Store room): errors per width, error × √n, fitted rate with a CI.
+"""Limit versus finite width (Analysis room): errors per width, error × √n, fitted rate with a CI.
 
 :func:`compare` takes a limit solution (``mfpde solve`` NetCDF, as a Dataset) and an
 ensemble (``mfpde sgd`` HDF5, via :func:`mfpde.store.runs.read`) recorded at the same times and

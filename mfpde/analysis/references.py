@@ -1,4 +1,4 @@
-"""Stored reference solutions, refinement studies and regression verification (Store room).
+"""Stored reference solutions, refinement studies and regression verification (Analysis room).
 
 SPEC §6, "stored references": small canonical limit solutions kept in ``data/references/``
 with their configuration, an estimated discretization error and a SHA-256 manifest.

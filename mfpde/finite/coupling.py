@@ -1,4 +1,4 @@
-"""Per-weight coupling of a finite network to its ideal particles (SPEC §4, "Tracer nodes").
+"""Per-weight coupling of a finite network to its ideal particles (Finite room; SPEC §4, "Tracer nodes").
 
 The limit is solved once more with the network's own sampled features appended to every
 layer's rule as zero-weight tracer nodes: they follow the limit drift without feeding back,

@@ -1,4 +1,4 @@
-"""Ensembles of finite-width runs over widths × replicas, appended to an HDF5 run store.
+"""Ensembles of finite-width runs over widths × replicas, appended to an HDF5 run store (Finite room).
 
 :func:`run_ensemble` trains one network per (width, replica) with :func:`mfpde.finite.train`
 at the limit solver's save times and appends each to the store as soon as it finishes; with

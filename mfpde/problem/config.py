@@ -5,7 +5,10 @@ Sections: ``[model]``, ``[rules]``, ``[init]``, ``[schedules]``, ``[data.train]`
 ``seed``; every key is documented in ``docs/config.md``.  Everything is validated before any
 work: an unknown key, a wrong type or an out-of-range value raises
 :class:`~mfpde.errors.ConfigError` naming the key and what is allowed.  Nothing from the
-file is evaluated (``tomllib`` only).  Imports the Problem-room modules only.
+file is evaluated (``tomllib`` only).  Imports the Problem-room modules, and — inside the
+functions that read ``[solver]``, never at import — the stepper registry
+(``mfpde.solvers.STEPPERS``: each stepper's own option schema).  Nothing in ``mfpde.solvers``
+imports this module back (the TOML writer lives in :mod:`mfpde.checks`).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Quadrature rules on the index spaces (room: Problem).
+"""Quadrature rules on the index spaces (Problem room).
 
 Every index space Ω_l and the data law carry a rule {(c_q, ω_q)} (SPEC §3): a frozen
 :class:`Rule` with nodes ``[Q, k]`` and weights ``[Q]`` whose non-tracer weights sum to 1, so

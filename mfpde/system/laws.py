@@ -1,4 +1,4 @@
-"""Laws of parameters at random indices (Store room): weighted quantiles on the rule.
+"""Laws of parameters at random indices (System room): weighted quantiles on the rule.
 
 The limit's parameter θ(t, C) at a random index C ~ P_l has the push-forward law of P_l under
 θ(t, ·) (SPEC §2 observables; e.g. the law of w_1(t, C_1) is the limit of the first-layer

@@ -76,7 +76,8 @@ def _sol():
 
 
 def _stepper():
-    return SimpleNamespace(stats={"steps": 10}, _h=np.array([0.1]), _k=0.25)
+    state = {"h": np.array([0.1]), "k": 0.25}    # what Stepper.state() returns: arrays and scalars
+    return SimpleNamespace(name="fake", stats={"steps": 10}, state=lambda: dict(state))
 
 
 # the five writers of mfpde, each (write a first version, write a second version, read back a marker)
