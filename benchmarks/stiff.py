@@ -74,7 +74,7 @@ def cost_of_jvp(system, reps=2000):
     N = system.size
     y = system.y0.copy()
     u = np.random.default_rng(0).standard_normal(N)
-    jw = np.empty(J_.work_size(system.lay, system.sysargs[2].shape[0]))
+    jw = np.empty(J_.work_size(system.lay, system.sysargs.X.shape[0]))
     Jd, z1, z2 = np.empty((N, N)), np.zeros(N), np.zeros(N)
     system.jvp(0.0, y, u)
     J_.jacobian(0.0, y, Jd, system.sysargs, jw, z1, z2)
