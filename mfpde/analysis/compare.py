@@ -10,7 +10,11 @@ interval (Student t).  SPEC §2: the expected rate is 1/2.  :func:`check_inputs`
 refuses, with one :class:`~mfpde.errors.MfpdeError` line, a first input that is not a limit
 result (a run store, a comparison, a file without ``time`` / ``loss_train``), a second input that
 is not a run store, ŷ recorded at other probe points or with another number of outputs, and runs
-outside the limit's time span.  Imports numpy, scipy, xarray (and mfpde.problem.data for the probes).
+outside the limit's time span.  It also refuses (unless ``force``) a limit and runs whose stored
+configurations define different problems (:func:`problem_differences`: everything but ``name``,
+``[solver]``, ``[sgd]`` and ``[output]``), and it says, through ``warn``, when it interpolates the
+limit between its save times and when fewer than 3 widths leave the rate without a CI.
+Imports numpy, scipy, xarray (and mfpde.problem.data for the probes).
 """
 from __future__ import annotations
 
@@ -22,6 +26,12 @@ from mfpde.errors import DataError, MfpdeError, StoreError
 
 FIGURES = ("loss_vs_time.png", "error_vs_width.png")   # what :func:`plot` writes into its folder
 _ORDER = "give the limit result of `mfpde solve` first and the run store of `mfpde sgd` second"
+# top-level tables/keys of a configuration that do not define the problem: the label, how the limit
+# is stepped and saved ([solver]: its t_end and save times are checked on their own), how the
+# networks are trained ([sgd]) and where results go ([output])
+NOT_PROBLEM = ("name", "solver", "sgd", "output")
+TIME_RTOL = 1e-12    # a run's record time "is" a limit save time within this × max(1, t_end)
+MIN_CI_WIDTHS = 3    # a rate fitted to fewer widths has no residual degree of freedom, hence no CI
 
 
 def _label(ds, name, default: str) -> str:
@@ -63,11 +73,92 @@ def _probe_points(ds, label: str) -> np.ndarray:
                         f"(no probe_x and no readable [probes] in its stored config: {why})") from None
 
 
-def check_inputs(limit, runs, limit_name=None, runs_name=None) -> str:
+def _flat(table, prefix="") -> dict:
+    """{dotted.key: value} of a TOML table (lists are values)."""
+    out = {}
+    for k, v in table.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _short(v, limit: int = 40) -> str:
+    text = "(not set)" if v is _UNSET else repr(v)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+_UNSET = object()
+
+
+def problem_differences(limit_config: str, runs_config: str) -> list[tuple[str, object, object]]:
+    """(dotted key, limit value, runs value) for every key in which two stored configurations
+    (TOML text) differ, outside :data:`NOT_PROBLEM`; ``_UNSET`` marks a key one of them does not set.
+
+    A key set explicitly to its default in one file and left out of the other counts as a
+    difference: the stored text is compared, not the defaults it implies."""
+    import tomllib
+
+    a, b = (_flat({k: v for k, v in tomllib.loads(t).items() if k not in NOT_PROBLEM})
+            for t in (limit_config, runs_config))
+    return [(k, a.get(k, _UNSET), b.get(k, _UNSET)) for k in sorted(set(a) | set(b))
+            if a.get(k, _UNSET) != b.get(k, _UNSET)]
+
+
+def _check_same_problem(limit, runs, L: str, R: str, force: bool, warn) -> None:
+    texts = [ds.attrs.get("config") for ds in (limit, runs)]
+    if not all(isinstance(t, str) and t.strip() for t in texts):
+        who = " and ".join(n for n, t in zip((L, R), texts) if not (isinstance(t, str) and t.strip()))
+        warn(f"{who} stores no configuration: cannot check that the limit and the runs define the same problem")
+        return
+    try:
+        diff = problem_differences(*texts)
+    except ValueError as exc:   # tomllib.TOMLDecodeError
+        raise DataError(f"cannot read the stored configuration of {L} or {R} "
+                        f"({str(exc).splitlines()[0]}): cannot check that they define the same problem") from None
+    if not diff:
+        return
+    shown = "; ".join(f"{k}: {_short(x)} (limit) vs {_short(y)} (runs)" for k, x, y in diff[:6])
+    more = f"; and {len(diff) - 6} more" if len(diff) > 6 else ""
+    what = (f"the limit {L} and the runs {R} define different problems ({len(diff)} key"
+            f"{'s' if len(diff) > 1 else ''} differ outside [solver], [sgd] and [output]: {shown}{more})")
+    if not force:
+        raise DataError(f"{what}; solve the limit from the runs' configuration, or pass --force to compare anyway")
+    warn(f"{what}; compared anyway (--force)")
+
+
+def interpolated_times(limit_times: np.ndarray, run_times: np.ndarray) -> tuple[np.ndarray, float]:
+    """The run times that are not limit save times (within :data:`TIME_RTOL` × max(1, t_end)), and
+    the largest distance of a run time to its nearest limit save time."""
+    idx = np.searchsorted(limit_times, run_times)
+    below = limit_times[np.clip(idx - 1, 0, len(limit_times) - 1)]
+    above = limit_times[np.clip(idx, 0, len(limit_times) - 1)]
+    near = np.minimum(np.abs(below - run_times), np.abs(above - run_times))
+    tol = TIME_RTOL * max(1.0, abs(float(limit_times[-1])))
+    return run_times[near > tol], float(near.max(initial=0.0))
+
+
+def _say_interpolation(limit, runs, L: str, warn) -> float:
+    off, gap = interpolated_times(_times(limit, L), runs["time"].values.astype(float))
+    if len(off):
+        shown = ", ".join(f"{t:g}" for t in off[:8]) + (f", … ({len(off)} in all)" if len(off) > 8 else "")
+        warn(f"{len(off)} of the runs' {runs.sizes['time']} record times are not save times of the limit {L} "
+             f"(t = {shown}): the limit is interpolated linearly there, up to {gap:.3g} in t from its nearest "
+             f"save time, and the errors include that interpolation error; solve the limit with the runs' "
+             f"save times to avoid it")
+    return gap if len(off) else 0.0
+
+
+def check_inputs(limit, runs, limit_name=None, runs_name=None, *, force: bool = False,
+                 warn=None) -> str:
     """Refuse inputs :func:`compare` cannot compare honestly; return the loss to compare.
 
     ``limit_name`` / ``runs_name`` name the inputs in messages (default: the limit's file, as
-    recorded by xarray, and "the run store")."""
+    recorded by xarray, and "the run store").  Configurations that define different problems are
+    refused unless ``force``; then, and for what can be checked only partly, ``warn(message)``
+    is called (default: :func:`warnings.warn`)."""
     import xarray as xr
 
     for what, ds in (("limit", limit), ("run store", runs)):
@@ -118,18 +209,29 @@ def check_inputs(limit, runs, limit_name=None, runs_name=None) -> str:
         if xl.shape != (P, xl.shape[-1]) or xl.shape != xr_.shape or not np.allclose(xl, xr_, rtol=1e-12, atol=1e-12):
             raise DataError(f"{L} has ŷ at other probe points than {R} (same count, {P}, but different points): "
                             f"the limit and the runs must use the same [probes] table")
+    _check_same_problem(limit, runs, L, R, force, _warner(warn))
     return loss
 
 
+def _warner(warn):
+    if warn is not None:
+        return warn
+    import warnings
+
+    return lambda message: warnings.warn(message, stacklevel=3)
+
+
 def _aligned(limit, runs, name: str) -> np.ndarray:
-    """The limit's variable at the runs' times (exact match within 1e-9, else linear interpolation)."""
+    """The limit's variable at the runs' times (exact match within :data:`TIME_RTOL`, else linear
+    interpolation: :func:`compare` says so)."""
     lt = limit["time"].values
     rt = runs["time"].values
     if rt.min() < lt.min() - 1e-9 or rt.max() > lt.max() + 1e-9:
         raise MfpdeError(f"the runs span t in [{rt.min():g}, {rt.max():g}] but the limit only [{lt.min():g}, {lt.max():g}]")
-    idx = np.searchsorted(lt, rt - 1e-9)
+    tol = TIME_RTOL * max(1.0, abs(lt[-1]))
+    idx = np.searchsorted(lt, rt - tol)
     idx = np.clip(idx, 0, len(lt) - 1)
-    if np.all(np.abs(lt[idx] - rt) <= 1e-9 * max(1.0, abs(lt[-1]))):
+    if np.all(np.abs(lt[idx] - rt) <= tol):
         return limit[name].values[idx]
     return limit[name].interp(time=rt).values
 
@@ -154,16 +256,23 @@ def fit_rate(n: np.ndarray, err: np.ndarray, level: float = 0.95) -> tuple[float
     return r, r - q * se, r + q * se
 
 
-def compare(limit, runs, limit_name=None, runs_name=None):
+def compare(limit, runs, limit_name=None, runs_name=None, *, force: bool = False, warn=None):
     """Errors of every run against the limit, per-width summaries and fitted rates.
 
-    The inputs are checked first (:func:`check_inputs`); ``limit_name`` and ``runs_name`` name
-    them in its messages."""
+    The inputs are checked first (:func:`check_inputs`, with ``force``); ``limit_name`` and
+    ``runs_name`` name them in its messages.  ``warn(message)`` (default :func:`warnings.warn`)
+    hears of a forced comparison, of the run times at which the limit is interpolated, and of
+    too few widths for a CI."""
     import xarray as xr
 
-    loss_name = check_inputs(limit, runs, limit_name, runs_name)
+    warn = _warner(warn)
+    loss_name = check_inputs(limit, runs, limit_name, runs_name, force=force, warn=warn)
+    gap = _say_interpolation(limit, runs, _label(limit, limit_name, "the limit"), warn)
     out = {}
     widths = runs["width"].values.astype(float)
+    if len(widths) < MIN_CI_WIDTHS:
+        warn(f"{len(widths)} width{'s' if len(widths) != 1 else ''} ({', '.join(str(int(n)) for n in widths)}): "
+             f"no confidence interval for the fitted rate is possible (it needs at least {MIN_CI_WIDTHS} widths)")
     per_run = {}
     if "yhat_probe" in runs and "yhat_probe" in limit:
         lim = _aligned(limit, runs, "yhat_probe")                 # [T, P, K]
@@ -175,15 +284,18 @@ def compare(limit, runs, limit_name=None, runs_name=None):
         per_run["coupling_error"] = np.nanmax(np.stack([runs[k].values for k in blocks]).max(axis=0), axis=-1)
     lim_loss = _aligned(limit, runs, loss_name)
     per_run["loss_error"] = np.nanmax(np.abs(runs[loss_name].values - lim_loss[None, None]), axis=-1)
-    attrs = {"loss": loss_name, "expected_rate": 0.5}
+    attrs = {"loss": loss_name, "expected_rate": 0.5, "max_interpolation_dt": gap}
     for key, e in per_run.items():
-        out[key] = (("width", "replica"), e, {"long_name": f"sup over time of the {key.replace('_', ' ')} of each run"})
+        what = f"sup over time of the {key.replace('_', ' ')}"
+        out[key] = (("width", "replica"), e, {"long_name": f"{what} of each run", "units": "1"})
         cnt = np.sum(np.isfinite(e), axis=1)
         mean = np.nanmean(e, axis=1)
         sem = np.nanstd(e, axis=1, ddof=1) / np.sqrt(cnt) if e.shape[1] > 1 else np.full(len(mean), np.nan)
-        out[f"{key}_mean"] = ("width", mean)
-        out[f"{key}_sem"] = ("width", sem)
-        out[f"{key}_sqrt_n"] = ("width", mean * np.sqrt(widths), {"long_name": "mean error × √n"})
+        out[f"{key}_mean"] = ("width", mean, {"long_name": f"{what}, mean over replicas", "units": "1"})
+        out[f"{key}_sem"] = ("width", sem, {"long_name": f"{what}, standard error of the mean over replicas",
+                                            "units": "1"})
+        out[f"{key}_sqrt_n"] = ("width", mean * np.sqrt(widths),
+                                {"long_name": f"{what}, mean over replicas × √n", "units": "1"})
         r, lo, hi = fit_rate(widths, mean)
         attrs[f"{key}_rate"] = r
         attrs[f"{key}_rate_ci_low"] = lo
@@ -201,9 +313,12 @@ def table(result) -> str:
         for k in keys:
             row += f"{result[f'{k}_mean'].values[i]:>20.4e}{result[f'{k}_sem'].values[i]:>11.2e}{result[f'{k}_sqrt_n'].values[i]:>11.3g}"
         rows.append(row)
+    n_w = result.sizes["width"]
     for k in keys:
         a = result.attrs
-        rows.append(f"{k}: fitted rate {a[f'{k}_rate']:.3f}, 95% CI [{a[f'{k}_rate_ci_low']:.3f}, {a[f'{k}_rate_ci_high']:.3f}] (theory: 0.5)")
+        ci = (f"95% CI [{a[f'{k}_rate_ci_low']:.3f}, {a[f'{k}_rate_ci_high']:.3f}]" if n_w >= MIN_CI_WIDTHS else
+              f"no CI possible from {n_w} width{'s' if n_w != 1 else ''} (needs {MIN_CI_WIDTHS})")
+        rows.append(f"{k}: fitted rate {a[f'{k}_rate']:.3f}, {ci} (theory: 0.5)")
     return "\n".join(rows)
 
 
