@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("runs", help="run store (HDF5 from mfpde sgd)")
     cp.add_argument("-o", "--output", help="write the comparison as NetCDF")
     cp.add_argument("--plot", metavar="DIR", help="write figures into DIR (needs the plot extra)")
+    cp.add_argument("--force", action="store_true",
+                    help="compare a limit and runs whose configurations define different problems (with a warning)")
     cp.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     sh = sub.add_parser("show", help="summarize a result file")
     sh.add_argument("path")
@@ -268,7 +270,8 @@ def _compare(args) -> int:
         compare.require_plotting()
     limit = io.read(args.limit)
     ens = runs.read(args.runs)
-    res = compare.compare(limit, ens, limit_name=args.limit, runs_name=args.runs)
+    res = compare.compare(limit, ens, limit_name=args.limit, runs_name=args.runs, force=args.force,
+                          warn=lambda note: print(f"mfpde: warning: {note}", file=sys.stderr))
     print(compare.table(res))
     if args.output:
         from mfpde import __version__
