@@ -657,11 +657,15 @@ def combine(outdir: str | Path):
 
     Variables over time/probe/output (losses, errors, ŷ, SGD statistics) are stacked; per-node
     parameters stay in the task files (variable ``file`` names them).  A failed or missing
-    task is NaN; ``status`` and ``message`` say why.
+    task is NaN; ``status`` and ``message`` say why.  The time axis is the union of the tasks'
+    configured save times (:func:`_save_times`): a run's record times k·ε are matched to them
+    (within 1e-9 relative), so an lr's step grid never splits one save time into two.
+    Classification errors are kept only for classification losses.
     """
     import xarray as xr
 
     from mfpde.store import netcdf as io
+    from mfpde.store.runs import long_name
 
     outdir = Path(outdir)
     idx = read_index(outdir)
@@ -688,18 +692,22 @@ def combine(outdir: str | Path):
     keep = {"time", "probe", "output", "input_dim", "quantile", "singular_value"}
     names: dict[str, tuple] = {}
     sizes: dict[str, int] = {}
-    times: set[float] = set()
+    grids = []
     probe_x = []
+    quantile = None
     for _, ds in results:
-        times.update(np.asarray(ds["time"].values, float).tolist())
+        grids.append(_save_times(ds))
+        loss = io.loss_of(ds.attrs)
         for k, v in ds.data_vars.items():
-            if set(v.dims) <= keep and k not in names and np.issubdtype(v.dtype, np.number):
+            if set(v.dims) <= keep and k not in names and np.issubdtype(v.dtype, np.number) and io.recorded(k, loss):
                 names[k] = v.dims
+        if quantile is None and "quantile" in ds.coords:
+            quantile = ds["quantile"]
         for d, n in ds.sizes.items():
             sizes[d] = max(sizes.get(d, 0), n)
         if "probe_x" in ds.coords:
             probe_x.append(ds["probe_x"])
-    time_axis = np.array(sorted(times), dtype=float)
+    time_axis = _merge_times(grids)
     data_vars = {}
     for k, vdims in names.items():
         arr = np.full(shape + tuple(len(time_axis) if d == "time" else sizes[d] for d in vdims), np.nan)
@@ -708,32 +716,85 @@ def combine(outdir: str | Path):
                 continue
             v = ds[k]
             if "time" in vdims:
-                v = v.reindex(time=time_axis)
+                v = v.assign_coords(time=_snap(v["time"].values, time_axis)).reindex(time=time_axis)
             vals = np.asarray(v.transpose(*vdims).values, dtype=float)
             block = tuple(slice(0, n) for n in vals.shape)
             for pos in positions:
                 arr[tuple(pos) + block] = vals
         first = next(ds for _, ds in results if k in ds)
         attrs = {kk: vv for kk, vv in first[k].attrs.items() if kk in ("long_name", "units")}
-        data_vars[k] = (dims + tuple(vdims), arr, attrs)
+        if attrs.get("long_name", k.replace("_", " ")) == k.replace("_", " "):   # a task file of an older version
+            attrs["long_name"] = long_name(k)
+        data_vars[k] = (dims + tuple(vdims), arr, {"units": "1", **attrs})
     data_vars["status"] = (dims, status.astype(str), {"long_name": "task status (done, failed, pending, absent)"})
     data_vars["message"] = (dims, message.astype(str), {"long_name": "error message of a failed task"})
     data_vars["file"] = (dims, files.astype(str), {"long_name": "result file of the task (per-node parameters)"})
-    ds_coords: dict = {d: (d, _coord_array(coords[d])) for d in dims}
+    ds_coords: dict = {d: (d, _coord_array(coords[d]), {"long_name": _axis_name(d)}) for d in dims}
     if idx["mode"] == "zip":
         for a in idx["axes"]:
-            ds_coords[a["name"]] = ("task", _coord_array([_coord(v) for v in a["values"]]))
+            ds_coords[a["name"]] = ("task", _coord_array([_coord(v) for v in a["values"]]),
+                                    {"long_name": f"swept configuration key {a['name']}"})
     if results:
-        ds_coords["time"] = ("time", time_axis, {"long_name": "training time t = k ε", "units": "1"})
+        ds_coords["time"] = ("time", time_axis, {"long_name": io.TIME_LABEL, "units": "1"})
     if probe_x and all(p.shape == probe_x[0].shape and np.array_equal(p.values, probe_x[0].values) for p in probe_x):
-        ds_coords["probe_x"] = (probe_x[0].dims, probe_x[0].values, dict(probe_x[0].attrs))
+        ds_coords.update(io.probe_coords(probe_x[0].values))
+    if quantile is not None and "quantile" in sizes and len(quantile) == sizes["quantile"]:
+        ds_coords["quantile"] = ("quantile", quantile.values, dict(quantile.attrs))
     from mfpde import __version__
 
-    attrs = {"title": f"mfpde sweep: {idx['name']}", "sweep_mode": idx["mode"], "sweep_task": idx["task"],
+    attrs = {"Conventions": io.CONVENTIONS, "title": f"mfpde sweep: {idx['name']}", "sweep_mode": idx["mode"], "sweep_task": idx["task"],
              "sweep_axes": json.dumps(idx["axes"], ensure_ascii=False), "base_config": idx.get("base", ""),
              "mfpde_version": __version__,
              "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-    return xr.Dataset(data_vars, coords=ds_coords, attrs=attrs)
+    return io.conventions(xr.Dataset(data_vars, coords=ds_coords, attrs=attrs))
+
+
+def _save_times(ds) -> np.ndarray:
+    """The save times of a task's configuration (solver.t_end, save_every / save_times), else
+    (no readable configuration) the times it recorded."""
+    from mfpde.checks import parse_toml
+    from mfpde.errors import MfpdeError
+    from mfpde.solvers.controller import save_times
+
+    own = np.asarray(ds["time"].values, float)
+    try:
+        solver = parse_toml(ds.attrs["config"], "config").get("solver", {})
+        return save_times(solver["t_end"], every=solver.get("save_every"), times=solver.get("save_times"))
+    except (KeyError, TypeError, AttributeError, MfpdeError):
+        return own
+
+
+def _merge_times(grids: list) -> np.ndarray:
+    """The sorted union of the save-time grids, times within 1e-9 relative counted once."""
+    ts = np.unique(np.concatenate([np.asarray(g, float) for g in grids])) if grids else np.zeros(0)
+    if len(ts) < 2:
+        return ts
+    scale = max(1.0, float(np.max(np.abs(ts))))
+    return ts[np.concatenate([[True], np.diff(ts) > 1e-9 * scale])]
+
+
+def _snap(times: np.ndarray, axis: np.ndarray) -> np.ndarray:
+    """Each time replaced by the axis time within 1e-9 relative of it (a record time k·ε that
+    rounding moved off its save time); times with no such neighbour are kept."""
+    times = np.asarray(times, float).copy()
+    if not len(axis):
+        return times
+    j = np.clip(np.searchsorted(axis, times), 1, max(len(axis) - 1, 1))
+    lo, hi = axis[np.maximum(j - 1, 0)], axis[np.minimum(j, len(axis) - 1)]
+    near = np.where(np.abs(times - lo) <= np.abs(times - hi), lo, hi)
+    close = np.abs(near - times) <= 1e-9 * max(1.0, float(np.max(np.abs(axis))))
+    times[close] = near[close]
+    return times
+
+
+def _axis_name(d: str) -> str:
+    if d == "task":
+        return "task of a zipped sweep"
+    if d == "width":
+        return "network width n (neurons per hidden layer)"
+    if d == "replica":
+        return "replica (independent initialisation and data draw)"
+    return f"swept configuration key {d}"
 
 
 def _coord_array(values: list) -> np.ndarray:

@@ -197,14 +197,22 @@ def initial_network_state(system: System, rng: np.random.Generator, noise=None) 
     return y
 
 
-def network_statistics(system: System, y: np.ndarray, quantiles=(0.05, 0.25, 0.5, 0.75, 0.95), n_sv: int = 3) -> dict:
+def network_statistics(system: System, y: np.ndarray, quantiles=None, n_sv: int = 3) -> dict:
     """Weight quantiles per layer; spread of pre-activations across neurons and top singular
-    values of each hidden layer's pre-activation matrix on the probe points."""
+    values of each hidden layer's pre-activation matrix on the probe points.
+
+    The quantiles are those of the limit's weight laws (:func:`mfpde.system.laws.parameter_laws`:
+    the levels :data:`~mfpde.system.laws.QUANTILES` by default, the neurons' node weights as
+    masses, the same inverse CDF), so ``quantiles_<name>`` of a run and ``law_<name>`` of a
+    limit result compare level by level."""
+    from mfpde.system.laws import QUANTILES, parameter_laws, weighted_quantiles
     from mfpde.system.system import reference_forward
 
-    out: dict[str, np.ndarray] = {}
-    for name, block in system.views(y).items():
-        out[f"quantiles_{name}"] = np.quantile(block, quantiles)
+    qs = QUANTILES if quantiles is None else quantiles
+    out: dict[str, np.ndarray] = {f"quantiles_{k}": v for k, v in parameter_laws(system, y, qs).items()}
+    b_out = system.views(y).get("b_out")
+    if b_out is not None:
+        out["quantiles_b_out"] = weighted_quantiles(b_out, np.ones(b_out.size), qs)
     probes = system.problem.probes
     if probes is not None and len(probes):
         Hs, _, _ = reference_forward(system, y, np.asarray(probes, float))

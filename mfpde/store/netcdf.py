@@ -27,6 +27,63 @@ from mfpde.store import atomic
 from mfpde.errors import StoreError
 
 ENGINE = "h5netcdf"
+CONVENTIONS = "CF-1.10"
+TIME_LABEL = "training time t = k ε (in units of the training time; SGD step k, learning rate ε)"
+CLASSIFICATION_LOSSES = ("logistic", "softmax_ce")
+ERRORS = ("error_train", "error_test")
+
+
+def recorded(name: str, loss: str | None) -> bool:
+    """Whether observable ``name`` belongs in an output of a problem with ``loss``: the
+    classification error (``error_*``: sign or arg-max disagreement) only for classification
+    losses; for a squared/mse/huber loss it is not a meaningful quantity."""
+    return name not in ERRORS or loss is None or loss in CLASSIFICATION_LOSSES
+
+
+def loss_of(attrs) -> str | None:
+    """The loss of the problem an output was made for: its ``model_loss`` attribute, else the
+    ``model.loss`` of its stored configuration (``config`` or ``base_config``; default
+    ``"squared"``); None when neither is readable."""
+    if isinstance(attrs.get("model_loss"), str) and attrs["model_loss"]:
+        return attrs["model_loss"]
+    from mfpde.checks import parse_toml
+    from mfpde.errors import MfpdeError
+
+    for key in ("config", "base_config"):
+        text = attrs.get(key)
+        if isinstance(text, str) and text:
+            try:
+                model = parse_toml(text, key).get("model", {})
+            except MfpdeError:
+                return None
+            loss = model.get("loss", "squared") if isinstance(model, dict) else None
+            return loss if isinstance(loss, str) else None
+    return None
+
+
+def probe_coords(x) -> dict:
+    """Coordinates of the probe points ``x [P, d]``: ``probe_x(probe, input_dim)``; for d = 1
+    the ``probe`` coordinate itself holds x (so ``ds.yhat_probe.plot()`` plots against x), for
+    d > 1 ``probe`` is the index and ``probe_x1`` the first coordinate (``plot(x="probe_x1")``)."""
+    x = np.asarray(x, float).reshape(len(x), -1)
+    out = {"probe_x": (("probe", "input_dim"), x, {"long_name": "probe input x", "units": "1"})}
+    if x.shape[1] == 1:
+        out["probe"] = ("probe", x[:, 0], {"long_name": "probe input x", "units": "1"})
+    else:
+        out["probe"] = ("probe", np.arange(len(x)), {"long_name": "probe point index", "units": "1"})
+        out["probe_x1"] = ("probe", x[:, 0], {"long_name": "first coordinate x_1 of the probe input", "units": "1"})
+    return out
+
+
+def conventions(ds):
+    """``ds`` with the CF attributes every mfpde NetCDF output carries: ``Conventions`` and
+    ``units`` on every numeric variable and coordinate (``"1"``: every mfpde quantity is
+    dimensionless, time included: it is measured in units of the training time).  Changes ``ds``."""
+    ds.attrs.setdefault("Conventions", CONVENTIONS)
+    for v in {**ds.coords, **ds.data_vars}.values():
+        if (np.issubdtype(v.dtype, np.number) or v.dtype == bool) and "units" not in v.attrs:
+            v.attrs["units"] = "1"
+    return ds
 
 
 def _versions() -> dict[str, str]:
@@ -50,7 +107,7 @@ def to_xarray(sol):
     prob = system.problem
     L = prob.model.L
     times = np.asarray(sol.times, dtype=float)
-    coords: dict = {"time": ("time", times, {"long_name": "training time t = k ε", "units": "1"})}
+    coords: dict = {"time": ("time", times, {"long_name": TIME_LABEL, "units": "1"})}
     for l in range(1, L + 1):
         rule = system.rules[l - 1]
         n_tr = getattr(rule, "n_tracers", 0)
@@ -70,33 +127,35 @@ def to_xarray(sol):
     labels = {"loss_train": "loss on the training law", "error_train": "classification error on the training law",
               "loss_test": "loss on the test law", "error_test": "classification error on the test law"}
     for k, label in labels.items():
-        if k in sol.observables:
+        if k in sol.observables and recorded(k, prob.model.loss):
             data_vars[k] = ("time", np.asarray(sol.observables[k], float), {"long_name": label})
     if "yhat_probe" in sol.observables:
         data_vars["yhat_probe"] = (("time", "probe", "output"), np.asarray(sol.observables["yhat_probe"], float),
                                    {"long_name": "network output ŷ(t, x) at the probe points"})
-        coords["probe_x"] = (("probe", "input_dim"), np.asarray(prob.probes, float), {"long_name": "probe input x"})
+        coords.update(probe_coords(prob.probes))
     if sol.states:
         st = np.asarray(sol.state_times, float)
         same = len(st) == len(times) and np.array_equal(st, times)
         tdim = "time" if same else "state_time"
         if not same:
-            coords["state_time"] = ("state_time", st, {"long_name": "times at which parameters were stored"})
+            coords["state_time"] = ("state_time", st, {"long_name": "times at which parameters were stored "
+                                                                    "(in units of the training time)", "units": "1"})
         dims = system.layout.dims()
         stacked = np.stack(sol.states)
         for name, block in system.layout.views(stacked[0]).items():
             off = system.layout.offset(name)
             arr = stacked[:, off:off + block.size].reshape((len(st),) + block.shape)
             data_vars[name] = ((tdim,) + dims[name], arr, {"long_name": f"parameter {name} at the rule nodes"})
-        from mfpde.system.laws import QUANTILES, parameter_laws
+        from mfpde.system.laws import parameter_laws
 
         laws = [parameter_laws(system, y) for y in sol.states]
-        coords["quantile"] = ("quantile", np.asarray(QUANTILES), {"long_name": "probability level"})
+        coords["quantile"] = quantile_coord()
         for name in laws[0]:
             data_vars[f"law_{name}"] = ((tdim, "quantile"), np.stack([lw[name] for lw in laws]),
                                         {"long_name": f"quantiles of the law of {name} at a random index (rule-weighted)"})
     stats = {f"stats_{k}": (int(v) if isinstance(v, (int, np.integer)) else float(v)) for k, v in sol.stats.items()}
     attrs = {
+        "Conventions": CONVENTIONS,
         "title": f"mfpde mean-field limit solution: {prob.name}",
         "config": to_toml(prob.config) if prob.config else "",
         "stepper": json.dumps(sol.stepper),
@@ -113,7 +172,16 @@ def to_xarray(sol):
         **_versions(),
         **stats,
     }
-    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+    return conventions(xr.Dataset(data_vars, coords=coords, attrs=attrs))
+
+
+def quantile_coord() -> tuple:
+    """The ``quantile`` coordinate shared by limit results, run stores and sweeps: the levels of
+    :data:`mfpde.system.laws.QUANTILES`."""
+    from mfpde.system.laws import QUANTILES
+
+    return ("quantile", np.asarray(QUANTILES, float),
+            {"long_name": "probability level of the quantile (left-continuous inverse CDF)", "units": "1"})
 
 
 def write(ds, path: str | Path) -> Path:
@@ -124,7 +192,7 @@ def write(ds, path: str | Path) -> Path:
     import h5py
 
     path = Path(path)
-    ds = ds.copy(deep=False)
+    ds = conventions(ds.copy(deep=False))
     ds.attrs = {atomic.MARKER: "sha256", **{k: v for k, v in ds.attrs.items() if k not in atomic.CHECKSUM_KEYS}}
     buf = _io.BytesIO()
     try:
@@ -214,7 +282,8 @@ def loss_table(ds, max_rows: int = 21) -> str:
     if "time" not in ds.variables:
         return "(no time axis)"
     t = np.asarray(ds["time"].values)
-    cols = [c for c in LOSSES if c in ds.data_vars and "time" in ds[c].dims]
+    loss = loss_of(ds.attrs)
+    cols = [c for c in LOSSES if c in ds.data_vars and "time" in ds[c].dims and recorded(c, loss)]
     if not cols:
         return "(no losses recorded)"
     extra = tuple(d for d in ds[cols[0]].dims if d != "time")

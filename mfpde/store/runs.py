@@ -16,7 +16,8 @@ a damaged root is a StoreError, a damaged run is skipped like one whose data are
 (with a :class:`StoreWarning` and a ``damaged_runs`` attribute) damaged runs.
 :func:`write_checkpoint` / :func:`load_checkpoint` store the checkpoint of one run in
 progress (attributes, sealed, + arrays in an HDF5 file, written atomically).  Imports numpy,
-h5py (lazily), xarray (lazily), mfpde.errors, mfpde.checks and mfpde.store.atomic.
+h5py (lazily), xarray (lazily), mfpde.errors, mfpde.checks, mfpde.store.atomic, mfpde.store.netcdf
+(the shared schema pieces) and mfpde.system.laws (the quantile levels).
 """
 from __future__ import annotations
 
@@ -34,8 +35,9 @@ import numpy as np
 
 from mfpde import checks
 
-from mfpde.store import atomic
+from mfpde.store import atomic, netcdf
 from mfpde.errors import StoreError
+from mfpde.system.laws import QUANTILES
 
 FORMAT = "mfpde-runs"
 LIBVER = ("v110", "latest")   # checksummed superblock and object headers (HDF5 >= 1.10)
@@ -43,10 +45,29 @@ CHECKPOINT_FORMAT = "mfpde-sgd-checkpoint"
 SCHEMA_VERSION = 1
 _DIMS = {"yhat_probe": ("time", "probe", "output")}
 _LABELS = {
-    "time": "training time t = k ε", "loss_train": "loss on the training law", "loss_test": "loss on the test law",
+    "time": "training time t = k ε (in units of the training time; SGD step k, learning rate ε)",
+    "loss_train": "loss on the training law", "loss_test": "loss on the test law",
     "error_train": "classification error on the training law", "error_test": "classification error on the test law",
-    "yhat_probe": "network output at the probe points",
+    "yhat_probe": "network output ŷ(t, x) at the probe points",
 }
+LEGACY_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)   # the unlabelled levels of stores written before the labels
+
+
+def long_name(key: str) -> str:
+    """The long_name of a recorded observable (a sentence, never the variable's name)."""
+    if key in _LABELS:
+        return _LABELS[key]
+    for prefix, text in (("quantiles_", "quantiles of the law of {} over the neurons (node-weighted)"),
+                         ("coupling_", "RMS coupling error of {} to its ideal particles (tracers)")):
+        if key.startswith(prefix):
+            return text.format(key[len(prefix):])
+    for prefix, text in (("h_spread_", "spread of the pre-activations of hidden layer {0}: the mean over the probe "
+                                       "points of their standard deviation across the layer's neurons"),
+                         ("singular_values_", "largest singular values of the pre-activation matrix H_{0}/√n_{0} "
+                                              "of hidden layer {0} on the probe points")):
+        if key.startswith(prefix) and key[len(prefix):].isdigit():
+            return text.format(key[len(prefix):])
+    return f"recorded observable {key}"
 
 
 class StoreWarning(UserWarning):
@@ -315,18 +336,27 @@ def _write_run(f, run) -> None:
     times = np.asarray(run.times, float)
     t = g.create_dataset("time", data=times, **_checksum(times))
     t.attrs["units"] = "1"
-    t.attrs["long_name"] = _LABELS["time"]
+    t.attrs["long_name"] = long_name("time")
     t.make_scale("time")
+    loss = _loss(run)
     for key, vals in run.observables.items():
+        if not netcdf.recorded(key, loss):
+            continue
         arr = np.asarray(vals, dtype=float)
         ds = g.create_dataset(key, data=arr, compression="gzip" if arr.size > 4096 else None, **_checksum(arr))
         dims = _dims_of(key, arr)
         ds.attrs["dims"] = ",".join(dims)
         ds.attrs["units"] = "1"
-        ds.attrs["long_name"] = _LABELS.get(key, key.replace("_", " "))
+        ds.attrs["long_name"] = long_name(key)
         ds.dims[0].attach_scale(t)
         for i, dim in enumerate(dims):
             ds.dims[i].label = dim
+    if any(k.startswith("quantiles_") for k in run.observables):
+        g.attrs["quantile_levels"] = np.asarray(QUANTILES, float)
+    probes = _probes(run)
+    if probes is not None:
+        px = g.create_dataset(PROBES, data=probes, **_checksum(probes))
+        px.attrs.update({"dims": "probe,input_dim", "units": "1", "long_name": "probe input x"})
     g.attrs["width"] = int(run.width[-1])
     g.attrs["widths"] = np.asarray(run.width, dtype=np.int64)
     g.attrs["replica"] = int(run.replica)
@@ -341,8 +371,26 @@ def _write_run(f, run) -> None:
     runs.move(tmp, name)
 
 
+PROBES = "probe_x"   # a run group's probe points (not an observable)
+
+
+def _loss(run) -> str | None:
+    system = getattr(run, "system", None)
+    return getattr(getattr(getattr(system, "problem", None), "model", None), "loss", None)
+
+
+def _probes(run):
+    system = getattr(run, "system", None)
+    x = getattr(getattr(system, "problem", None), "probes", None)
+    return None if x is None or not len(x) or "yhat_probe" not in run.observables else np.asarray(x, float)
+
+
 def read(path: str | Path):
-    """The ensemble as an ``xarray.Dataset`` with dims (width, replica, time, …); NaN-padded."""
+    """The ensemble as an ``xarray.Dataset`` with dims (width, replica, time, …); NaN-padded.
+
+    Follows the schema of limit results (``docs/output.md``): ``Conventions``, units and
+    long_names, the probe coordinates (:func:`mfpde.store.netcdf.probe_coords`), the labelled
+    ``quantile`` coordinate, and ``error_*`` only for a classification loss."""
     import xarray as xr
 
     p = Path(path)
@@ -380,7 +428,8 @@ def read(path: str | Path):
     replicas = sorted({r for _, r in runs})
     longest = max(runs.values(), key=lambda v: len(v[0]["time"]))[0]["time"]
     T = len(longest)
-    names = sorted({k for v in runs.values() for k in v[0] if k != "time"})
+    loss = netcdf.loss_of(attrs)
+    names = sorted({k for v in runs.values() for k in v[0] if k not in ("time", PROBES) and netcdf.recorded(k, loss)})
     data_vars = {}
     for key in names:
         sample = next(v[0][key] for v in runs.values() if key in v[0])
@@ -390,13 +439,28 @@ def read(path: str | Path):
             if key in d:
                 arr[widths.index(w), replicas.index(r), :len(d[key])] = d[key]
         dims = ("width", "replica") + _dims_of(key, sample)
-        data_vars[key] = (dims, arr, {"long_name": _LABELS.get(key, key.replace("_", " "))})
+        data_vars[key] = (dims, arr, {"long_name": long_name(key), "units": "1"})
     status = np.full((len(widths), len(replicas)), "", dtype=object)
     for (w, r), (_, a) in runs.items():
         status[widths.index(w), replicas.index(r)] = str(a.get("status", ""))
-    data_vars["status"] = (("width", "replica"), status.astype(str))
-    coords = {"width": ("width", np.asarray(widths)), "replica": ("replica", np.asarray(replicas)),
-              "time": ("time", np.asarray(longest, float))}
+    data_vars["status"] = (("width", "replica"), status.astype(str), {"long_name": "status of the run (completed, blow-up)"})
+    coords = {"width": ("width", np.asarray(widths), {"long_name": "network width n (neurons per hidden layer)", "units": "1"}),
+              "replica": ("replica", np.asarray(replicas), {"long_name": "replica (independent initialisation and data draw)",
+                                                            "units": "1"}),
+              "time": ("time", np.asarray(longest, float), {"long_name": long_name("time"), "units": "1"})}
+    first = [d for d, _ in runs.values()]
+    probes = next((d[PROBES] for d in first if PROBES in d), None)
+    if probes is not None:
+        coords.update(netcdf.probe_coords(probes))
+    if any(k.startswith("quantiles_") for k in names):
+        levels = next((a["quantile_levels"] for _, a in runs.values() if "quantile_levels" in a), None)
+        size = next(data_vars[k][1].shape[-1] for k in names if k.startswith("quantiles_"))
+        if levels is None and size == len(LEGACY_QUANTILES):
+            levels = LEGACY_QUANTILES
+        if levels is not None and len(levels) == size:
+            name, vals, lattrs = netcdf.quantile_coord()
+            coords["quantile"] = (name, np.asarray(levels, float), lattrs)
+    attrs.setdefault("Conventions", netcdf.CONVENTIONS)
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
 
 

@@ -128,10 +128,11 @@ def test_dimensions_and_coordinates_follow_the_schema(solved):
 
 def test_observables_follow_the_schema(solved):
     L, parameters, cfg, system, sol, ds, _ = solved
-    for name in ("loss_train", "error_train", "loss_test", "error_test"):
+    for name in ("loss_train", "loss_test"):
         assert ds[name].dims == ("time",)
         assert np.all(np.isfinite(ds[name].values))
         assert ds[name].attrs["long_name"]
+    assert "error_train" not in ds and "error_test" not in ds   # mse: no classification error
     assert ds["yhat_probe"].dims == ("time", "probe", "output")
     assert ds.sizes["probe"] == len(cfg.problem.probes)
     assert ds["probe_x"].dims == ("probe", "input_dim")
@@ -197,7 +198,7 @@ def test_attributes_carry_config_provenance_and_statistics(solved):
 def test_summary_and_loss_table_describe_the_dataset(solved):
     L, parameters, cfg, system, sol, ds, _ = solved
     table = io.loss_table(ds).splitlines()
-    assert table[0].split() == ["time", "loss_train", "loss_test", "error_train", "error_test"]
+    assert table[0].split() == ["time", "loss_train", "loss_test"]   # mse: no classification error
     assert len(table) == 1 + len(TIMES)
     assert float(table[-1].split()[1]) == pytest.approx(float(ds["loss_train"].values[-1]), rel=1e-6)
     text = io.summary(ds)
