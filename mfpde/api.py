@@ -18,11 +18,19 @@ validated like the file (a bad value is a ConfigError naming ``solver.KEY``), so
 provenance records them.  ``t_end`` also drops the ``save_times`` past it; ``save_every`` replaces
 ``save_times`` and vice versa.  An unknown keyword is a ConfigError naming it.  Imports the rooms
 lazily, so ``import mfpde`` stays cheap.
+
+Any other key is set by its dotted path (the CLI's ``--set KEY=VALUE``): ``set={"model.hidden":
+["tanh", "relu"], "iid.W[0].mean": 0.7, "rules.layer_1.size": 32}`` (:func:`set_key`; ``[i]``
+indexes a list; a missing table on the way is created, so a misspelt key is refused by the
+validation that names it).  ``solver.KEY``/``sgd.KEY`` go the way of the keyword overrides
+(``solver.t_end`` drops later save times too); keyword overrides win over ``set``.
+:func:`parse_set` reads ``KEY=VALUE`` strings (VALUE a TOML value, else a bare string).
 """
 from __future__ import annotations
 
 import copy
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -48,13 +56,22 @@ def _refuse(unknown, allowed, where: str) -> None:
                           f"of {where}; allowed: {', '.join(allowed)}")
 
 
-def _apply(raw: dict, overrides: Mapping[str, Any]) -> tuple[bool, bool]:
-    """Write ``overrides`` into ``raw``'s [solver] and [sgd] tables (in place); which changed."""
+def _apply(raw: dict, overrides: Mapping[str, Any], sets: Mapping[str, Any] | None = None) -> tuple[bool, bool, bool]:
+    """Write ``sets`` (dotted keys, :func:`set_key`) and then ``overrides`` (bare [solver]/[sgd] keys)
+    into ``raw`` (in place); whether [solver], [sgd] changed and whether anything else did."""
     from mfpde.problem.config import SGD_KEYS, SOLVER_KEYS
 
-    changed = [False, False]
+    changed = [False, False, False]
+    section_sets: dict[str, dict] = {"solver": {}, "sgd": {}}
+    for key, value in (sets or {}).items():
+        head, _, leaf = str(key).partition(".")
+        if head in section_sets and leaf in (SOLVER_KEYS if head == "solver" else SGD_KEYS):
+            section_sets[head][leaf] = value
+        else:
+            set_key(raw, str(key), value)
+            changed[2] = True
     for section, keys, i in (("solver", SOLVER_KEYS, 0), ("sgd", SGD_KEYS, 1)):
-        given = {k: v for k, v in overrides.items() if k in keys and v is not None}
+        given = {**section_sets[section], **{k: v for k, v in overrides.items() if k in keys and v is not None}}
         if not given:
             continue
         table = raw.get(section, {})
@@ -70,7 +87,82 @@ def _apply(raw: dict, overrides: Mapping[str, Any]) -> tuple[bool, bool]:
                 table["save_times"] = [x for x in st if not (_real(x) and x > t_end)]   # others: refused below
         raw[section] = table
         changed[i] = True
-    return changed[0], changed[1]
+    return changed[0], changed[1], changed[2]
+
+
+_PART = re.compile(r"([A-Za-z0-9_-]+)((?:\[[0-9]+\])*)")
+
+
+def set_key(raw: dict, key: str, value) -> None:
+    """Set the dotted ``key`` of a raw configuration table to (a copy of) ``value``, in place.
+
+    ``key``: parts separated by dots, each a bare TOML key optionally followed by list indices
+    (``iid.W[0].mean``).  A missing table on the way is created (the validation of the result
+    names a misspelt key); a path through a value that is not a table, or an index past a list's
+    end, is a ConfigError naming ``key``.
+    """
+    parts = str(key).split(".")
+    steps: list[str | int] = []
+    for part in parts:
+        m = _PART.fullmatch(part)
+        if m is None:
+            raise ConfigError(str(key), "is not a dotted configuration key (parts of letters, digits, _ or -, "
+                              "each optionally indexed as name[i], e.g. solver.t_end or iid.W[0].mean)")
+        steps.append(m.group(1))
+        steps += [int(i) for i in re.findall(r"[0-9]+", m.group(2))]
+    cur: Any = raw
+    for depth, step in enumerate(steps[:-1]):
+        where = _path(steps[:depth + 1])
+        nxt = steps[depth + 1]
+        if isinstance(step, int):
+            if not isinstance(cur, list) or step >= len(cur):
+                raise ConfigError(str(key), f"{where} does not exist (the list has {len(cur) if isinstance(cur, list) else 0} entries)")
+            if not isinstance(cur[step], (dict, list)):
+                raise ConfigError(str(key), f"{where} is {cur[step]!r}, not a table or list")
+            cur = cur[step]
+            continue
+        if not isinstance(cur, dict):
+            raise ConfigError(str(key), f"{_path(steps[:depth])} is not a table")
+        if step not in cur:
+            if isinstance(nxt, int):
+                raise ConfigError(str(key), f"{where} is not in the configuration, so it cannot be indexed")
+            cur[step] = {}
+        elif not isinstance(cur[step], (dict, list)):
+            raise ConfigError(str(key), f"{where} is {cur[step]!r}, not a table")
+        cur = cur[step]
+    leaf = steps[-1]
+    if isinstance(leaf, int):
+        if not isinstance(cur, list) or leaf >= len(cur):
+            raise ConfigError(str(key), f"{_path(steps)} does not exist (the list has {len(cur) if isinstance(cur, list) else 0} entries)")
+    elif not isinstance(cur, dict):
+        raise ConfigError(str(key), f"{_path(steps[:-1])} is not a table")
+    cur[leaf] = copy.deepcopy(value)
+
+
+def _path(steps) -> str:
+    return "".join(f"[{s}]" if isinstance(s, int) else (f".{s}" if i else s) for i, s in enumerate(steps))
+
+
+def parse_set(items) -> dict[str, Any]:
+    """``["KEY=VALUE", ...]`` (``--set``, repeatable) as ``{KEY: value}``, in order (a repeated KEY: the last).
+
+    VALUE is read as a TOML value (``5``, ``1e-3``, ``true``, ``"relu"``, ``["tanh", "relu"]``,
+    ``{ law = "normal", std = 0.5 }``); anything else is the bare string (``--set solver.stepper=dopri5``).
+    """
+    import tomllib
+
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, eq, text = str(item).partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise ConfigError("--set", f"expected KEY=VALUE (a dotted configuration key, e.g. solver.t_end=5), got {item!r}")
+        try:
+            parsed = tomllib.loads(f"v = {text.strip()}")
+        except tomllib.TOMLDecodeError:
+            parsed = None
+        out[key] = parsed["v"] if isinstance(parsed, dict) and list(parsed) == ["v"] else text.strip()
+    return out
 
 
 def _real(x) -> bool:
@@ -78,14 +170,16 @@ def _real(x) -> bool:
 
 
 def load(config=None, /, *, base_dir: str | os.PathLike | None = None, source: str | None = None,
-         **overrides) -> Config:
+         set: Mapping[str, Any] | None = None, **overrides) -> Config:
     """A validated :class:`~mfpde.problem.config.Config`, built once, with overrides applied.
 
     ``config``: a TOML file (``str`` or path), a raw configuration table (a mapping, as
     ``tomllib`` reads it; relative data paths against ``base_dir``; ``source`` names it in
     messages), a ``Config`` (only its [solver]/[sgd] options are rebuilt), or ``None`` for
     the embedded default (``mfpde default-config``).  ``overrides``: any ``[solver]`` or
-    ``[sgd]`` key (``t_end=5.0``, ``stepper="dopri5"``, ``lr=0.01``, …).
+    ``[sgd]`` key (``t_end=5.0``, ``stepper="dopri5"``, ``lr=0.01``, …); ``set``: any key by its
+    dotted path (``{"iid.W[0].mean": 0.7}``, :func:`set_key`), applied first.  The result's raw
+    table (stored with every solution) holds the overrides.
     """
     from mfpde.problem import config as cfg_mod
     from mfpde import checks
@@ -96,8 +190,13 @@ def load(config=None, /, *, base_dir: str | os.PathLike | None = None, source: s
         if base_dir is not None or source is not None:
             raise ConfigError("base_dir" if base_dir is not None else "source",
                               "applies to a file or a table, not to a built Config")
+        if set is not None and not isinstance(set, Mapping):
+            raise ConfigError("set", f"expected a mapping of dotted keys to values, got {type(set).__name__}")
         raw = copy.deepcopy(config.raw)
-        solver, sgd = _apply(raw, overrides)
+        solver, sgd, other = _apply(raw, overrides, set)
+        if other:   # a problem key changed: build it again (relative data paths against the file's folder)
+            src = Path(config.source)
+            return cfg_mod.from_dict(raw, config.source, src.parent if src.is_file() else None)
         if not (solver or sgd):
             return config
         new = {}
@@ -120,23 +219,27 @@ def load(config=None, /, *, base_dir: str | os.PathLike | None = None, source: s
     else:
         raise ConfigError("config", f"expected a TOML file path, a configuration table, a Config or None, "
                           f"got {type(config).__name__}")
-    _apply(raw, overrides)
+    if set is not None and not isinstance(set, Mapping):
+        raise ConfigError("set", f"expected a mapping of dotted keys to values, got {type(set).__name__}")
+    _apply(raw, overrides, set)
     return cfg_mod.from_dict(raw, src, base_dir)
 
 
-def _load_for(fn: str, config, keys, overrides, base_dir, source) -> Config:
+def _load_for(fn: str, config, keys, overrides, base_dir, source, sets) -> Config:
     _refuse([k for k in overrides if k not in keys], keys, fn)
-    return load(config, base_dir=base_dir, source=source, **overrides)
+    return load(config, base_dir=base_dir, source=source, set=sets, **overrides)
 
 
 def solve(config=None, /, *, base_dir=None, source: str | None = None, parameters: str | None = None,
           progress: bool | None = None, checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1,
-          resume: bool = False, trackers=(), on_start: Callable | None = None, **overrides) -> Solution:
+          resume: bool = False, trackers=(), on_start: Callable | None = None, set: Mapping[str, Any] | None = None,
+          **overrides) -> Solution:
     """Solve the limit system of a configuration; returns the :class:`~mfpde.store.solution.Solution`.
 
     ``config`` as for :func:`load` (a file, a table, a ``Config``, ``None`` = the default);
     ``overrides``: any ``[solver]`` key (``t_end``, ``dt``, ``stepper``, ``save_every``,
-    ``save_times``, ``bound``, ``rtol``, ``atol``, …; None = not given).  Run options:
+    ``save_times``, ``bound``, ``rtol``, ``atol``, …; None = not given) and ``set`` (dotted keys, as
+    for :func:`load`).  Run options:
     ``parameters`` (``"all"``/``"final"``/``"none"``, default ``output.parameters``),
     ``progress`` (a tqdm bar; None: when stderr is a terminal), ``checkpoint`` (a file written
     atomically every ``checkpoint_every``-th save time; with ``resume`` an existing one is
@@ -147,7 +250,7 @@ def solve(config=None, /, *, base_dir=None, source: str | None = None, parameter
     """
     from mfpde.problem.config import SOLVER_KEYS
 
-    c = _load_for("mfpde.solve", config, SOLVER_KEYS, overrides, base_dir, source)
+    c = _load_for("mfpde.solve", config, SOLVER_KEYS, overrides, base_dir, source, set)
     from mfpde import solvers
     from mfpde.system.system import System
 
@@ -170,7 +273,7 @@ def _train_options() -> tuple[str, ...]:
 
 
 def train(config=None, width=None, /, *, replica: int = 0, base_dir=None, source: str | None = None,
-          **overrides) -> FiniteRun:
+          set: Mapping[str, Any] | None = None, **overrides) -> FiniteRun:
     """Train one finite network of ``width`` (an int, or one width per hidden layer) by mean-field SGD.
 
     ``config`` as for :func:`load`.  The run is :func:`mfpde.finite.train` with the
@@ -179,7 +282,7 @@ def train(config=None, width=None, /, *, replica: int = 0, base_dir=None, source
     ``solver.bound``, record times = the solver's save times) and for ``mode = "online"`` the
     training law; ``replica`` picks the run's seed (:func:`mfpde.finite.run_seed`).
     ``overrides``: any ``[solver]`` key and the ``[sgd]`` keys ``mode``, ``batch``, ``lr``,
-    ``statistics``, ``coupling``; every other keyword of :func:`mfpde.finite.train`
+    ``statistics``, ``coupling`` and ``set`` (dotted keys, as for :func:`load`); every other keyword of :func:`mfpde.finite.train`
     (``progress``, ``seed``, ``snapshots``, ``fixed_nodes``, ``checkpoint``,
     ``checkpoint_every``, ``resume``) is passed on.  Returns the
     :class:`~mfpde.finite.FiniteRun`; a blow-up raises BlowUpError with the partial run.
@@ -190,7 +293,7 @@ def train(config=None, width=None, /, *, replica: int = 0, base_dir=None, source
         raise ConfigError("width", "is required: mfpde.train(config, width)")
     passed = _train_options()
     run_opts = {k: overrides.pop(k) for k in list(overrides) if k in passed}
-    c = _load_for("mfpde.train", config, SOLVER_KEYS + TRAIN_SGD_KEYS + passed, overrides, base_dir, source)
+    c = _load_for("mfpde.train", config, SOLVER_KEYS + TRAIN_SGD_KEYS + passed, overrides, base_dir, source, set)
     from mfpde import finite
 
     law = None

@@ -37,6 +37,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 _OVERWRITE_HELP = "replace an existing file that is not an mfpde output of this kind (never an input of the command)"
+_SET_HELP = ("set any configuration key by its dotted path, VALUE a TOML value or a bare string (repeatable), "
+             "e.g. --set solver.t_end=5 --set 'model.hidden=[\"tanh\",\"relu\"]' --set iid.W[0].mean=0.7")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--stepper", help="override solver.stepper")
     s.add_argument("--dt", type=float, help="override solver.dt")
     s.add_argument("--t-end", type=float, help="override solver.t_end")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=_SET_HELP)
     s.add_argument("--progress", dest="progress", action="store_true", default=None, help="force the progress bar on")
     s.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     s.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
@@ -66,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--mode", choices=("full", "online", "minibatch"), help="training mode (default: sgd.mode)")
     g.add_argument("--batch", type=int, help="minibatch size B (online/minibatch modes)")
     g.add_argument("--lr", type=float, help="ε, the SGD step (default: sgd.lr or solver.dt)")
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=_SET_HELP)
     g.add_argument("--overwrite", action="store_true",
                    help="start the store afresh instead of resuming (and replace a file that is not a run store; "
                         "never an input of the command)")
@@ -159,6 +163,13 @@ def _config_inputs(path, c) -> list:
     return out
 
 
+def _set(args) -> dict:
+    """The ``--set KEY=VALUE`` overrides of a command, for ``mfpde.load(..., set=...)``."""
+    from mfpde.api import parse_set
+
+    return parse_set(getattr(args, "set", None))
+
+
 def _solve(args) -> int:
     if args.resume and not args.checkpoint:
         from mfpde.errors import ConfigError
@@ -172,7 +183,8 @@ def _solve(args) -> int:
     from mfpde.store import netcdf as io
 
     overrides = {"stepper": args.stepper, "dt": args.dt, "t_end": args.t_end}   # None: not given
-    c = mfpde.load(args.config or None, **overrides)   # built once, data included; no file: the embedded default
+    # built once, data included, --set first; no file: the embedded default
+    c = mfpde.load(args.config or None, set=_set(args), **overrides)
     for note in c.notes:
         print(f"mfpde: warning: {note}", file=sys.stderr)
     if args.output is not None:
@@ -222,7 +234,7 @@ def _sgd(args) -> int:
     from mfpde.problem import config as cfg_mod
     from mfpde.finite.ensemble import check_widths, run_ensemble
 
-    c = mfpde.load(args.config or None)   # no file: the embedded default
+    c = mfpde.load(args.config or None, set=_set(args))   # no file: the embedded default
     from mfpde.checks import MAX_BATCH, MAX_REPLICAS
 
     for name, hi in (("replicas", MAX_REPLICAS), ("batch", MAX_BATCH)):

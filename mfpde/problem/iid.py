@@ -18,7 +18,9 @@ h_l and δ_l are the same for every neuron, ΔW_2 depends on u_1 only, ΔW_l is 
 ΔW_L depends on v^0 only.  With a single node per such layer this *is* the collapsed
 system; :func:`iid_embedding` returns a warning that explains it, and a second one when the
 limit is frozen (every m_l = 0 and φ(0) = 0 in the collapsed layers).  A middle layer with a
-random bias keeps a 1-D index (its bias): the derivation is in ``docs/iid.md``.
+random bias keeps a 1-D index (its bias): the derivation is in ``docs/iid.md``.  At L = 2 with odd
+activations and symmetric first- and last-layer laws the middle-weight mean m_2 has no effect on
+the limit; a third warning says so (:func:`_m2_note`).
 Imports numpy, mfpde.problem.quadrature, mfpde.problem.embedding, mfpde.problem.activations, mfpde.errors.
 """
 from __future__ import annotations
@@ -217,7 +219,51 @@ def iid_embedding(model, *, w_1: Law, v: Law, W: list[MiddleLaw] | tuple = (), b
         if frozen:
             notes.append("every middle-weight mean m_l is 0 and φ(0) = 0 in the collapsed layers: the limit "
                          "never moves (the output stays at its initial value for all t).")
+    note = _m2_note(model, layers, W)
+    if note:
+        notes.append(note)
     return emb, notes
+
+
+def _symmetric(law: Law) -> bool:
+    """Whether ``law`` is invariant under x ↦ −x (the law of −X is the law of X)."""
+    if law.law == "normal":
+        return law.mean == 0.0
+    if law.law == "uniform":
+        return law.low == -law.high
+    return law.value == 0.0
+
+
+def _odd(name: str) -> bool:
+    """Whether the activation is odd, φ(−x) = −φ(x), checked exactly at sample points (user ones included)."""
+    from mfpde.problem.activations import get as get_act
+
+    x = np.linspace(0.125, 4.0, 32)
+    plus, minus = get_act(name).pair(x)[0], get_act(name).pair(-x)[0]
+    return bool(np.array_equal(np.asarray(minus, float), -np.asarray(plus, float)))
+
+
+def _m2_note(model, layers, W) -> str | None:
+    """The warning that m_2 has no effect at L = 2, or None.
+
+    With odd φ_1, φ_2, linear edges and every clean feature of both layers (w_1, b_1; v, b_2)
+    symmetric about 0, the limit is invariant under u_1 ↦ −u_1 and u_2 ↦ −u_2: w_1, b_1,
+    ΔW_2 stay odd in u_1 and v, b_2, ΔW_2 odd in u_2 for all t.  Then ∫ φ_1(w_1·x + b_1) du_1 = 0
+    (m_2's term of the layer-2 pre-activation) and ∫ δ_2 du_2 = 0 (m_2's term of the layer-1
+    gradient), so m_2 enters nowhere: the outputs do not depend on it.
+    """
+    if model.L != 2 or not W or W[0].mean == 0.0 or model.nonlinear_edges:
+        return None
+    if not all(_symmetric(f) for layer in layers for _, f, _ in layer):
+        return None
+    if not all(_odd(a) for a in model.activations):
+        return None
+    return (f"i.i.d. initialization with L = 2, odd activations {list(model.activations)} and every first- and "
+            f"last-layer law symmetric about 0 ({', '.join(n for layer in layers for n, _, _ in layer)}): the limit is "
+            f"invariant under u ↦ −u in each layer, so ∫ φ(w_1·x + b_1) du_1 = 0 and ∫ δ_2 du_2 = 0 for all t and the "
+            f"middle-weight mean m_2 = {W[0].mean:g} has no effect on the limit (exactly with a symmetric rule, up to "
+            f"the quadrature error with sobol/monte_carlo). A nonzero mean, a nonzero constant bias or a non-odd "
+            f"activation breaks the symmetry.")
 
 
 def make_iid(spec: Mapping, model, key: str = "iid"):
