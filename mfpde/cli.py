@@ -90,6 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--force", action="store_true",
                     help="compare a limit and runs whose configurations define different problems (with a warning)")
     cp.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
+    pl = sub.add_parser("plot", help="figures of a solution, run store, comparison or collected sweep (docs/plot.md)")
+    pl.add_argument("file", help="limit solution, run store, comparison (compare -o) or collected sweep")
+    pl.add_argument("file2", nargs="?", help="with a limit solution: a run store or collected sweep of the same problem")
+    pl.add_argument("-o", "--output", required=True, metavar="DIR", help="folder of the figures (plot_KIND.FORMAT)")
+    pl.add_argument("--format", default="png", choices=("png", "pdf", "svg"), help="file format (default png)")
+    pl.add_argument("--dpi", type=int, default=200, help="resolution of png figures (default 200)")
+    pl.add_argument("--kind", action="append", choices=("loss", "error_width", "yhat", "laws"),
+                    help="figure kind (repeatable; default: every kind the inputs allow)")
+    pl.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     sh = sub.add_parser("show", help="summarize a result file")
     sh.add_argument("path")
     sw = sub.add_parser("sweep", help="run a parameter sweep on dask.distributed (docs/sweeps.md)")
@@ -298,6 +307,24 @@ def _compare(args) -> int:
     return 0
 
 
+def _plot(args) -> int:
+    from mfpde.analysis import compare, plot
+    from mfpde.errors import ConfigError
+
+    if not 10 <= args.dpi <= 2400:
+        raise ConfigError("--dpi", f"must be an integer in [10, 2400], got {args.dpi}")
+    files = [f for f in (args.file, args.file2) if f is not None]
+    compare.require_plotting()
+    inputs = [plot.load(f) for f in files]
+    allowed = plot.available([k for _, k in inputs])
+    kinds = args.kind or list(allowed)
+    _check_outputs(args, [("--output", args.output, "directory")]
+                   + [("--output", Path(args.output) / plot.filename(k, args.format), "figure") for k in kinds], files)
+    for f in plot.write(plot.figures(inputs, kinds), args.output, fmt=args.format, dpi=args.dpi):
+        print(f"mfpde: wrote {f}")
+    return 0
+
+
 def _sweep(args) -> int:
     from mfpde import sweep
     from mfpde.errors import ConfigError
@@ -410,6 +437,8 @@ def main(argv=None) -> int:
             return _sgd(args)
         if args.command == "compare":
             return _compare(args)
+        if args.command == "plot":
+            return _plot(args)
         if args.command == "sweep":
             return _sweep(args)
         if args.command == "collect":

@@ -322,14 +322,14 @@ def table(result) -> str:
     return "\n".join(rows)
 
 
-def _save(fig, path) -> None:
+def _save(fig, path, fmt: str = "png", dpi: int = 200) -> None:
     """A figure written like every other file: rendered in memory, then atomically (mfpde.store.atomic)."""
     import io as _io
 
     from mfpde.store import atomic
 
     buf = _io.BytesIO()
-    fig.savefig(buf, dpi=120, format="png")
+    fig.savefig(buf, dpi=dpi, format=fmt)
     atomic.write_bytes(path, buf.getbuffer(), what="figure ")
 
 
@@ -342,41 +342,24 @@ def require_plotting() -> None:
                          f"install the plot extra: pip install 'mfpde[plot]'") from None
 
 
-def plot(result, limit, runs, outdir) -> list[str]:
-    """Figures (needs the ``plot`` extra): loss vs t across widths with the limit; error vs n."""
+def plot(result, limit, runs, outdir, fmt: str = "png", dpi: int = 200) -> list[str]:
+    """Figures (needs the ``plot`` extra), drawn by :mod:`mfpde.analysis.plot`: loss against t across
+    widths with the limit (:data:`FIGURES` [0]) and the errors against n (:data:`FIGURES` [1])."""
     from pathlib import Path
 
     require_plotting()
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from mfpde.analysis import plot as figs
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
+    name = figs.problem_name(limit, runs)
     files = []
-    loss = result.attrs["loss"]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    t = runs["time"].values
-    for i, n in enumerate(runs["width"].values):
-        ax.plot(t, np.nanmean(runs[loss].values[i], axis=0), label=f"n = {int(n)}", alpha=0.8)
-    ax.plot(limit["time"].values, limit[loss].values, "k--", lw=2, label="limit")
-    ax.set_xlabel("t"), ax.set_ylabel(loss), ax.set_yscale("log"), ax.legend()
-    fig.tight_layout()
-    files.append(str(outdir / FIGURES[0]))
-    _save(fig, files[-1])
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(5, 4))
-    n = result["width"].values.astype(float)
-    for k in ("output_error", "loss_error"):
-        if f"{k}_mean" in result:
-            ax.errorbar(n, result[f"{k}_mean"], yerr=result[f"{k}_sem"], marker="o", capsize=3,
-                        label=f"{k} (rate {result.attrs[f'{k}_rate']:.2f})")
-    ref = result["output_error_mean"].values if "output_error_mean" in result else result["loss_error_mean"].values
-    ax.plot(n, ref[0] * np.sqrt(n[0] / n), "k:", label="n^{-1/2}")
-    ax.set_xscale("log"), ax.set_yscale("log"), ax.set_xlabel("width n"), ax.set_ylabel("sup-time error"), ax.legend()
-    fig.tight_layout()
-    files.append(str(outdir / FIGURES[1]))
-    _save(fig, files[-1])
-    plt.close(fig)
+    for fname, make in zip(FIGURES, (lambda: figs.loss_figure([figs.Panel("", limit=limit, runs=runs)], name),
+                                     lambda: figs.error_width_figure(result, name))):
+        fig = make()
+        files.append(str(outdir / (fname if fmt == "png" else fname.replace(".png", f".{fmt}"))))
+        _save(fig, files[-1], fmt=fmt, dpi=dpi)
+        plt.close(fig)
     return files
