@@ -271,7 +271,7 @@ def _sgd(args) -> int:
     widths = check_widths(args.widths) if args.widths is not None else None
     out = run_ensemble(c, args.output, widths=widths, replicas=args.replicas, mode=args.mode, batch=args.batch,
                        lr=args.lr, resume=not args.overwrite, progress=False if args.quiet else args.progress, say=say,
-                       coupling=args.coupling, checkpoint_every=args.checkpoint_every)
+                       coupling=args.coupling, checkpoint_every=args.checkpoint_every, estimate=not args.quiet)
     say(f"mfpde: wrote {out}")
     return 0
 

@@ -5,12 +5,17 @@ at the limit solver's save times and appends each to the store as soon as it fin
 ``resume`` completed runs are skipped.  With ``checkpoint_every = K`` each run in progress
 is checkpointed every K steps into ``RUNS.h5.ckpt/w{n}_r{replica}.h5`` (removed once the run
 is in the store); with ``resume`` an interrupted run continues from its checkpoint, bit for
-bit.  A line per finished run (and a tqdm bar on stderr) reports progress.  Imports mfpde
-only; user values are checked through :mod:`mfpde.checks`.
+bit.  Before training it says the number of runs, SGD steps and weights per network and an
+estimated wall time (:func:`estimate_seconds`, from a short timed probe); a line per finished run
+reports progress, and on a terminal a tqdm bar on stderr advances per run, with a second bar
+per record time within the run.  Imports mfpde only; user values are checked through
+:mod:`mfpde.checks`.
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
+import time
 from pathlib import Path
 
 from mfpde import checks, finite
@@ -26,14 +31,43 @@ def record_times(c: cfg_mod.Config):
     return save_times(c.solver.t_end, every=c.solver.save_every, times=c.solver.save_times)
 
 
+PROBE_STEPS = 20   # SGD steps of the timed probe behind the estimate (after one untimed, compiling step)
+
+
+def estimate_seconds(problem, opts, widths, n_runs, law=None) -> tuple[float, int, int]:
+    """(estimated wall seconds of ``n_runs`` runs spread evenly over ``widths``, the probe's steps, its width).
+
+    A probe: one untimed SGD step of the network with the most weights (it compiles and
+    warms the caches), then :data:`PROBE_STEPS` timed steps (fewer when a run has fewer), with
+    the run's own options (statistics at its two records).  The time per step is scaled by
+    the weights of each width and by the steps of a run; records between, the coupling solves
+    and the machine's load are not in it: an estimate, not a promise."""
+    from mfpde.finite.sgd import n_weights
+
+    steps = int(round(opts.t_end / opts.lr))
+    k = max(1, min(steps, PROBE_STEPS))
+    big = max(widths, key=lambda n: n_weights(problem, n))
+    base = dict(record_times=None, coupling=False, snapshots=False)
+    try:
+        finite.train(problem, big, dataclasses.replace(opts, t_end=opts.lr, **base), law=law)
+        t0 = time.perf_counter()
+        finite.train(problem, big, dataclasses.replace(opts, t_end=k * opts.lr, **base), law=law)
+        per_step = (time.perf_counter() - t0) / k
+    except BlowUpError as exc:   # the probe still timed its steps until the blow-up
+        per_step = float(exc.partial.stats.get("wall_seconds", 0.0)) / max(1, int(exc.partial.stats.get("steps", 1)))
+    share = sum(n_weights(problem, n) for n in widths) / (len(widths) * n_weights(problem, big))
+    return per_step * steps * n_runs * share, k, big
+
+
 def run_ensemble(c: cfg_mod.Config, out: str | Path, *, widths=None, replicas=None, mode=None, batch=None,
                  lr=None, resume: bool = True, progress: bool | None = None, say=print, coupling=None,
-                 checkpoint_every: int | None = None) -> Path:
+                 checkpoint_every: int | None = None, estimate: bool = True) -> Path:
     """Train every (width, replica) of the ensemble and append it to ``out``; returns the path.
 
     ``resume``: skip runs already in the store and continue interrupted runs from their
     checkpoints; otherwise the store and its checkpoints are started afresh.
-    ``checkpoint_every``: checkpoint each run in progress every K SGD steps.
+    ``checkpoint_every``: checkpoint each run in progress every K SGD steps.  ``estimate``:
+    say an estimated wall time before training (:func:`estimate_seconds`, a short probe).
     """
     from mfpde import __version__
 
@@ -77,22 +111,46 @@ def run_ensemble(c: cfg_mod.Config, out: str | Path, *, widths=None, replicas=No
         say(f"mfpde: sgd ensemble {c.problem.name!r}: {len(todo)} runs to train ({len(widths)} widths × {replicas} "
             f"replicas{f', {total - len(todo)} already complete' if len(todo) < total else ''}) × {steps} SGD steps = "
             f"{len(todo) * steps} steps; {mode} mode, lr = {lr:g}, widths {', '.join(map(str, widths))}")
-        bar = None
+        from mfpde.finite.sgd import n_weights
+
+        say("mfpde: weights per network: " + ", ".join(f"width {n}: {n_weights(c.problem, n)}" for n in widths))
+        if estimate and todo:
+            todo_widths = sorted({n for n, _ in todo})
+            secs, k, big = estimate_seconds(c.problem, opts, todo_widths, len(todo), law)
+            say(f"mfpde: estimated wall time {secs:.3g} s{f' (≈ {secs / 60:.1f} min)' if secs >= 120 else ''} (an estimate: {k} timed SGD steps of width {big}, "
+                f"scaled by steps and weights{'; without the coupling solves' if coupling else ''})")
+        bar = inner = None
+        n_records = len(opts.record_steps())
         if show:
             from tqdm import tqdm
 
             bar = tqdm(total=len(todo), desc="sgd runs", unit="run", file=sys.stderr)
         for i, (n, r) in enumerate(todo, 1):
+            hook = None
+            if bar is not None:
+                inner = tqdm(total=n_records, desc=f"  width {n} replica {r}", unit="record", file=sys.stderr,
+                             position=1, leave=False)
+
+                def hook(done, _total, t, inner=inner, shown=[0.0]):
+                    # n set and refreshed at most every 0.1 s (as tqdm's update would); the run bar alone updates
+                    inner.n = done
+                    inner.set_postfix(t=f"{t:.4g}", refresh=False)
+                    if done == inner.total or time.monotonic() - shown[0] >= 0.1:
+                        inner.refresh()
+                        shown[0] = time.monotonic()
             ck = ck_dir / f"{runs.run_name(n, r)}.h5"
             use_ck = checkpoint_every is not None or (resume and ck.exists())
             if ck.exists() and resume:
                 say(f"mfpde: continuing width {n} replica {r} from its checkpoint {ck}")
             try:
                 run = finite.train(c.problem, n, opts, replica=r, law=law, checkpoint=ck if use_ck else None,
-                                   checkpoint_every=checkpoint_every, resume=resume)
+                                   checkpoint_every=checkpoint_every, resume=resume, progress=hook)
             except BlowUpError as exc:
                 run = exc.partial
                 say(f"mfpde: warning: width {n} replica {r}: {exc}")
+            finally:
+                if inner is not None:
+                    inner.close()
             store.write(run)
             if ck.exists():
                 ck.unlink()   # the run is in the store now

@@ -224,8 +224,10 @@ def train(problem: Problem, widths, options: TrainOptions | None = None, *, repl
     (:func:`~mfpde.finite.network.network_problem`).  ``snapshots`` keeps the flat state at
     every record time (``run.states``); ``coupling`` also solves the limit with this
     network's sampled features as tracer nodes and records the per-weight coupling error
-    (:func:`mfpde.finite.coupling.coupling_error`, SPEC §4 "Tracer nodes").  ``progress`` is
-    accepted for the API's symmetry with ``mfpde.solve``; a run reports nothing itself.
+    (:func:`mfpde.finite.coupling.coupling_error`, SPEC §4 "Tracer nodes").  ``progress``: a
+    callable ``progress(done, total, t)`` called after every record (``done`` of ``total``
+    record times, at t); a bool is accepted for the API's symmetry with ``mfpde.solve``, and a
+    run reports nothing itself.
 
     ``checkpoint`` (a file) with ``checkpoint_every = K`` writes the run in progress (state,
     step, data RNG state, minibatch permutation and position, records so far) atomically at
@@ -275,6 +277,8 @@ def train(problem: Problem, widths, options: TrainOptions | None = None, *, repl
                                       "rng": json.dumps(data_rng.bit_generator.state),
                                       "wall_seconds": wall_before + _time.perf_counter() - wall0}, arrays)
 
+    hook = progress if callable(progress) else None
+
     def record(k):
         run.times.append(k * lr)
         if keep:
@@ -284,6 +288,8 @@ def train(problem: Problem, widths, options: TrainOptions | None = None, *, repl
         if opts.statistics:
             for key, v in network_statistics(system, y).items():
                 run.observables.setdefault(key, []).append(np.array(v, dtype=float))
+        if hook is not None:
+            hook(len(run.times), len(rec_steps), k * lr)
 
     if resume and checkpoint is not None and os.path.exists(checkpoint):
         from mfpde.store.runs import load_checkpoint
@@ -298,6 +304,8 @@ def train(problem: Problem, widths, options: TrainOptions | None = None, *, repl
         run.times = arr["times"].tolist()
         run.observables = {k[len("observables/"):]: list(v) for k, v in arr.items() if k.startswith("observables/")}
         run.states = list(arr["states"]) if keep else []
+        if hook is not None and run.times:   # the records restored from the checkpoint
+            hook(len(run.times), len(rec_steps), run.times[-1])
     else:
         record(0)
     last_ck = step
@@ -421,12 +429,20 @@ def _fitting_lrs(lr: float, t_end: float, times) -> str:
     return "nearest that fit: " + " or ".join(f"{c:.12g}" for c in sorted(set(found)))
 
 
+def n_weights(problem: Problem, widths) -> int:
+    """The number of weights of a network of ``widths`` (an int: every hidden layer): w_1, the W's
+    and v, biases not counted."""
+    widths = _widths(widths, problem.model.L)
+    m = problem.model
+    return widths[0] * m.input_dim + sum(a * b for a, b in zip(widths, widths[1:])) + widths[-1] * m.outputs
+
+
 def _check_network_size(problem: Problem, widths, t_end, lr, batch) -> None:
     """Refuse networks, step counts and batches too large to hold or run, before allocating anything."""
     from mfpde.checks import MAX_DATA, MAX_STATE, MAX_TIME_STEPS
 
     m = problem.model
-    n_state = widths[0] * m.input_dim + sum(a * b for a, b in zip(widths, widths[1:])) + widths[-1] * m.outputs
+    n_state = n_weights(problem, widths)
     if n_state > MAX_STATE:
         raise ConfigError("sgd.widths", f"a network of widths {list(widths)} has {n_state:.3g} weights "
                           f"(> {MAX_STATE:.0e}); use smaller widths")
