@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("runs", help="run store (HDF5 from mfpde sgd)")
     cp.add_argument("-o", "--output", help="write the comparison as NetCDF")
     cp.add_argument("--plot", metavar="DIR", help="write figures into DIR (needs the plot extra)")
+    cp.add_argument("--point", action="append", default=[], metavar="KEY=VALUE",
+                    help="with a collected SGD sweep as RUNS: the sweep point to compare (repeatable, one per axis)")
     cp.add_argument("--force", action="store_true",
                     help="compare a limit and runs whose configurations define different problems (with a warning)")
     cp.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
@@ -290,7 +292,14 @@ def _compare(args) -> int:
     if args.plot:
         compare.require_plotting()
     limit = io.read(args.limit)
-    ens = runs.read(args.runs)
+    from mfpde.store.paths import sniff
+
+    if sniff(args.runs) == "collect":   # a collected sweep (mfpde collect): one point's runs; task files beside it
+        ens = compare.sweep_runs(io.read(args.runs), args.point, args.runs, Path(args.runs).parent)
+    elif args.point:
+        raise MfpdeError(f"--point selects a point of a collected sweep (mfpde collect), but {args.runs!r} is not one")
+    else:
+        ens = runs.read(args.runs)
     res = compare.compare(limit, ens, limit_name=args.limit, runs_name=args.runs, force=args.force,
                           warn=lambda note: print(f"mfpde: warning: {note}", file=sys.stderr))
     print(compare.table(res))

@@ -221,6 +221,97 @@ def _warner(warn):
     return lambda message: warnings.warn(message, stacklevel=3)
 
 
+_RUN_DIMS = ("width", "replica")
+_RESULT_DIMS = {"time", "probe", "output", "input_dim", "quantile", "singular_value"}
+
+
+def _point_label(point: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in point.items())
+
+
+def _matches(value, text: str) -> bool:
+    if isinstance(value, (np.floating, float, np.integer, int)) and not isinstance(value, (bool, np.bool_)):
+        try:
+            return math.isclose(float(value), float(text), rel_tol=1e-12, abs_tol=0.0)
+        except ValueError:
+            return False
+    return str(value) == text
+
+
+def sweep_points(sweep) -> list[dict]:
+    """The points of a collected SGD sweep (``mfpde collect``): {axis: value} per point, in order
+    (``mode = "zip"``: every swept key along ``task``)."""
+    axes = [d for d in sweep["status"].dims if d not in _RUN_DIMS]
+    cols = {d: sweep[d].values if d in sweep.coords else np.arange(sweep.sizes[d]) for d in axes}
+    if axes == ["task"]:
+        cols = {k: sweep[k].values for k, c in sweep.coords.items() if c.dims == ("task",) and k != "task"} or cols
+    out = []
+    for idx in np.ndindex(*(sweep.sizes[d] for d in axes)):
+        pos = dict(zip(axes, idx))
+        out.append({k: (v[pos[k]] if k in pos else v[pos["task"]]).item() for k, v in cols.items()} | {"_pos": pos})
+    return out
+
+
+def sweep_runs(sweep, point=(), name=None, folder=None):
+    """The runs of one point of a collected SGD sweep as a run-store Dataset for :func:`compare`.
+
+    ``point``: ``"KEY=VALUE"`` selections (the sweep's axis names; numbers match to 1e-12
+    relative); they must leave exactly one point, else MfpdeError listing the points.  Every run
+    of the point must be done.  The point's configuration is read from its task file in
+    ``folder`` (the sweep's output folder: task files are named by ``file``), else, when the
+    sweep varies only keys outside the problem (:data:`NOT_PROBLEM`), from ``base_config``."""
+    import json
+    from pathlib import Path
+
+    S = _label(sweep, name, "the sweep")
+    if sweep.attrs.get("sweep_task") != "sgd" or not all(d in sweep.dims for d in _RUN_DIMS) or "status" not in sweep:
+        raise StoreError(f"{S} is a collected sweep of limit solves, not of SGD runs: compare a limit with the runs "
+                         f"of a sweep with task = \"sgd\" (or with a run store of `mfpde sgd`)")
+    points = sweep_points(sweep)
+    keys = sorted({k for p in points for k in p if k != "_pos"})
+    for sel in point:
+        key, eq, value = str(sel).partition("=")
+        key = key.strip()
+        if not eq or key not in keys:
+            raise MfpdeError(f"--point {sel!r}: expected KEY=VALUE with KEY one of the sweep's axes "
+                             f"({', '.join(keys) or 'none'})")
+        points = [p for p in points if _matches(p[key], value.strip())]
+    listed = "; ".join(_point_label({k: v for k, v in p.items() if k != "_pos"}) for p in sweep_points(sweep)[:12])
+    if len(points) != 1:
+        sel = f" and {'no point matches' if not points else f'{len(points)} points match'} --point {' '.join(point)}" \
+            if point else ""
+        raise MfpdeError(f"{S} is a sweep of {len(sweep_points(sweep))} points{sel}: choose one with "
+                         f"--point KEY=VALUE (repeatable); its points: {listed}")
+    pos = points[0]["_pos"]
+    label = _point_label({k: v for k, v in points[0].items() if k != "_pos"})
+    one = sweep.isel(pos)
+    bad = [(int(n), int(r), str(one["status"].values[i, j]), str(one["message"].values[i, j]))
+           for i, n in enumerate(one["width"].values) for j, r in enumerate(one["replica"].values)
+           if str(one["status"].values[i, j]) != "done"]
+    if bad:
+        shown = "; ".join(f"width {n} replica {r}: {st}{f' ({m})' if m else ''}" for n, r, st, m in bad[:4])
+        raise DataError(f"{S}, point {label}: {len(bad)} run(s) not done ({shown}): run the sweep to completion "
+                        f"(mfpde sweep --retry-failed) and collect it again")
+    files = [str(f) for f in np.ravel(one["file"].values) if str(f)]
+    config = ""
+    if folder is not None and files:
+        from mfpde.store import netcdf as io
+
+        try:
+            config = io.read(Path(folder) / files[0]).attrs.get("config", "")
+        except MfpdeError:
+            config = ""
+    if not config:
+        axes = json.loads(sweep.attrs.get("sweep_axes", "[]"))
+        if all(str(a.get("key", "")).split(".")[0].split("[")[0] in NOT_PROBLEM for a in axes):
+            config = sweep.attrs.get("base_config", "")
+    runs = one.drop_vars([v for v in ("status", "message", "file") if v in one])
+    runs = runs.drop_vars([c for c in runs.coords if c not in runs.dims and not set(runs[c].dims) & _RESULT_DIMS])
+    if "loss_train" in runs:   # the union time axis of all points: keep this point's record times
+        runs = runs.isel(time=np.flatnonzero(np.isfinite(runs["loss_train"].values).any(axis=(0, 1))))
+    return runs.assign_attrs(format="mfpde-runs", config=config, sweep_point=label)
+
+
 def _aligned(limit, runs, name: str) -> np.ndarray:
     """The limit's variable at the runs' times (exact match within :data:`TIME_RTOL`, else linear
     interpolation: :func:`compare` says so)."""

@@ -256,3 +256,46 @@ def test_comparison_variables_have_long_names_and_units(files):
             a = res[key + suffix].attrs
             assert words in a["long_name"] and key.split("_")[0] in a["long_name"], (key + suffix, a)
             assert a["units"] == "1"
+
+
+# ----------------------------------------------------------------- a point of a collected SGD sweep
+
+@pytest.fixture(scope="module")
+def sweep_file(tmp_path_factory):
+    """A collected SGD sweep of TINY over sgd.lr (2 points × widths 4, 8 × 2 replicas)."""
+    d = tmp_path_factory.mktemp("cmp_sweep")
+    (d / "base.toml").write_text(TINY + "[sgd]\nwidths = [4, 8]\nreplicas = 2\n")
+    (d / "sweep.toml").write_text('base = "base.toml"\ntask = "sgd"\n[[axis]]\nkey = "sgd.lr"\nvalues = [0.05, 0.025]\n')
+    with np.errstate(all="ignore"):
+        assert main(["sweep", str(d / "sweep.toml"), "-o", str(d / "out"), "--workers", "1"]) == 0
+    return d / "out" / "sweep.nc"
+
+
+def test_a_sweep_of_several_points_needs_a_point_and_lists_them(files, sweep_file, capsys):
+    assert main(["compare", str(files["limit"]), str(sweep_file)]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "is a sweep of 2 points" in line and "sgd.lr=0.05; sgd.lr=0.025" in line and "--point" in line, line
+    assert main(["compare", str(files["limit"]), str(sweep_file), "--point", "lr=0.05"]) == 2
+    assert "KEY one of the sweep's axes (sgd.lr)" in one_error_line(capsys.readouterr().err)
+    assert main(["compare", str(files["limit"]), str(sweep_file), "--point", "sgd.lr=0.5"]) == 2
+    assert "no point matches --point sgd.lr=0.5" in one_error_line(capsys.readouterr().err)
+
+
+def test_one_sweep_point_compares_like_its_runs(files, sweep_file, capsys):
+    assert main(["compare", str(files["limit"]), str(sweep_file), "--point", "sgd.lr=0.025"]) == 0
+    assert "loss_error: fitted rate" in capsys.readouterr().out
+    sweep = io.read(sweep_file)
+    res = compare.compare(_limit(files), compare.sweep_runs(sweep, ["sgd.lr=0.025"], folder=sweep_file.parent),
+                          warn=lambda m: None)
+    # independently: the sup over t of |loss_n − loss_∞| of every run of that point
+    lim = _limit(files)["loss_train"].values
+    runs_loss = sweep["loss_train"].sel({"sgd.lr": 0.025}).values             # [width, replica, time]
+    np.testing.assert_allclose(res["loss_error"].values, np.max(np.abs(runs_loss - lim), axis=-1), rtol=1e-14)
+    assert list(res["width"].values) == [4, 8]
+
+
+def test_a_sweep_point_of_another_problem_is_refused_and_point_needs_a_sweep(files, sweep_file, capsys):
+    assert main(["compare", str(files["limit_other_problem"]), str(sweep_file), "--point", "sgd.lr=0.05"]) == 2
+    assert "data.train.teacher.direction: [0.5] (limit) vs [1.0] (runs)" in one_error_line(capsys.readouterr().err)
+    assert main(["compare", str(files["limit"]), str(files["runs"]), "--point", "sgd.lr=0.05"]) == 2
+    assert "is not one" in one_error_line(capsys.readouterr().err)
