@@ -14,6 +14,7 @@ outside the limit's time span.  It also refuses (unless ``force``) a limit and r
 configurations define different problems (:func:`problem_differences`: everything but ``name``,
 ``[solver]``, ``[sgd]`` and ``[output]``), and it says, through ``warn``, when it interpolates the
 limit between its save times and when fewer than 3 widths leave the rate without a CI.
+The runs may also be one point of a collected SGD sweep (:func:`sweep_runs`).
 Imports numpy, scipy, xarray (and mfpde.problem.data for the probes).
 """
 from __future__ import annotations
