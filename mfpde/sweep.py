@@ -740,6 +740,8 @@ def combine(outdir: str | Path):
         ds_coords.update(io.probe_coords(probe_x[0].values))
     if quantile is not None and "quantile" in sizes and len(quantile) == sizes["quantile"]:
         ds_coords["quantile"] = ("quantile", quantile.values, dict(quantile.attrs))
+    elif "quantile" in sizes and io.quantile_coord(sizes["quantile"]) is not None:   # SGD task files: unlabelled
+        ds_coords["quantile"] = io.quantile_coord(sizes["quantile"])
     from mfpde import __version__
 
     attrs = {"Conventions": io.CONVENTIONS, "title": f"mfpde sweep: {idx['name']}", "sweep_mode": idx["mode"], "sweep_task": idx["task"],
@@ -788,13 +790,9 @@ def _snap(times: np.ndarray, axis: np.ndarray) -> np.ndarray:
 
 
 def _axis_name(d: str) -> str:
-    if d == "task":
-        return "task of a zipped sweep"
-    if d == "width":
-        return "network width n (neurons per hidden layer)"
-    if d == "replica":
-        return "replica (independent initialisation and data draw)"
-    return f"swept configuration key {d}"
+    from mfpde.store.netcdf import COORDINATES
+
+    return COORDINATES.get(d, f"swept configuration key {d}")
 
 
 def _coord_array(values: list) -> np.ndarray:

@@ -75,14 +75,26 @@ def probe_coords(x) -> dict:
     return out
 
 
+COORDINATES = {   # the long_names of the coordinates several output kinds share
+    "time": TIME_LABEL,
+    "width": "network width n (neurons per hidden layer)",
+    "replica": "replica (independent initialisation and data draws)",
+    "task": "task of a zipped sweep",
+}
+
+
 def conventions(ds):
-    """``ds`` with the CF attributes every mfpde NetCDF output carries: ``Conventions`` and
+    """``ds`` with the CF attributes every mfpde NetCDF output carries: ``Conventions``,
     ``units`` on every numeric variable and coordinate (``"1"``: every mfpde quantity is
-    dimensionless, time included: it is measured in units of the training time).  Changes ``ds``."""
+    dimensionless, time included: it is measured in units of the training time) and the
+    long_names of the shared coordinates (:data:`COORDINATES`) where a writer gave none.
+    Changes ``ds``."""
     ds.attrs.setdefault("Conventions", CONVENTIONS)
-    for v in {**ds.coords, **ds.data_vars}.values():
+    for name, v in {**ds.coords, **ds.data_vars}.items():
         if (np.issubdtype(v.dtype, np.number) or v.dtype == bool) and "units" not in v.attrs:
             v.attrs["units"] = "1"
+        if name in COORDINATES and not v.attrs.get("long_name"):
+            v.attrs["long_name"] = COORDINATES[name]
     return ds
 
 
@@ -175,12 +187,21 @@ def to_xarray(sol):
     return conventions(xr.Dataset(data_vars, coords=coords, attrs=attrs))
 
 
-def quantile_coord() -> tuple:
-    """The ``quantile`` coordinate shared by limit results, run stores and sweeps: the levels of
-    :data:`mfpde.system.laws.QUANTILES`."""
+LEGACY_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)   # the unlabelled levels of SGD runs recorded before the labels
+
+
+def quantile_coord(size: int | None = None, levels=None) -> tuple | None:
+    """The ``quantile`` coordinate shared by limit results, run stores and sweeps: ``levels``
+    when given (and of length ``size``), else :data:`mfpde.system.laws.QUANTILES`, or for
+    ``size`` 5 the legacy unlabelled levels of older run stores; None when no level set has
+    ``size`` entries."""
     from mfpde.system.laws import QUANTILES
 
-    return ("quantile", np.asarray(QUANTILES, float),
+    if levels is None:
+        levels = {None: QUANTILES, len(QUANTILES): QUANTILES, len(LEGACY_QUANTILES): LEGACY_QUANTILES}.get(size)
+    if levels is None or (size is not None and len(levels) != size):
+        return None
+    return ("quantile", np.asarray(levels, float),
             {"long_name": "probability level of the quantile (left-continuous inverse CDF)", "units": "1"})
 
 

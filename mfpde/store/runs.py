@@ -45,12 +45,11 @@ CHECKPOINT_FORMAT = "mfpde-sgd-checkpoint"
 SCHEMA_VERSION = 1
 _DIMS = {"yhat_probe": ("time", "probe", "output")}
 _LABELS = {
-    "time": "training time t = k ε (in units of the training time; SGD step k, learning rate ε)",
+    "time": netcdf.TIME_LABEL,
     "loss_train": "loss on the training law", "loss_test": "loss on the test law",
     "error_train": "classification error on the training law", "error_test": "classification error on the test law",
     "yhat_probe": "network output ŷ(t, x) at the probe points",
 }
-LEGACY_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)   # the unlabelled levels of stores written before the labels
 
 
 def long_name(key: str) -> str:
@@ -444,10 +443,8 @@ def read(path: str | Path):
     for (w, r), (_, a) in runs.items():
         status[widths.index(w), replicas.index(r)] = str(a.get("status", ""))
     data_vars["status"] = (("width", "replica"), status.astype(str), {"long_name": "status of the run (completed, blow-up)"})
-    coords = {"width": ("width", np.asarray(widths), {"long_name": "network width n (neurons per hidden layer)", "units": "1"}),
-              "replica": ("replica", np.asarray(replicas), {"long_name": "replica (independent initialisation and data draw)",
-                                                            "units": "1"}),
-              "time": ("time", np.asarray(longest, float), {"long_name": long_name("time"), "units": "1"})}
+    coords = {"width": ("width", np.asarray(widths)), "replica": ("replica", np.asarray(replicas)),
+              "time": ("time", np.asarray(longest, float))}
     first = [d for d, _ in runs.values()]
     probes = next((d[PROBES] for d in first if PROBES in d), None)
     if probes is not None:
@@ -455,13 +452,10 @@ def read(path: str | Path):
     if any(k.startswith("quantiles_") for k in names):
         levels = next((a["quantile_levels"] for _, a in runs.values() if "quantile_levels" in a), None)
         size = next(data_vars[k][1].shape[-1] for k in names if k.startswith("quantiles_"))
-        if levels is None and size == len(LEGACY_QUANTILES):
-            levels = LEGACY_QUANTILES
-        if levels is not None and len(levels) == size:
-            name, vals, lattrs = netcdf.quantile_coord()
-            coords["quantile"] = (name, np.asarray(levels, float), lattrs)
-    attrs.setdefault("Conventions", netcdf.CONVENTIONS)
-    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+        coord = netcdf.quantile_coord(size, levels)
+        if coord is not None:
+            coords["quantile"] = coord
+    return netcdf.conventions(xr.Dataset(data_vars, coords=coords, attrs=attrs))
 
 
 # ----------------------------------------------------------------------------- checkpoints
