@@ -57,28 +57,27 @@ lr = 0.02
 PROBE_X = np.linspace(-1.5, 1.0, 4)
 
 CLASSES = """
-name = "schema classes"
+name = "schema logistic d = 2"
 [model]
 input_dim = 2
-hidden = ["tanh", "tanh"]
+hidden = ["tanh"]
 loss = "logistic"
 [rules]
-layer_1 = { kind = "gaussian_trapezoid", size = [3, 3] }
-layer_2 = { kind = "gaussian_trapezoid", size = 4 }
+default = { kind = "gaussian_trapezoid", size = [3, 3] }
 [data.train]
-kind = "gaussian_classes"
+kind = "teacher"
 d = 2
-rule = { kind = "gauss_hermite", size = 3, dim = 2 }
+teacher = { kind = "single_index_tanh", direction = [1.0, -0.5] }
+sample = 20
 [probes]
 kind = "grid"
-low = -2.0
-high = 2.0
-size = 3
+low = -1.0
+high = 1.0
+size = 2
 [solver]
-stepper = "rk4"
+stepper = "euler"
 dt = 0.05
 t_end = 0.1
-save_every = 0.05
 """
 
 
