@@ -200,7 +200,10 @@ def _style(i: int) -> dict:
 
 
 def _title(fig, name: str, what: str) -> None:
-    fig.suptitle(f"{name}: {what}" if name else what, fontsize=11)
+    text = f"{name}: {what}" if name else what
+    if len(text) * 6.5 > fig.get_figwidth() * 72:      # 11 pt text: ~6.5 pt a character
+        text = f"{name}\n{what}" if name else what
+    fig.suptitle(text, fontsize=11)
 
 
 def _grid(plt, n_rows: int, n_cols: int, w: float = 4.6, h: float = 3.4):
@@ -267,7 +270,8 @@ def loss_figure(ps: list[Panel], name: str = ""):
                 ax.plot(p.limit["time"].values, y, label="limit (n = ∞)", **LIMIT_STYLE)
                 positive &= bool(np.all(y[np.isfinite(y)] > 0))
             src = p.limit if p.limit is not None else p.runs
-            ax.set_xlabel(label(src["time"], "t"))
+            if i == len(rows) - 1:                       # one time label, under the last row
+                ax.set_xlabel(label(src["time"], "t", width=48))
             ax.set_ylabel(label(src[var]))
             if positive and var.startswith("loss"):
                 ax.set_yscale("log")
@@ -297,20 +301,20 @@ def error_width_figure(result, name: str = ""):
     if not keys:
         raise DataError("the comparison has no *_error_mean variables to plot")
     n = result["width"].values.astype(float)
-    fig, ax = plt.subplots(figsize=(5.6, 4.2), layout="constrained")
+    fig, ax = plt.subplots(figsize=(5.6, 5.2), layout="constrained")
     refs = []
     for i, k in enumerate(keys):
         mean = result[f"{k}_mean"].values.astype(float)
         sem = result[f"{k}_sem"].values.astype(float) if f"{k}_sem" in result else np.zeros_like(mean)
         st = _style(i)
-        lab = result[f"{k}_mean"].attrs.get("long_name") or k.replace("_", " ")
+        lab = k.replace("_", " ")
         ax.errorbar(n, mean, yerr=np.where(np.isfinite(sem), sem, 0), marker=MARKERS[i], capsize=3, ls="none",
-                    color=st["color"], label=f"{lab} (mean ± sem)")
+                    color=st["color"], label=f"{lab}: replica mean ± sem")
         r = float(result.attrs.get(f"{k}_rate", math.nan))
         ok = np.isfinite(mean) & (mean > 0)
         if math.isfinite(r) and ok.sum() >= 2:
             c = np.exp(np.mean(np.log(mean[ok]) + r * np.log(n[ok])))
-            ax.plot(n, c * n ** -r, color=st["color"], ls=st["ls"], lw=1.2, label=f"fit: {_rate_text(result.attrs, k)}")
+            ax.plot(n, c * n ** -r, color=st["color"], ls=st["ls"], lw=1.2, label=f"{lab} fit: {_rate_text(result.attrs, k)}")
         if ok.any():
             refs.append(mean[ok][0] * np.sqrt(n[ok][0]))
     if refs:
@@ -323,7 +327,7 @@ def error_width_figure(result, name: str = ""):
     ax.set_xlabel(label(result["width"], "width n") if result["width"].attrs.get("long_name") else "width n")
     ax.set_ylabel("sup over time of the error")
     ax.grid(alpha=0.3, which="both", lw=0.5)
-    ax.legend(fontsize=8, loc="best")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=1, fontsize=8, frameon=False)
     _title(fig, name, "error against width")
     return fig
 
@@ -382,8 +386,8 @@ def yhat_figure(ps: list[Panel], name: str = ""):
                     st = {"color": "black", "zorder": 10, "marker": "x"}
                 draw(ax, p.limit["yhat_probe"].values[-1, :, k], label="limit (n = ∞)", **st)
             t = float(src["time"].values[-1])
-            xl = "probe input x" if d == 1 else f"first coordinate x₁ of the probe inputs (d = {d}; ŷ is not a function of x₁ alone)"
-            ax.set_xlabel(xl, fontsize=9 if d > 1 else None)
+            xl = "probe input x" if d == 1 else f"first coordinate x₁ of the probe inputs (d = {d}: the other coordinates vary too)"
+            ax.set_xlabel(_wrap(xl, 48))
             yl = label(src["yhat_probe"], "network output ŷ", width=0)
             ax.set_ylabel(_wrap(f"{yl} at t = {t:g}" + (f", output {k}" if K > 1 else ""), 32))
             if p.label:

@@ -74,7 +74,7 @@ def files(tmp_path_factory):
         from mfpde import sweep
 
         (d / "sweep.toml").write_text(SWEEP)
-        with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None) as client:
+        with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0") as client:
             rep = sweep.run(sweep.load(d / "sweep.toml"), d / "sw", client=client, progress=False, say=lambda *a: None)
         assert rep.failed == 0
         out["collect"] = d / "sw" / "sweep.nc"
@@ -137,13 +137,13 @@ def test_error_width_figure_has_rate_ci_mathtext_and_a_tick_at_every_width(files
     fig.canvas.draw()
     ticks = [t.get_text() for t in ax.get_xticklabels()]
     assert ticks == ["4", "6", "8"]
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
     r, lo, hi = (res.attrs[f"output_error_rate{s}"] for s in ("", "_ci_low", "_ci_high"))
-    assert f"fit: rate {r:.2f}, 95% CI [{lo:.2f}, {hi:.2f}]" in labels
+    assert f"output error fit: rate {r:.2f}, 95% CI [{lo:.2f}, {hi:.2f}]" in labels
     assert any("$\\propto n^{-1/2}$" in t for t in labels)
     assert ax.get_xscale() == ax.get_yscale() == "log"
     # the fitted line has the fitted slope on log–log axes
-    fit = next(ln for ln in ax.get_lines() if ln.get_label().startswith("fit: rate") and f"{r:.2f}" in ln.get_label())
+    fit = next(ln for ln in ax.get_lines() if ln.get_label().startswith("output error fit: rate"))
     x, y = np.log(fit.get_xdata()), np.log(fit.get_ydata())
     assert np.polyfit(x, y, 1)[0] == pytest.approx(-r)
 
@@ -151,8 +151,8 @@ def test_error_width_figure_has_rate_ci_mathtext_and_a_tick_at_every_width(files
 def test_error_width_with_two_widths_says_no_ci(files):
     res = io.read(files["compare"]).isel(width=[0, 1])
     res.attrs.update(output_error_rate=0.4, output_error_rate_ci_low=np.nan, output_error_rate_ci_high=np.nan)
-    labels = [t.get_text() for t in plot.error_width_figure(res).axes[0].get_legend().get_texts()]
-    assert "fit: rate 0.40, no CI with < 3 widths" in labels
+    labels = [t.get_text() for t in plot.error_width_figure(res).legends[0].get_texts()]
+    assert "output error fit: rate 0.40, no CI with < 3 widths" in labels
 
 
 def test_yhat_figure_draws_the_target_and_the_limit_at_the_probes(files):
@@ -206,3 +206,58 @@ def test_without_matplotlib_one_error_line_naming_the_extra(files, tmp_path, cap
     assert main(["plot", str(files["limit"]), "-o", str(tmp_path / "f")]) == 2
     assert "mfpde[plot]" in one_error_line(capsys.readouterr().err)
     assert not (tmp_path / "f").exists()
+
+
+CLASSES = """
+name = "plot classes"
+[model]
+input_dim = 2
+hidden = ["tanh", "tanh"]
+loss = "logistic"
+[rules]
+layer_1 = { kind = "gaussian_trapezoid", size = [4, 4] }
+layer_2 = { kind = "gaussian_trapezoid", size = 6 }
+[data.train]
+kind = "gaussian_classes"
+d = 2
+rule = { kind = "gauss_hermite", size = 4, dim = 2 }
+[probes]
+kind = "grid"
+low = -2.0
+high = 2.0
+size = 3
+[solver]
+stepper = "rk4"
+dt = 0.05
+t_end = 0.2
+save_every = 0.1
+"""
+
+
+@pytest.fixture(scope="module")
+def classes(tmp_path_factory):
+    d = tmp_path_factory.mktemp("classes")
+    (d / "c.toml").write_text(CLASSES)
+    with np.errstate(all="ignore"):
+        assert main(["solve", str(d / "c.toml"), "-o", str(d / "c.nc"), "-q"]) == 0
+    return plot.load(d / "c.nc")
+
+
+def test_classification_loss_adds_the_error_panel(classes, files):
+    fig = plot.figures([classes], ["loss"])[0][1]
+    assert [ax.get_ylabel() for ax in fig.axes] == [classes[0]["loss_train"].attrs["long_name"],
+                                                    classes[0]["error_train"].attrs["long_name"]]
+    assert "classification error" in fig._suptitle.get_text()
+    assert len(plot.figures([plot.load(files["limit"])], ["loss"])[0][1].axes) == 1   # squared loss: no error panel
+
+
+def test_yhat_in_d_2_is_drawn_against_the_first_coordinate_and_says_so(classes):
+    ax = plot.figures([classes], ["yhat"])[0][1].axes[0]
+    assert "first coordinate" in ax.get_xlabel() and "d = 2" in ax.get_xlabel()
+    lim = _lines(ax)["limit (n = ∞)"]
+    x = classes[0]["probe_x"].values
+    order = np.argsort(x[:, 0], kind="stable")
+    np.testing.assert_allclose(lim.get_xdata(), x[order, 0])
+    np.testing.assert_allclose(lim.get_ydata(), classes[0]["yhat_probe"].values[-1, order, 0])
+    assert lim.get_linestyle() == "None"           # points, not a line through unrelated probes
+    assert "target y = f*(x)" not in _lines(ax)     # a class law has no teacher curve
