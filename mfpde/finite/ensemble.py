@@ -34,8 +34,8 @@ def record_times(c: cfg_mod.Config):
 PROBE_STEPS = 20   # SGD steps of the timed probe behind the estimate (after one untimed, compiling step)
 
 
-def estimate_seconds(problem, opts, widths, n_runs, law=None) -> tuple[float, int, int]:
-    """(estimated wall seconds of ``n_runs`` runs spread evenly over ``widths``, the probe's steps, its width).
+def estimate_seconds(problem, opts, widths, law=None) -> tuple[float, int, int]:
+    """(estimated wall seconds of one run per entry of ``widths``, the probe's steps, the probe's width).
 
     A probe: one untimed SGD step of the network with the most weights (it compiles and
     warms the caches), then :data:`PROBE_STEPS` timed steps (fewer when a run has fewer), with
@@ -55,8 +55,8 @@ def estimate_seconds(problem, opts, widths, n_runs, law=None) -> tuple[float, in
         per_step = (time.perf_counter() - t0) / k
     except BlowUpError as exc:   # the probe still timed its steps until the blow-up
         per_step = float(exc.partial.stats.get("wall_seconds", 0.0)) / max(1, int(exc.partial.stats.get("steps", 1)))
-    share = sum(n_weights(problem, n) for n in widths) / (len(widths) * n_weights(problem, big))
-    return per_step * steps * n_runs * share, k, big
+    runs = sum(n_weights(problem, n) for n in widths) / n_weights(problem, big)   # in runs of the largest width
+    return per_step * steps * runs, k, big
 
 
 def run_ensemble(c: cfg_mod.Config, out: str | Path, *, widths=None, replicas=None, mode=None, batch=None,
@@ -115,8 +115,7 @@ def run_ensemble(c: cfg_mod.Config, out: str | Path, *, widths=None, replicas=No
 
         say("mfpde: weights per network: " + ", ".join(f"width {n}: {n_weights(c.problem, n)}" for n in widths))
         if estimate and todo:
-            todo_widths = sorted({n for n, _ in todo})
-            secs, k, big = estimate_seconds(c.problem, opts, todo_widths, len(todo), law)
+            secs, k, big = estimate_seconds(c.problem, opts, [n for n, _ in todo], law)
             say(f"mfpde: estimated wall time {secs:.3g} s{f' (≈ {secs / 60:.1f} min)' if secs >= 120 else ''} (an estimate: {k} timed SGD steps of width {big}, "
                 f"scaled by steps and weights{'; without the coupling solves' if coupling else ''})")
         bar = inner = None

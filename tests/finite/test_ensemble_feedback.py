@@ -110,3 +110,19 @@ def test_cli_quiet_probes_nothing_and_prints_nothing(tmp_path, capsys, monkeypat
     assert main(["sgd", str(tmp_path / "tiny.toml"), "-o", str(tmp_path / "r.h5"), "--widths", "4", "--replicas",
                  "1", "-q"]) == 0
     assert capsys.readouterr().out == ""
+
+
+def test_estimate_scales_the_probe_by_weights_and_steps(c, monkeypatch):
+    from mfpde.finite import ensemble
+
+    import time
+    import types
+
+    ticks = iter(np.arange(0.0, 100.0, 1.0))            # every perf_counter call of the ensemble: one more second
+    monkeypatch.setattr(ensemble, "time", types.SimpleNamespace(perf_counter=lambda: float(next(ticks)),
+                                                                monotonic=time.monotonic))
+    opts = finite.TrainOptions(lr=0.05, t_end=0.5, statistics=False)
+    secs, k, big = ensemble.estimate_seconds(c.problem, opts, [4, 8, 8])
+    # the probe's 10 steps of width 8 took 1 s: 0.1 s a step, 10 steps a run, runs of 24 + 80 + 80 weights
+    assert (k, big) == (10, 8)
+    assert secs == pytest.approx(0.1 * 10 * (24 + 80 + 80) / 80, rel=1e-12)
