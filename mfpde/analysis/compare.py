@@ -123,8 +123,9 @@ def _check_same_problem(limit, runs, L: str, R: str, force: bool, warn) -> None:
         return
     shown = "; ".join(f"{k}: {_short(x)} (limit) vs {_short(y)} (runs)" for k, x, y in diff[:6])
     more = f"; and {len(diff) - 6} more" if len(diff) > 6 else ""
-    what = (f"the limit {L} and the runs {R} define different problems ({len(diff)} key"
-            f"{'s' if len(diff) > 1 else ''} differ outside [solver], [sgd] and [output]: {shown}{more})")
+    what = (f"the limit {L} and the runs {R} define different problems ("
+            f"{'1 key differs' if len(diff) == 1 else f'{len(diff)} keys differ'} outside [solver], [sgd] and "
+            f"[output]: {shown}{more})")
     if not force:
         raise DataError(f"{what}; solve the limit from the runs' configuration, or pass --force to compare anyway")
     warn(f"{what}; compared anyway (--force)")
