@@ -50,6 +50,15 @@ values = [[4], [6]]
 key = "sgd.lr"
 values = [0.05, 0.1]
 """
+SOLVE_SWEEP = """
+name = "plot solve sweep"
+base = "tiny.toml"
+task = "solve"
+[[axis]]
+key = "model.hidden"
+name = "activation"
+values = [["tanh", "tanh"], ["softplus", "tanh"]]
+"""
 SIGNATURES = {"png": b"\x89PNG", "pdf": b"%PDF", "svg": b"<?xml"}
 
 
@@ -74,11 +83,14 @@ def files(tmp_path_factory):
         from mfpde import sweep
 
         (d / "sweep.toml").write_text(SWEEP)
+        (d / "solve_sweep.toml").write_text(SOLVE_SWEEP)
         with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0") as client:
-            rep = sweep.run(sweep.load(d / "sweep.toml"), d / "sw", client=client, progress=False, say=lambda *a: None)
-        assert rep.failed == 0
+            for name, sw in (("sweep", "sw"), ("solve_sweep", "ssw")):
+                rep = sweep.run(sweep.load(d / f"{name}.toml"), d / sw, client=client, progress=False, say=lambda *a: None)
+                assert rep.failed == 0
+                assert main(["collect", str(d / sw)]) == 0
         out["collect"] = d / "sw" / "sweep.nc"
-        assert main(["collect", str(d / "sw")]) == 0
+        out["collect_solve"] = d / "ssw" / "sweep.nc"
     return out
 
 
@@ -88,6 +100,7 @@ INPUTS = {   # input → the kinds it makes
     ("limit", "runs"): ("loss", "yhat", "laws"),
     ("collect",): ("loss", "yhat", "laws"),
     ("limit", "collect"): ("loss", "yhat", "laws"),
+    ("collect_solve",): ("loss", "yhat", "laws"),
     ("compare",): ("error_width",),
 }
 
@@ -128,6 +141,15 @@ def test_loss_figure_labels_from_long_name_limit_on_top_and_bands(files):
     y = runs[0]["loss_train"].values[0]
     np.testing.assert_allclose(mean, y.mean(axis=0))                  # the replica mean
     np.testing.assert_allclose(lim.get_ydata(), limit[0]["loss_train"].values)
+
+
+def test_a_collected_sweep_has_one_panel_per_point(files):
+    fig = plot.figures([plot.load(files["collect"])], ["loss"])[0][1]
+    assert [ax.get_title() for ax in fig.axes] == ["sgd.lr = 0.05", "sgd.lr = 0.1"]
+    assert {ln.get_label() for ln in fig.axes[0].get_lines()} == {"n = 4 (2 replicas)", "n = 6 (2 replicas)"}
+    fig = plot.figures([plot.load(files["collect_solve"])], ["loss"])[0][1]
+    assert len(fig.axes) == 2 and all("limit (n = ∞)" in _lines(ax) for ax in fig.axes)
+    assert "softplus" in fig.axes[1].get_title()
 
 
 def test_error_width_figure_has_rate_ci_mathtext_and_a_tick_at_every_width(files):
