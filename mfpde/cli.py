@@ -325,8 +325,7 @@ def _plot(args) -> int:
     files = [f for f in (args.file, args.file2) if f is not None]
     compare.require_plotting()
     inputs = [plot.load(f) for f in files]
-    allowed = plot.available([k for _, k in inputs])
-    kinds = args.kind or list(allowed)
+    kinds = args.kind or list(plot.available(inputs))
     _check_outputs(args, [("--output", args.output, "directory")]
                    + [("--output", Path(args.output) / plot.filename(k, args.format), "figure") for k in kinds], files)
     for f in plot.write(plot.figures(inputs, kinds), args.output, fmt=args.format, dpi=args.dpi):

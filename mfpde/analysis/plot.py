@@ -469,24 +469,32 @@ def laws_figure(ps: list[Panel], name: str = ""):
 
 
 # ----------------------------------------------------------------------------- driver
-def available(kinds_in: list[str]) -> tuple[str, ...]:
-    """The figure kinds the inputs allow."""
-    if kinds_in == ["compare"]:
+def available(inputs) -> tuple[str, ...]:
+    """The figure kinds the loaded inputs [(ds, kind)] have data for: ``yhat`` needs ŷ at the probes
+    in every input, ``laws`` weight laws in one of them."""
+    ks = [k for _, k in inputs]
+    if ks == ["compare"]:
         return ("error_width",)
-    return ("loss", "yhat", "laws")
+    dss = [ds for ds, _ in inputs]
+    out = ["loss"]
+    if all("yhat_probe" in ds.data_vars for ds in dss):
+        out.append("yhat")
+    if any(v.startswith(("law_", "quantiles_")) for ds in dss for v in ds.data_vars):
+        out.append("laws")
+    return tuple(out)
 
 
 def figures(inputs, kinds=None) -> list[tuple[str, object]]:
-    """(kind, figure) for every requested kind (default: every kind the inputs allow)."""
+    """(kind, figure) for every requested kind (default: every kind :func:`available` finds)."""
     ks = [k for _, k in inputs]
     if "compare" in ks and len(ks) > 1:
         raise DataError("a comparison is plotted alone (its errors against width)")
-    allowed = available(ks)
-    kinds = list(kinds) if kinds else list(allowed)
+    possible = ("error_width",) if ks == ["compare"] else ("loss", "yhat", "laws")
+    kinds = list(kinds) if kinds else list(available(inputs))
     for k in kinds:
-        if k not in allowed:
+        if k not in possible:
             raise DataError(f"--kind {k} cannot be drawn from {' and '.join(_WHAT[x] for x in ks)} "
-                            f"(possible: {', '.join(allowed)})")
+                            f"(possible: {', '.join(possible)})")
     name = problem_name(*(ds for ds, _ in inputs))
     if ks == ["compare"]:
         return [("error_width", error_width_figure(inputs[0][0], name))]

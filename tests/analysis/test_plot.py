@@ -223,6 +223,20 @@ def test_a_bad_input_is_one_error_line(files, tmp_path, capsys, args, fragment):
     assert captured.out == ""
 
 
+def test_a_bare_limit_gets_the_kinds_it_has_data_for(tmp_path, capsys):
+    cfg = tmp_path / "bare.toml"
+    cfg.write_text(TINY.replace(TINY[TINY.index("[probes]"):TINY.index("[solver]")], "")
+                   + '[output]\nparameters = "none"\n')
+    with np.errstate(all="ignore"):
+        assert main(["solve", str(cfg), "-o", str(tmp_path / "bare.nc"), "-q"]) == 0
+    assert main(["plot", str(tmp_path / "bare.nc"), "-o", str(tmp_path / "f")]) == 0
+    assert [p.name for p in (tmp_path / "f").iterdir()] == ["plot_loss.png"]
+    capsys.readouterr()
+    for kind, fragment in (("laws", "no weight laws"), ("yhat", "add a [probes] table")):
+        assert main(["plot", str(tmp_path / "bare.nc"), "-o", str(tmp_path / "g"), "--kind", kind]) == 2
+        assert fragment in one_error_line(capsys.readouterr().err)
+
+
 def test_without_matplotlib_one_error_line_naming_the_extra(files, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)     # import matplotlib raises ImportError
     assert main(["plot", str(files["limit"]), "-o", str(tmp_path / "f")]) == 2
