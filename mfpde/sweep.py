@@ -708,6 +708,10 @@ def combine(outdir: str | Path):
         if "probe_x" in ds.coords:
             probe_x.append(ds["probe_x"])
     time_axis = _merge_times(grids)
+    off = [_snap(ds["time"].values, time_axis) for _, ds in results]   # times that are no save time (kept)
+    off = [t[~np.isin(t, time_axis)] for t in off]
+    if any(len(t) for t in off):
+        time_axis = _merge_times([time_axis, *off])
     data_vars = {}
     for k, vdims in names.items():
         arr = np.full(shape + tuple(len(time_axis) if d == "time" else sizes[d] for d in vdims), np.nan)

@@ -207,3 +207,13 @@ def test_merge_and_snap_of_record_times():
     assert axis.tolist() == [0.0, 0.3, 0.6]
     snapped = sweep._snap(np.array([0.0, 0.30000000000000004, 0.45, 0.6000000000000001]), axis)
     assert snapped.tolist() == [0.0, 0.3, 0.45, 0.6]   # 0.45 is not a save time: kept, not moved
+
+
+def test_a_task_time_that_is_no_save_time_is_kept_on_the_axis(tmp_path):
+    """E.g. a task whose configuration is unreadable records its own times: they join the axis."""
+    import xarray as xr
+
+    ds = xr.Dataset({"loss_train": ("time", [1.0, 0.5])}, coords={"time": [0.0, 0.45]})
+    assert sweep._save_times(ds).tolist() == [0.0, 0.45]
+    axis = sweep._merge_times([np.array([0.0, 0.3, 0.6]), sweep._save_times(ds)])
+    assert axis.tolist() == [0.0, 0.3, 0.45, 0.6]
