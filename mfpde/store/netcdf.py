@@ -2,10 +2,13 @@
 
 Schema (documented in ``docs/output.md``): dimensions ``time``, ``probe``, ``node_1`` …
 ``node_L``, ``input_dim``, ``output`` and ``index_dim_l``; data variables ``loss_train``,
-``error_train``, ``loss_test``, ``error_test`` (time), ``yhat_probe`` (time, probe, output)
+``error_train``, ``loss_test``, ``error_test`` (time; the errors for classification losses only),
+``yhat_probe`` (time, probe, output)
 and the parameters ``w_1``, ``W_l``, ``b_l``, ``v``, ``b_out`` (time, …) named as in
 SPEC §2; coordinates for node locations, weights and tracer flags; attributes with the full
-configuration (TOML text), versions, stepper, rules, statistics and creation time.  A file
+configuration (TOML text), versions, stepper, rules, statistics and creation time; CF-1.10
+``Conventions`` and ``units`` (:func:`conventions`), probe x coordinates (:func:`probe_coords`)
+and the quantile levels (:func:`quantile_coord`) shared with run stores and sweeps.  A file
 is built in memory (the whole HDF5 image) and written by :func:`mfpde.store.atomic.write_bytes`
 (temporary file, fsync, rename; a full disk is one ``WriteError``, never a crash).  Data
 arrays carry Fletcher-32 checksums; the global attributes a SHA-256 (``attrs_checksum``,
