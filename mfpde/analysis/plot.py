@@ -461,7 +461,10 @@ def laws_figure(ps: list[Panel], name: str = ""):
             t = float(src["time"].values[-1])
             ax.set_xlabel("probability level")
             ax.set_ylabel(f"quantile of {w} at t = {t:g}")
-            ax.set_title((p.label + ": " if p.label else "") + f"law of {w}", fontsize=10)
+            what = f"law of {w}"
+            if w.startswith("W_") and p.limit is not None and p.runs is not None and "iid" in _config(p.limit):
+                what = f"law of {w}: limit {w[0]}̄{w[1:]} (the mean, SPEC §4), networks with their i.i.d. noise"
+            ax.set_title(_wrap((p.label + ": " if p.label else "") + what, 44), fontsize=10)
             ax.grid(alpha=0.3, lw=0.5)
     _legend(fig, axes)
     _title(fig, name, "laws of the weights at a random index")

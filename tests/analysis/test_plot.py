@@ -297,3 +297,41 @@ def test_yhat_in_d_2_is_drawn_against_the_first_coordinate_and_says_so(classes):
     np.testing.assert_allclose(lim.get_ydata(), classes[0]["yhat_probe"].values[-1, order, 0])
     assert lim.get_linestyle() == "None"           # points, not a line through unrelated probes
     assert "target y = f*(x)" not in _lines(ax)     # a class law has no teacher curve
+
+
+IID = """
+name = "plot iid"
+[model]
+input_dim = 1
+hidden = ["tanh", "tanh"]
+[iid]
+rule = { kind = "gaussian_trapezoid", size = 8 }
+w_1 = { law = "normal", mean = 0.0, std = 1.0 }
+v = { law = "normal", mean = 0.0, std = 1.0 }
+W = [{ mean = 0.0, std = 1.0 }]
+[data.train]
+kind = "teacher"
+d = 1
+teacher = { kind = "single_index_tanh", direction = [1.0] }
+rule = { kind = "gauss_hermite", size = 6 }
+[solver]
+stepper = "rk4"
+dt = 0.05
+t_end = 0.1
+save_every = 0.1
+[sgd]
+widths = [4]
+replicas = 1
+"""
+
+
+def test_iid_laws_say_the_limit_draws_the_noise_free_middle_weight(tmp_path):
+    (tmp_path / "iid.toml").write_text(IID)
+    with np.errstate(all="ignore"):
+        assert main(["solve", str(tmp_path / "iid.toml"), "-o", str(tmp_path / "l.nc"), "-q"]) == 0
+        assert main(["sgd", str(tmp_path / "iid.toml"), "-o", str(tmp_path / "r.h5"), "-q"]) == 0
+    fig = plot.figures([plot.load(tmp_path / "l.nc"), plot.load(tmp_path / "r.h5")], ["laws"])[0][1]
+    titles = [ax.get_title().replace("\n", " ") for ax in fig.axes]
+    assert titles[0] == "law of w_1" and "W̄_2 (the mean" in titles[1] and "i.i.d. noise" in titles[1]
+    fig = plot.figures([plot.load(tmp_path / "l.nc")], ["laws"])[0][1]        # the limit alone: nothing to explain
+    assert fig.axes[1].get_title() == "law of W_2"
