@@ -29,7 +29,7 @@ import numpy as np
 
 from mfpde.errors import DataError, MfpdeError, StoreError
 
-#: figure kinds, in the order ``mfpde plot`` writes them; file name ``plot_<kind>.<format>``
+#: figure kinds and file formats (``mfpde plot --kind``, ``--format``); file name ``plot_<kind>.<format>``
 KINDS = ("loss", "error_width", "yhat", "laws")
 FORMATS = ("png", "pdf", "svg")
 #: Okabe & Ito (2008), without black (the limit's colour) and yellow (unreadable on white)
@@ -492,7 +492,7 @@ def figures(inputs, kinds=None) -> list[tuple[str, object]]:
     ks = [k for _, k in inputs]
     if "compare" in ks and len(ks) > 1:
         raise DataError("a comparison is plotted alone (its errors against width)")
-    possible = ("error_width",) if ks == ["compare"] else ("loss", "yhat", "laws")
+    possible = tuple(k for k in KINDS if (k == "error_width") == (ks == ["compare"]))
     kinds = list(kinds) if kinds else list(available(inputs))
     for k in kinds:
         if k not in possible:

@@ -237,6 +237,14 @@ def test_a_bare_limit_gets_the_kinds_it_has_data_for(tmp_path, capsys):
         assert fragment in one_error_line(capsys.readouterr().err)
 
 
+def test_the_command_line_offers_every_kind_and_format():
+    from mfpde.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices["plot"]
+    opts = {a.dest: a for a in sub._actions}
+    assert tuple(opts["kind"].choices) == plot.KINDS and tuple(opts["format"].choices) == plot.FORMATS
+
+
 def test_without_matplotlib_one_error_line_naming_the_extra(files, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)     # import matplotlib raises ImportError
     assert main(["plot", str(files["limit"]), "-o", str(tmp_path / "f")]) == 2
