@@ -377,13 +377,17 @@ def run_to_xarray(run, c: cfg_mod.Config, lr: float):
     import xarray as xr
 
     from mfpde import __version__
-    from mfpde.store.runs import _LABELS, _dims_of
+    from mfpde.store import netcdf
+    from mfpde.store.runs import _dims_of, long_name
 
+    errors = netcdf.records_errors(c.problem)
     data_vars = {}
     for key, vals in run.observables.items():
+        if key in netcdf.ERRORS and not errors:
+            continue
         arr = np.asarray(vals, dtype=float)
-        data_vars[key] = (_dims_of(key, arr), arr, {"long_name": _LABELS.get(key, key.replace("_", " "))})
-    coords = {"time": ("time", np.asarray(run.times, float), {"long_name": _LABELS["time"], "units": "1"})}
+        data_vars[key] = (_dims_of(key, arr), arr, {"long_name": long_name(key), "units": "1"})
+    coords = {"time": ("time", np.asarray(run.times, float), {"long_name": long_name("time"), "units": "1"})}
     if c.problem.probes is not None and "yhat_probe" in data_vars:
         coords["probe_x"] = (("probe", "input_dim"), np.asarray(c.problem.probes, float), {"long_name": "probe input x"})
     attrs = {"title": f"mfpde finite-width SGD run: {c.problem.name}", "config": cfg_mod.to_toml(c.raw),
@@ -697,9 +701,8 @@ def combine(outdir: str | Path):
     quantile = None
     for _, ds in results:
         grids.append(_save_times(ds))
-        loss = io.loss_of(ds.attrs)
         for k, v in ds.data_vars.items():
-            if set(v.dims) <= keep and k not in names and np.issubdtype(v.dtype, np.number) and io.recorded(k, loss):
+            if set(v.dims) <= keep and k not in names and np.issubdtype(v.dtype, np.number):
                 names[k] = v.dims
         if quantile is None and "quantile" in ds.coords:
             quantile = ds["quantile"]

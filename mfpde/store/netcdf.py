@@ -36,32 +36,30 @@ CLASSIFICATION_LOSSES = ("logistic", "softmax_ce")
 ERRORS = ("error_train", "error_test")
 
 
-def recorded(name: str, loss: str | None) -> bool:
+def recorded(name: str, loss: str | None, labels: bool = False) -> bool:
     """Whether observable ``name`` belongs in an output of a problem with ``loss``: the
-    classification error (``error_*``: sign or arg-max disagreement) only for classification
-    losses; for a squared/mse/huber loss it is not a meaningful quantity."""
-    return name not in ERRORS or loss is None or loss in CLASSIFICATION_LOSSES
+    classification error (``error_*``: sign or arg-max disagreement) only for a classification
+    loss, or when the training targets are class labels (``labels``, :func:`class_labels`:
+    e.g. a Huber loss on one-hot digits); for regression targets it is not a meaningful quantity."""
+    return name not in ERRORS or loss is None or loss in CLASSIFICATION_LOSSES or bool(labels)
 
 
-def loss_of(attrs) -> str | None:
-    """The loss of the problem an output was made for: its ``model_loss`` attribute, else the
-    ``model.loss`` of its stored configuration (``config`` or ``base_config``; default
-    ``"squared"``); None when neither is readable."""
-    if isinstance(attrs.get("model_loss"), str) and attrs["model_loss"]:
-        return attrs["model_loss"]
-    from mfpde.checks import parse_toml
-    from mfpde.errors import MfpdeError
+def class_labels(Y) -> bool:
+    """Whether targets ``Y`` [M, K] are class labels: K = 1 with every y in {−1, 1}, or K ≥ 2
+    with every row one-hot (entries 0 or 1, summing to 1)."""
+    Y = np.asarray(Y, float)
+    if Y.ndim != 2 or Y.size == 0:
+        return False
+    if Y.shape[1] == 1:
+        return bool(np.all(np.abs(Y) == 1.0))
+    return bool(np.all((Y == 0.0) | (Y == 1.0)) and np.all(Y.sum(axis=1) == 1.0))
 
-    for key in ("config", "base_config"):
-        text = attrs.get(key)
-        if isinstance(text, str) and text:
-            try:
-                model = parse_toml(text, key).get("model", {})
-            except MfpdeError:
-                return None
-            loss = model.get("loss", "squared") if isinstance(model, dict) else None
-            return loss if isinstance(loss, str) else None
-    return None
+
+def records_errors(problem) -> bool:
+    """Whether a solve or run of ``problem`` stores the classification error (see :func:`recorded`)."""
+    loss = getattr(getattr(problem, "model", None), "loss", None)
+    train = getattr(problem, "train", None)
+    return recorded("error_train", loss, class_labels(train.Y) if train is not None else False)
 
 
 def probe_coords(x) -> dict:
@@ -142,7 +140,7 @@ def to_xarray(sol):
     labels = {"loss_train": "loss on the training law", "error_train": "classification error on the training law",
               "loss_test": "loss on the test law", "error_test": "classification error on the test law"}
     for k, label in labels.items():
-        if k in sol.observables and recorded(k, prob.model.loss):
+        if k in sol.observables and (k not in ERRORS or records_errors(prob)):
             data_vars[k] = ("time", np.asarray(sol.observables[k], float), {"long_name": label})
     if "yhat_probe" in sol.observables:
         data_vars["yhat_probe"] = (("time", "probe", "output"), np.asarray(sol.observables["yhat_probe"], float),
@@ -306,8 +304,7 @@ def loss_table(ds, max_rows: int = 21) -> str:
     if "time" not in ds.variables:
         return "(no time axis)"
     t = np.asarray(ds["time"].values)
-    loss = loss_of(ds.attrs)
-    cols = [c for c in LOSSES if c in ds.data_vars and "time" in ds[c].dims and recorded(c, loss)]
+    cols = [c for c in LOSSES if c in ds.data_vars and "time" in ds[c].dims]   # the writer decided (records_errors)
     if not cols:
         return "(no losses recorded)"
     extra = tuple(d for d in ds[cols[0]].dims if d != "time")

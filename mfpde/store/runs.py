@@ -337,9 +337,9 @@ def _write_run(f, run) -> None:
     t.attrs["units"] = "1"
     t.attrs["long_name"] = long_name("time")
     t.make_scale("time")
-    loss = _loss(run)
+    errors = netcdf.records_errors(getattr(getattr(run, "system", None), "problem", None))
     for key, vals in run.observables.items():
-        if not netcdf.recorded(key, loss):
+        if key in netcdf.ERRORS and not errors:
             continue
         arr = np.asarray(vals, dtype=float)
         ds = g.create_dataset(key, data=arr, compression="gzip" if arr.size > 4096 else None, **_checksum(arr))
@@ -371,11 +371,6 @@ def _write_run(f, run) -> None:
 
 
 PROBES = "probe_x"   # a run group's probe points (not an observable)
-
-
-def _loss(run) -> str | None:
-    system = getattr(run, "system", None)
-    return getattr(getattr(getattr(system, "problem", None), "model", None), "loss", None)
 
 
 def _probes(run):
@@ -427,8 +422,7 @@ def read(path: str | Path):
     replicas = sorted({r for _, r in runs})
     longest = max(runs.values(), key=lambda v: len(v[0]["time"]))[0]["time"]
     T = len(longest)
-    loss = netcdf.loss_of(attrs)
-    names = sorted({k for v in runs.values() for k in v[0] if k not in ("time", PROBES) and netcdf.recorded(k, loss)})
+    names = sorted({k for v in runs.values() for k in v[0] if k not in ("time", PROBES)})   # the writer decided
     data_vars = {}
     for key in names:
         sample = next(v[0][key] for v in runs.values() if key in v[0])

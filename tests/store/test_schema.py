@@ -196,6 +196,22 @@ def test_no_classification_error_for_a_squared_loss(outputs, kind):
     assert "error_train" not in io.loss_table(ds)
 
 
+@pytest.mark.parametrize("loss, Y, expected", [
+    ("squared", [[0.3], [-1.2], [2.0]], False),                 # regression: no classification error
+    ("huber", [[0.3], [1.0]], False),
+    ("squared", [[1.0], [-1.0], [1.0]], True),                  # ±1 labels with a squared loss
+    ("huber", [[0, 1, 0], [1, 0, 0], [0, 0, 1]], True),         # one-hot classes (the digits study)
+    ("mse", [[0, 1, 0], [0.5, 0.5, 0]], False),                 # not one-hot
+    ("logistic", [[0.3], [2.0]], True),                         # a classification loss always
+    ("softmax_ce", [[0.2, 0.8], [1.0, 0.0]], True),
+])
+def test_the_classification_error_is_recorded_for_classification_losses_or_class_label_targets(loss, Y, expected):
+    from types import SimpleNamespace
+
+    problem = SimpleNamespace(model=SimpleNamespace(loss=loss), train=SimpleNamespace(Y=np.asarray(Y, float)))
+    assert io.records_errors(problem) is expected
+
+
 def test_a_collected_sweep_has_the_configured_save_times(outputs):
     ds = outputs["sweep"]
     np.testing.assert_array_equal(ds["time"].values, [0.0, 0.2, 0.4, 0.6])
