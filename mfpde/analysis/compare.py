@@ -431,7 +431,7 @@ def require_plotting() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError as exc:
-        raise MfpdeError(f"--plot needs matplotlib, which cannot be imported ({exc}); "
+        raise MfpdeError(f"plotting needs matplotlib, which cannot be imported ({exc}); "
                          f"install the plot extra: pip install 'mfpde[plot]'") from None
 
 

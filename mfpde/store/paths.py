@@ -58,7 +58,7 @@ FILE_KINDS = {
     "sgd-checkpoint": "an SGD checkpoint (mfpde sgd --checkpoint-every)",
     "manifest": "a reference manifest (MANIFEST.sha256)",
     "index": "a sweep index (index.json)",
-    "figure": "a PNG figure",
+    "figure": "a figure (PNG, or a PDF/SVG made by matplotlib)",
 }
 #: folder kinds
 DIR_KINDS = {
@@ -136,6 +136,9 @@ def _sniff_hdf5(path) -> str | None:
             pass
 
 
+_FIGURE_LIMIT = 64 * 2**20   # bytes read to find matplotlib's producer string in a PDF/SVG
+
+
 def sniff(path) -> str | None:
     """The kind of mfpde output ``path`` is (a key of :data:`FILE_KINDS`, or ``"empty"``), else
     None: absent, unreadable, damaged or foreign.  Reads only; never raises."""
@@ -151,6 +154,10 @@ def sniff(path) -> str | None:
                 kind = None
             elif head == PNG_SIGNATURE:
                 return "figure"
+            elif head.startswith((b"%PDF-", b"<?xml", b"<svg")) and st.st_size <= _FIGURE_LIMIT:
+                # PDF and SVG figures count only when matplotlib made them (its producer string)
+                body = head + fh.read()
+                return "figure" if (b"Matplotlib" in body or b"matplotlib" in body[:4096]) else None
             elif st.st_size <= _TEXT_LIMIT:
                 text = (head + fh.read()).decode("utf-8")
                 return _sniff_text(text)

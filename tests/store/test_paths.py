@@ -190,3 +190,27 @@ def test_a_sweep_folder_with_a_foreign_index_is_refused(tmp_path):
     (d / "index.json").write_text('{"mine": 1}')
     with pytest.raises(ConfigError, match="not an mfpde sweep index"):
         check_output(d, kind="sweep")
+
+
+@pytest.mark.parametrize("fmt", ["png", "pdf", "svg"])
+def test_a_matplotlib_figure_in_any_format_is_a_figure_and_a_foreign_pdf_is_not(tmp_path, fmt):
+    """`mfpde plot --format pdf|svg` re-run into the same folder replaces its own figures
+    without --overwrite; a PDF or SVG that matplotlib did not make is not taken for one."""
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    path = tmp_path / f"f.{fmt}"
+    fig.savefig(path, format=fmt)
+    plt.close(fig)
+    assert sniff(path) == "figure"
+    assert check_output(path, kind="figure") == path
+    foreign = tmp_path / f"paper.{fmt}"
+    foreign.write_bytes({"png": b"\x89PNG\r\n\x1a\n" + b"x" * 10, "pdf": b"%PDF-1.7\n% a paper\n",
+                         "svg": b"<svg xmlns='http://www.w3.org/2000/svg'></svg>"}[fmt])
+    if fmt != "png":   # any PNG counts as a figure (documented in paths.FILE_KINDS)
+        assert sniff(foreign) is None
+        with pytest.raises(ConfigError, match="--overwrite"):
+            check_output(foreign, kind="figure")
