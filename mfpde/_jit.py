@@ -62,6 +62,16 @@ if CACHE and not os.environ.get("NUMBA_CACHE_DIR"):
 else:
     CACHE_DIR = os.environ.get("NUMBA_CACHE_DIR", "")
 
+def cache_is_warm(cache_dir: str | None = None) -> bool:
+    """Whether compiled kernels of this source version are cached (else the first solve of a
+    fresh install, or after an edit of a kernel module, compiles them: 1–3 minutes)."""
+    d = CACHE_DIR if cache_dir is None else cache_dir
+    if not CACHE or not d:
+        return False
+    p = Path(d)
+    return p.is_dir() and any(p.rglob("*.nbi"))
+
+
 FASTMATH = frozenset({"contract", "reassoc", "arcp"})
 PARALLEL_MIN = 1 << 16   # elementwise passes on fewer elements run serially
 

@@ -220,6 +220,8 @@ def _solve(args) -> int:
 
             say(assess(system).report(c.solver.stepper, c.solver.dt if fixed else None))
 
+    if not args.quiet:
+        _compile_notice()
     try:
         sol = mfpde.solve(c, progress=False if args.quiet else args.progress, checkpoint=args.checkpoint,
                           checkpoint_every=args.checkpoint_every, resume=args.resume, on_start=report)
@@ -271,6 +273,8 @@ def _sgd(args) -> int:
                                   "to continue them or --overwrite to start afresh")
     say = (lambda *a: None) if args.quiet else print
     widths = check_widths(args.widths) if args.widths is not None else None
+    if not args.quiet:
+        _compile_notice()
     out = run_ensemble(c, args.output, widths=widths, replicas=args.replicas, mode=args.mode, batch=args.batch,
                        lr=args.lr, resume=not args.overwrite, progress=False if args.quiet else args.progress, say=say,
                        coupling=args.coupling, checkpoint_every=args.checkpoint_every, estimate=not args.quiet)
@@ -428,6 +432,19 @@ def _validate(args) -> int:
         sys.path.insert(0, str(root))
         from validation.runner import run_args
     return run_args(args)
+
+
+def _compile_notice(stream=None) -> bool:
+    """On a terminal, say before a first run that the kernels compile now (nothing else is
+    printed for 1–3 minutes); returns whether it said so.  Off a terminal nothing is printed."""
+    stream = sys.stderr if stream is None else stream
+    from mfpde import _jit
+
+    if not (hasattr(stream, "isatty") and stream.isatty()) or _jit.cache_is_warm():
+        return False
+    print("mfpde: compiling the Numba kernels for this machine (a first run after an install or an edit of "
+          "mfpde: 1-3 min; later runs use the cache in .numba-cache/)", file=stream, flush=True)
+    return True
 
 
 def main(argv=None) -> int:
