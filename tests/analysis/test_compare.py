@@ -19,30 +19,9 @@ from mfpde.store import netcdf as io
 from mfpde.store import runs
 from mfpde.cli import main
 from mfpde.errors import MfpdeError
+from tiny import tiny_toml
 
-TINY = """
-name = "cmp"
-[model]
-input_dim = 1
-hidden = ["tanh", "tanh"]
-[rules]
-default = { kind = "gaussian_trapezoid", size = 6 }
-[data.train]
-kind = "teacher"
-d = 1
-teacher = { kind = "single_index_tanh", direction = [1.0] }
-rule = { kind = "gauss_hermite", size = 6 }
-[probes]
-kind = "grid"
-low = -1.0
-high = 1.0
-size = 3
-[solver]
-stepper = "rk4"
-dt = 0.05
-t_end = 0.5
-save_every = 0.1
-"""
+TINY = tiny_toml("cmp")   # tests/tiny.py
 PROBES = "[probes]\nkind = \"grid\"\nlow = -1.0\nhigh = 1.0\nsize = 3\n"
 
 

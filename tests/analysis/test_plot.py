@@ -12,33 +12,9 @@ pytest.importorskip("matplotlib")
 from mfpde.analysis import compare, plot
 from mfpde.cli import main
 from mfpde.store import netcdf as io
+from tiny import tiny_toml
 
-TINY = """
-name = "plot test"
-[model]
-input_dim = 1
-hidden = ["tanh", "tanh"]
-[rules]
-default = { kind = "gaussian_trapezoid", size = 6 }
-[data.train]
-kind = "teacher"
-d = 1
-teacher = { kind = "single_index_tanh", direction = [1.0] }
-rule = { kind = "gauss_hermite", size = 6 }
-[probes]
-kind = "grid"
-low = -1.0
-high = 1.0
-size = 5
-[solver]
-stepper = "rk4"
-dt = 0.05
-t_end = 0.3
-save_every = 0.1
-[sgd]
-widths = [4, 6, 8]
-replicas = 2
-"""
+TINY = tiny_toml("plot test", probes=5, t_end=0.3, widths=[4, 6, 8])   # tests/tiny.py
 SWEEP = """
 name = "plot sweep"
 base = "tiny.toml"

@@ -17,25 +17,9 @@ from mfpde.cli import main
 from mfpde.finite.ensemble import run_ensemble
 from mfpde.finite.sgd import n_weights
 from mfpde.problem import config
+from tiny import tiny_toml
 
-TINY = """
-name = "feedback"
-[model]
-input_dim = 1
-hidden = ["tanh", "tanh"]
-[rules]
-default = { kind = "gaussian_trapezoid", size = 6 }
-[data.train]
-kind = "teacher"
-d = 1
-teacher = { kind = "single_index_tanh", direction = [1.0] }
-rule = { kind = "gauss_hermite", size = 6 }
-[solver]
-stepper = "rk4"
-dt = 0.05
-t_end = 0.5
-save_every = 0.1
-"""
+TINY = tiny_toml("feedback", probes=None)   # tests/tiny.py
 
 
 @pytest.fixture

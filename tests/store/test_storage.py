@@ -33,33 +33,9 @@ from mfpde.store import runs
 from mfpde.cli import main
 from mfpde.errors import StoreError
 from mfpde.solvers import checkpoint as solve_ck
+from tiny import tiny_toml
 
-TINY = """
-name = "storage"
-[model]
-input_dim = 1
-hidden = ["tanh", "tanh"]
-[rules]
-default = { kind = "gaussian_trapezoid", size = 6 }
-[data.train]
-kind = "teacher"
-d = 1
-teacher = { kind = "single_index_tanh", direction = [1.0] }
-rule = { kind = "gauss_hermite", size = 6 }
-[probes]
-kind = "grid"
-low = -1.0
-high = 1.0
-size = 3
-[solver]
-stepper = "rk4"
-dt = 0.05
-t_end = 0.5
-save_every = 0.1
-[sgd]
-widths = [4]
-replicas = 2
-"""
+TINY = tiny_toml("storage", widths=[4])   # tests/tiny.py
 ENV = dict(os.environ, NUMBA_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
 CLI = [sys.executable, "-m", "mfpde.cli"]
 
