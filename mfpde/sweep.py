@@ -281,11 +281,11 @@ def _check_path(base: dict, key: str, where: str) -> None:
 
 
 def _set(conf: dict, key: str, value) -> None:
-    *path, leaf = key.split(".")
-    cur = conf
-    for part in path:
-        cur = cur.setdefault(part, {})
-    cur[leaf] = json.loads(json.dumps(value))
+    """A sweep point's value at its dotted key: the one dotted-override mechanism
+    (:func:`mfpde.api.set_key`), with the value as plain JSON data (tuples become lists)."""
+    from mfpde.api import set_key
+
+    set_key(conf, key, json.loads(json.dumps(value)))
 
 
 def _check_sgd(c: cfg_mod.Config) -> None:
