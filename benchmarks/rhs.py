@@ -70,17 +70,15 @@ def _loop_rhs(n, t, y, dy, sysargs):
 
 @njit(cache=False)
 def _loop_forward(n, y, sysargs):
-    lay, omega, X, Y, rho, sched, sched_flat, lossp, work, fns = sysargs
     for _ in range(n):
-        kernels.forward(y, lay, omega, X, work, fns)
+        kernels.forward(y, sysargs)
 
 
 @njit(cache=False)
 def _loop_forward_output(n, y, sysargs):
-    lay, omega, X, Y, rho, sched, sched_flat, lossp, work, fns = sysargs
     for _ in range(n):
-        kernels.forward(y, lay, omega, X, work, fns)
-        kernels.output_loss(lay, lossp, Y, rho, work, fns)
+        kernels.forward(y, sysargs)
+        kernels.output_loss(sysargs)
 
 
 @njit(cache=False)

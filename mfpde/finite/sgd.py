@@ -63,7 +63,7 @@ def sgd_steps(y, dy, t0, eps, n, Xb, Yb, rho, base, bound2):
     for k in range(n):
         kb = 0 if shared else k
         args = SysArgs(base.lay, base.omega, Xb[kb], Yb[kb], rho, base.sched, base.sched_flat, base.lossp, base.work,
-                       base.fns)
+                       base.fns, base.variant)
         kernels.rhs(t0 + k * eps, cur, nxt, args)
         # one fused pass: the new state replaces the drift in place, its norm is checked;
         # the buffers then swap, so the previous state survives a failed check

@@ -113,7 +113,7 @@ def linearize(t, y, sysargs, jwork):
 
     Returns the training loss at y.
     """
-    lay, omega, X, Y, rho, sched, sched_flat, lossp, work, fns = sysargs
+    lay, omega, X, Y, rho, sched, sched_flat, lossp, work, fns = sysargs[:10]
     L = lay[0]
     d = lay[1]
     K = lay[2]
@@ -232,7 +232,7 @@ def _loss_hess(lcode, param, y, yhat, u, out):
 @njit
 def apply(t, y, u, Ju, sysargs, jwork):
     """Ju = J(t, y)·u after :func:`linearize` at (t, y)."""
-    lay, omega, X, Y, rho, sched, sched_flat, lossp, work, fns = sysargs
+    lay, omega, X, Y, rho, sched, sched_flat, lossp, work, fns = sysargs[:10]
     L = lay[0]
     d = lay[1]
     K = lay[2]

@@ -23,8 +23,10 @@ mfpde.problem.activations, mfpde.problem.edges, mfpde.problem.losses, mfpde.prob
 from __future__ import annotations
 
 import numpy as np
+from numba import types
+from numba.extending import overload
 
-from mfpde._jit import PARALLEL_MIN, njit, prange
+from mfpde._jit import CACHE, PARALLEL_MIN, njit, prange
 from mfpde.problem.activations import TANH, phi_dphi, tanh_fast
 from mfpde.problem.edges import edge as edge_map
 from mfpde.problem.losses import loss_grad, misclassified
@@ -32,16 +34,6 @@ from mfpde.problem.schedules import evaluate as schedule_at
 
 HEADER = 8
 PER = 9
-
-
-@njit
-def work_size(lay, M):
-    """Length of the work buffer for ``M`` data points."""
-    L = lay[0]
-    n = 0
-    for i in range(L):
-        n += 5 * M * lay[HEADER + PER * i]
-    return n + 3 * M * lay[2] + 2 * lay[2]
 
 
 @njit(inline="always")
@@ -187,6 +179,122 @@ def _edge_back(P, Hd, A, W, rho, dW, G, code, drift, back):
             _edge_back_column(q, P, Hd, A, W, rho, dW, G, code, drift, back)
 
 
+# ------------------------------------------------------------------ compile-time variants
+# The kernels specialize at compile time on ``SysArgs.variant`` = (par, edges, shallow, fuse0),
+# each ``None`` (off) or ``True`` (on): Numba compiles only the code a problem's variant reaches,
+# so a small problem with linear edges never compiles the parallel or general-edge passes and a
+# first solve compiles in seconds (issue 15).  The flags are chosen by :func:`variant`.
+PAR, EDGES, SHALLOW, FUSE0 = range(4)
+FUSE_D = 16   # first layers with d ≤ FUSE_D compute X·w₁ᵀ in their elementwise pass (no GEMM, no H array)
+
+
+def variant(lay, M: int, parallel: bool | None = None, fuse: bool | None = None) -> tuple:
+    """The compile-time variant of a system with layout ``lay`` on ``M`` data points.
+
+    * par: the elementwise passes of ≥ ``PARALLEL_MIN`` elements run in parallel (prange);
+    * edges: some layer has a nonlinear edge map or an initial-weight rule (docs/edges.md);
+    * shallow: L = 1 and d ≤ FUSE_D: the whole RHS is one fused pass over the data rows
+      (:func:`_rhs_shallow`), nothing [M, Q]-sized is stored;
+    * fuse0: d ≤ FUSE_D: the first hidden layer's X·w₁ᵀ, bias, φ, φ' and its drift are fused.
+
+    ``parallel`` / ``fuse`` force the first and the last two flags (tests compare the variants).
+    """
+    L = int(lay[0])
+    d = int(lay[1])
+    qmax = max(int(lay[HEADER + PER * i]) for i in range(L))
+    par = M * qmax >= PARALLEL_MIN if parallel is None else bool(parallel)
+    edges = any(int(lay[HEADER + PER * i + 6]) != 0 or int(lay[HEADER + PER * i + 7]) > 1 for i in range(1, L))
+    f = d <= FUSE_D if fuse is None else bool(fuse)
+    shallow = L == 1 and f
+    return tuple(True if x else None for x in (par, edges, shallow, f))
+
+
+def _static_switch(on, off):
+    """``sw(flag, *args)`` compiles to ``on(*args)`` when ``flag`` is typed ``True`` and to
+    ``off(*args)`` when it is ``None``: only the chosen function is ever compiled."""
+    def stub(flag, *args):  # pragma: no cover - replaced by the overload inside kernels
+        raise NotImplementedError
+
+    @overload(stub, jit_options={"cache": CACHE})
+    def _impl(flag, *args):
+        fn = off if isinstance(flag, types.NoneType) else on
+
+        def impl(flag, *args):
+            return fn(*args)
+        return impl
+    return stub
+
+
+@njit
+def _unreachable_edge_forward(H, A, w, W, rho, code):
+    H[:, :] = np.nan   # a general-edge layer in a system whose variant says none: fail loudly
+
+
+@njit
+def _unreachable_edge_back(P, Hd, A, W, rho, dW, G, code, drift, back):
+    dW[:, :, :] = np.nan
+    G[:, :] = np.nan
+
+
+_edge_forward_sw = _static_switch(_edge_forward, _unreachable_edge_forward)
+_edge_back_sw = _static_switch(_edge_back, _unreachable_edge_back)
+
+
+def _pack_fns(fns):  # pragma: no cover - replaced by the overload inside kernels
+    raise NotImplementedError
+
+
+def _unpack_fns(f):  # pragma: no cover - replaced by the overload inside kernels
+    raise NotImplementedError
+
+
+@overload(_pack_fns, jit_options={"cache": CACHE})
+def _pack_fns_impl(fns):
+    # an empty tuple cannot cross into a prange body (Numba's gufunc arguments): pass 0 instead
+    if isinstance(fns, types.BaseTuple) and len(fns) == 0:
+        return lambda fns: 0
+    return lambda fns: fns
+
+
+@overload(_unpack_fns, jit_options={"cache": CACHE})
+def _unpack_fns_impl(f):
+    if isinstance(f, types.Integer):
+        return lambda f: ()
+    return lambda f: f
+
+
+# ------------------------------------------------------------------ work buffer
+def work_size(lay, M: int, var: tuple, threads: int) -> int:
+    """Length of the work buffer for ``M`` data points, variant ``var`` and up to ``threads`` threads."""
+    L = int(lay[0])
+    d = int(lay[1])
+    K = int(lay[2])
+    Q0 = int(lay[HEADER])
+    blocks = 0 if var[SHALLOW] else sum(5 * M * int(lay[HEADER + PER * i]) for i in range(L))
+    return blocks + 3 * M * K + 2 * K + _extra_size(Q0, d, K, threads)
+
+
+@njit(inline="always")
+def _extra_size(Q0, d, K, T):
+    # transposes w₁ᵀ [d, Q0], (ω v)ᵀ and vᵀ [K, Q0]; per thread: accumulators [d + 1 + K, Q0],
+    # row buffers h, a, p [3, Q0], φ'_out and ∂loss scratch [2, K]
+    return Q0 * (d + 2 * K) + T * _chunk_size(Q0, d, K)
+
+
+@njit(inline="always")
+def _chunk_size(Q, d, K):
+    return Q * (d + 4 + K) + 2 * K
+
+
+@njit(inline="always")
+def _blocks_size(lay, M, shallow):
+    n = 0
+    if not shallow:
+        for i in range(lay[0]):
+            n += 5 * M * lay[HEADER + PER * i]
+    return n
+
+
 @njit
 def _layer_offset(lay, M, i):
     """Offset of hidden layer i's block (H, A, P, S, G) in the work buffer."""
@@ -201,89 +309,186 @@ def _buf(work, off, M, Q):
     return work[off:off + M * Q].reshape((M, Q))
 
 
-@njit(inline="always")
-def _activate_row(m, H, A, P, S, b, w, code, fns):
-    Q = H.shape[1]
-    if code == TANH:   # a loop of its own so that LLVM vectorizes tanh_fast
-        if b.shape[0] > 0:
-            for q in range(Q):
-                H[m, q] += b[q]
-        for q in range(Q):
-            t = tanh_fast(H[m, q])
-            A[m, q] = t
-            P[m, q] = 1.0 - t * t
-            S[m, q] = t * w[q]
-    elif b.shape[0] > 0:
-        for q in range(Q):
-            h = H[m, q] + b[q]
-            H[m, q] = h
-            a, da = phi_dphi(code, h, fns)
-            A[m, q] = a
-            P[m, q] = da
-            S[m, q] = a * w[q]
-    else:
-        for q in range(Q):
-            a, da = phi_dphi(code, H[m, q], fns)
-            A[m, q] = a
-            P[m, q] = da
-            S[m, q] = a * w[q]
-
-
-@njit(parallel=True)
-def _activate_parallel(H, A, P, S, b, w, code, fns):
-    for m in prange(H.shape[0]):
-        _activate_row(m, H, A, P, S, b, w, code, fns)
-
-
+# ------------------------------------------------------------------ elementwise passes
 @njit
-def _activate(H, A, P, S, b, w, code, fns):
-    """Fused pass: H += b (if given); A = φ(H), P = φ'(H), S = A·ω (rows in parallel if large)."""
-    if H.size >= PARALLEL_MIN:
-        _activate_parallel(H, A, P, S, b, w, code, fns)
-    elif code == TANH:
-        # small arrays: one long vectorized loop over all entries, then the ω scaling
-        M, Q = H.shape
-        if b.shape[0] > 0:
-            for m in range(M):
-                for q in range(Q):
-                    H[m, q] += b[q]
-        h = H.reshape(M * Q)
-        a = A.reshape(M * Q)
-        p = P.reshape(M * Q)
-        for i in range(M * Q):
+def pair_block(code, h, a, p, fns):
+    """a = φ(h), p = φ'(h) over 1-D arrays (temporary loop over phi_dphi; activations.pair_block)."""
+    if code == TANH:
+        for i in range(h.shape[0]):
             t = tanh_fast(h[i])
             a[i] = t
             p[i] = 1.0 - t * t
-        for m in range(M):
-            for q in range(Q):
-                S[m, q] = A[m, q] * w[q]
     else:
-        for m in range(H.shape[0]):
-            _activate_row(m, H, A, P, S, b, w, code, fns)
-
-
-@njit(inline="always")
-def _backprop_row(m, G, P, H, w, scale):
-    for q in range(G.shape[1]):
-        g = G[m, q] * P[m, q]
-        H[m, q] = g * w[q]
-        P[m, q] = scale * g
-
-
-@njit(parallel=True)
-def _backprop_parallel(G, P, H, w, scale):
-    for m in prange(G.shape[0]):
-        _backprop_row(m, G, P, H, w, scale)
+        for i in range(h.shape[0]):
+            x, dx = phi_dphi(code, h[i], fns)
+            a[i] = x
+            p[i] = dx
 
 
 @njit
-def _backprop(G, P, H, w, scale):
+def phi_block(code, h, a, fns):
+    for i in range(h.shape[0]):
+        x, _ = phi_dphi(code, h[i], fns)
+        a[i] = x
+
+
+@njit
+def _activate_rows(r0, r1, H, A, P, S, b, w, code, fns):
+    """Rows r0..r1−1: H += b (if given); A = φ(H), P = φ'(H), S = A·ω."""
+    Q = H.shape[1]
+    for m in range(r0, r1):
+        h = H[m]
+        if b.shape[0] > 0:
+            for q in range(Q):
+                h[q] += b[q]
+        pair_block(code, h, A[m], P[m], _unpack_fns(fns))
+        a = A[m]
+        s = S[m]
+        for q in range(Q):
+            s[q] = a[q] * w[q]
+
+
+@njit
+def _activate_first_rows(r0, r1, X, wT, H, A, P, S, b, w, code, fns):
+    """Rows r0..r1−1 of the fused first layer: H = X·w₁ᵀ (+ b) from w₁ᵀ [d, Q], then φ, φ', S = A·ω."""
+    d, Q = wT.shape
+    for m in range(r0, r1):
+        h = H[m]
+        if b.shape[0] > 0:
+            for q in range(Q):
+                h[q] = b[q]
+        else:
+            for q in range(Q):
+                h[q] = 0.0
+        for j in range(d):
+            x = X[m, j]
+            wj = wT[j]
+            for q in range(Q):
+                h[q] += x * wj[q]
+        pair_block(code, h, A[m], P[m], _unpack_fns(fns))
+        a = A[m]
+        s = S[m]
+        for q in range(Q):
+            s[q] = a[q] * w[q]
+
+
+@njit(parallel=True)
+def _activate_parallel(T, H, A, P, S, b, w, code, fns):
+    M = H.shape[0]
+    n = min(M, T * 4)
+    f = _pack_fns(fns)
+    for c in prange(n):
+        _activate_rows(c * M // n, (c + 1) * M // n, H, A, P, S, b, w, code, f)
+
+
+@njit(parallel=True)
+def _activate_first_parallel(T, X, wT, H, A, P, S, b, w, code, fns):
+    M = H.shape[0]
+    n = min(M, T * 4)
+    f = _pack_fns(fns)
+    for c in prange(n):
+        _activate_first_rows(c * M // n, (c + 1) * M // n, X, wT, H, A, P, S, b, w, code, f)
+
+
+@njit
+def _activate_serial(T, H, A, P, S, b, w, code, fns):
+    _activate_rows(0, H.shape[0], H, A, P, S, b, w, code, fns)
+
+
+@njit
+def _activate_first_serial(T, X, wT, H, A, P, S, b, w, code, fns):
+    _activate_first_rows(0, H.shape[0], X, wT, H, A, P, S, b, w, code, fns)
+
+
+_activate_par_sw = _static_switch(_activate_parallel, _activate_serial)
+_activate_first_par_sw = _static_switch(_activate_first_parallel, _activate_first_serial)
+
+
+@njit(inline="always")
+def _activate(par, T, H, A, P, S, b, w, code, fns):
+    """Fused pass: H += b (if given); A = φ(H), P = φ'(H), S = A·ω (rows in parallel if large)."""
+    if H.size >= PARALLEL_MIN:
+        _activate_par_sw(par, T, H, A, P, S, b, w, code, fns)
+    else:
+        _activate_serial(T, H, A, P, S, b, w, code, fns)
+
+
+@njit
+def _backprop_rows(r0, r1, G, P, H, w, scale):
+    Q = G.shape[1]
+    for m in range(r0, r1):
+        g = G[m]
+        p = P[m]
+        h = H[m]
+        for q in range(Q):
+            x = g[q] * p[q]
+            h[q] = x * w[q]
+            p[q] = scale * x
+
+
+@njit(parallel=True)
+def _backprop_parallel(T, G, P, H, w, scale):
+    M = G.shape[0]
+    n = min(M, T * 4)
+    for c in prange(n):
+        _backprop_rows(c * M // n, (c + 1) * M // n, G, P, H, w, scale)
+
+
+@njit
+def _backprop_serial(T, G, P, H, w, scale):
+    _backprop_rows(0, G.shape[0], G, P, H, w, scale)
+
+
+_backprop_par_sw = _static_switch(_backprop_parallel, _backprop_serial)
+
+
+@njit(inline="always")
+def _backprop(par, T, G, P, H, w, scale):
     """Fused pass: δ = G·φ'; H = δ·ω (for the next backward product); P = scale·δ."""
     if G.size >= PARALLEL_MIN:
-        _backprop_parallel(G, P, H, w, scale)
+        _backprop_par_sw(par, T, G, P, H, w, scale)
     else:
-        for m in range(G.shape[0]):
-            _backprop_row(m, G, P, H, w, scale)
+        _backprop_serial(T, G, P, H, w, scale)
+
+
+@njit
+def _first_drift_rows(r0, r1, G, P, X, acc):
+    """Rows r0..r1−1 of the fused first-layer drift: δ = G·φ'; acc[j] += δ x_j (j < d), acc[d] += δ."""
+    Q = G.shape[1]
+    d = X.shape[1]
+    for m in range(r0, r1):
+        g = G[m]
+        p = P[m]
+        for q in range(Q):
+            g[q] = g[q] * p[q]          # δ, in place of G (not read again)
+        for j in range(d):
+            x = X[m, j]
+            aj = acc[j]
+            for q in range(Q):
+                aj[q] += g[q] * x
+        ab = acc[d]
+        for q in range(Q):
+            ab[q] += g[q]
+
+
+@njit(parallel=True)
+def _first_drift_parallel(G, P, X, accs):
+    M = G.shape[0]
+    n = accs.shape[0]
+    for c in prange(n):
+        accs[c, :, :] = 0.0
+        _first_drift_rows(c * M // n, (c + 1) * M // n, G, P, X, accs[c])
+    for c in range(1, n):
+        accs[0] += accs[c]
+
+
+@njit
+def _first_drift_serial(G, P, X, accs):
+    accs[0, :, :] = 0.0
+    _first_drift_rows(0, G.shape[0], G, P, X, accs[0])
+
+
+_first_drift_par_sw = _static_switch(_first_drift_parallel, _first_drift_serial)
 
 
 @njit
@@ -295,13 +500,36 @@ def _colsum(P, out):
             out[q] += P[m, q]
 
 
+@njit(inline="always")
+def _threads(work, lay, M, shallow):
+    """The thread count the work buffer was sized for (numba.config.NUMBA_NUM_THREADS when built):
+    the number of chunks of the parallel passes (read from the buffer, never from the threading
+    layer, whose function pointer would make the kernels uncacheable)."""
+    d = lay[1]
+    K = lay[2]
+    Q0 = lay[HEADER]
+    n = work.shape[0] - (_blocks_size(lay, M, shallow) + 3 * M * K + 2 * K) - Q0 * (d + 2 * K)
+    return max(1, n // _chunk_size(Q0, d, K))
+
+
+@njit(inline="always")
+def _extra(work, lay, M, shallow):
+    """The scratch region after the [M, K] output block."""
+    K = lay[2]
+    off = _blocks_size(lay, M, shallow) + 3 * M * K + 2 * K
+    return work[off:]
+
+
+# ------------------------------------------------------------------ deep forward / backward
 @njit
-def forward(y, lay, omega, X, work, fns):
-    """Pre-activations, activations and derivatives of every layer for inputs X [M, d]."""
+def forward(y, args):
+    """Pre-activations, activations and derivatives of every layer for inputs X [M, d] (deep path)."""
+    lay, omega, X, work, fns, var = args.lay, args.omega, args.X, args.work, args.fns, args.variant
     L = lay[0]
     d = lay[1]
     K = lay[2]
     M = X.shape[0]
+    T = _threads(work, lay, M, False)
     off = 0
     offS = 0
     Qp = d
@@ -311,17 +539,31 @@ def forward(y, lay, omega, X, work, fns):
         A = _buf(work, off + M * Q, M, Q)
         P = _buf(work, off + 2 * M * Q, M, Q)
         S = _buf(work, off + 3 * M * Q, M, Q)
-        if i == 0:
+        b = y[ob:ob + Q] if hasb else y[0:0]
+        w = omega[oo:oo + Q]
+        if i == 0 and var[FUSE0] is not None:
             W = y[oW:oW + Q * d].reshape((Q, d))
-            np.dot(X, W.T, H)
-        elif _general_edge(lay, i):
-            ecode, R, orho = _edge(lay, i)
-            W3 = y[oW:oW + R * Qp * Q].reshape((R, Qp, Q))
-            _edge_forward(H, _buf(work, offS - 2 * M * Qp, M, Qp), omega[oo - Qp:oo], W3, omega[orho:orho + R], ecode)
+            wT = _extra(work, lay, M, False)[:d * Q].reshape((d, Q))
+            for q in range(Q):
+                for j in range(d):
+                    wT[j, q] = W[q, j]
+            if H.size >= PARALLEL_MIN:
+                _activate_first_par_sw(var[PAR], T, X, wT, H, A, P, S, b, w, code, fns)
+            else:
+                _activate_first_serial(T, X, wT, H, A, P, S, b, w, code, fns)
         else:
-            W = y[oW:oW + Qp * Q].reshape((Qp, Q))
-            np.dot(_buf(work, offS, M, Qp), W, H)
-        _activate(H, A, P, S, y[ob:ob + Q] if hasb else y[0:0], omega[oo:oo + Q], code, fns)
+            if i == 0:
+                W = y[oW:oW + Q * d].reshape((Q, d))
+                np.dot(X, W.T, H)
+            elif _general_edge(lay, i):
+                ecode, R, orho = _edge(lay, i)
+                W3 = y[oW:oW + R * Qp * Q].reshape((R, Qp, Q))
+                _edge_forward_sw(var[EDGES], H, _buf(work, offS - 2 * M * Qp, M, Qp), omega[oo - Qp:oo], W3,
+                                 omega[orho:orho + R], ecode)
+            else:
+                W = y[oW:oW + Qp * Q].reshape((Qp, Q))
+                np.dot(_buf(work, offS, M, Qp), W, H)
+            _activate(var[PAR], T, H, A, P, S, b, w, code, fns)
         offS = off + 3 * M * Q
         Qp = Q
         off += 5 * M * Q
@@ -336,49 +578,62 @@ def forward(y, lay, omega, X, work, fns):
                 Hout[m, k] += y[ob + k]
 
 
+@njit(inline="always")
+def _output_row(m, code, lcode, param, Y, rho, Hout, Gout, Yhat, dphi, grad, fns, with_error):
+    """Ŷ_m = φ_out(H_out,m), G_out,m = ρ_m ∂loss φ'_out; returns (ρ_m loss_m, ρ_m error_m)."""
+    K = Hout.shape[1]
+    for k in range(K):
+        a, da = phi_dphi(code, Hout[m, k], fns)
+        Yhat[m, k] = a
+        dphi[k] = da
+    val = loss_grad(lcode, param, Y[m], Yhat[m], grad)
+    err = rho[m] * misclassified(Y[m], Yhat[m]) if with_error else 0.0
+    for k in range(K):
+        Gout[m, k] = rho[m] * grad[k] * dphi[k]
+    return rho[m] * val, err
+
+
 @njit
-def output_loss(lay, lossp, Y, rho, work, fns, with_error=True):
+def output_loss(args, with_error=True):
     """Ŷ = φ_out(H_out), the ρ-weighted loss and error, and G_out = ρ ∂loss φ'_out (after forward)."""
-    L = lay[0]
+    lay, lossp, Y, rho, work, fns = args.lay, args.lossp, args.Y, args.rho, args.work, args.fns
     K = lay[2]
     M = Y.shape[0]
-    off = 0
-    for i in range(L):
-        off += 5 * M * lay[HEADER + PER * i]
+    off = _blocks_size(lay, M, args.variant[SHALLOW] is not None)
     Hout = _buf(work, off, M, K)
     Gout = _buf(work, off + M * K, M, K)
     Yhat = _buf(work, off + 2 * M * K, M, K)
-    code = lay[4]
-    lcode = int(lossp[0])
-    param = lossp[1]
     dphi = work[off + 3 * M * K:off + 3 * M * K + K]   # scratch (no allocation per call)
     grad = work[off + 3 * M * K + K:off + 3 * M * K + 2 * K]
     loss = 0.0
     err = 0.0
     for m in range(M):
-        for k in range(K):
-            a, da = phi_dphi(code, Hout[m, k], fns)
-            Yhat[m, k] = a
-            dphi[k] = da
-        val = loss_grad(lcode, param, Y[m], Yhat[m], grad)
-        loss += rho[m] * val
-        if with_error:
-            err += rho[m] * misclassified(Y[m], Yhat[m])
-        for k in range(K):
-            Gout[m, k] = rho[m] * grad[k] * dphi[k]
+        lv, ev = _output_row(m, lay[4], int(lossp[0]), lossp[1], Y, rho, Hout, Gout, Yhat, dphi, grad, fns, with_error)
+        loss += lv
+        err += ev
     return loss, err
 
 
 @njit
-def backward_drift(t, y, dy, lay, omega, X, sched, sched_flat, work):
+def _lowest_moving(lay, sched, sched_flat, t):
+    """Lowest layer whose parameters move at time t (L if none): below it no backward pass is needed."""
+    L = lay[0]
+    for i in range(L):
+        base = HEADER + PER * i
+        if schedule_at(sched, sched_flat, i, t) != 0.0 or (lay[base + 2] and schedule_at(sched, sched_flat, L + 1 + i, t) != 0.0):
+            return i
+    return L
+
+
+@njit
+def backward_drift(t, y, dy, args):
     """SPEC §2's backward pass and the drift of every parameter into ``dy`` (after output_loss)."""
+    lay, omega, X, sched, sched_flat, work, var = args.lay, args.omega, args.X, args.sched, args.sched_flat, args.work, args.variant
     L = lay[0]
     d = lay[1]
     K = lay[2]
     M = X.shape[0]
-    off = 0
-    for i in range(L):
-        off += 5 * M * lay[HEADER + PER * i]
+    off = _blocks_size(lay, M, False)
     QL = lay[HEADER + PER * (L - 1)]
     Gout = _buf(work, off + M * K, M, K)
     ov = lay[6]
@@ -401,13 +656,8 @@ def backward_drift(t, y, dy, lay, omega, X, sched, sched_flat, work):
             for m in range(M):
                 s += Gout[m, k]
             dy[ob + k] = -xib * s
-    # lowest layer whose parameters move at time t: below it no backward pass is needed
-    lowest = L
-    for i in range(L):
-        base = HEADER + PER * i
-        if schedule_at(sched, sched_flat, i, t) != 0.0 or (lay[base + 2] and schedule_at(sched, sched_flat, L + 1 + i, t) != 0.0):
-            lowest = i
-            break
+    lowest = _lowest_moving(lay, sched, sched_flat, t)
+    T = _threads(work, lay, M, False)
     if lowest < L:
         np.dot(Gout, v.T, _buf(work, _layer_offset(lay, M, L - 1) + 4 * M * QL, M, QL))
     for i in range(L - 1, -1, -1):
@@ -428,8 +678,25 @@ def backward_drift(t, y, dy, lay, omega, X, sched, sched_flat, work):
         H = _buf(work, oi, M, Q)
         P = _buf(work, oi + 2 * M * Q, M, Q)
         G = _buf(work, oi + 4 * M * Q, M, Q)
+        if i == 0 and var[FUSE0] is not None:
+            # fused first-layer drift: δ = G·φ', Σ_m δ x_m and Σ_m δ accumulated per thread
+            T0 = min(T, M) if var[PAR] is not None and G.size >= PARALLEL_MIN else 1
+            ex = _extra(work, lay, M, False)
+            accs = ex[d * Q:d * Q + T0 * (d + 1) * Q].reshape((T0, d + 1, Q))
+            if T0 > 1:
+                _first_drift_par_sw(var[PAR], G, P, X, accs)
+            else:
+                _first_drift_serial(G, P, X, accs)
+            dW1 = dy[oW:oW + Q * d].reshape((Q, d))
+            for q in range(Q):
+                for j in range(d):
+                    dW1[q, j] = -xi * accs[0, j, q] if xi != 0.0 else 0.0
+            if hasb:
+                for q in range(Q):
+                    dy[ob + q] = -xib * accs[0, d, q] if xib != 0.0 else 0.0
+            continue
         scale = -xi if xi != 0.0 else 1.0
-        _backprop(G, P, H, omega[oo:oo + Q], scale)
+        _backprop(var[PAR], T, G, P, H, omega[oo:oo + Q], scale)
         if hasb:
             # P holds scale·δ_l: the bias drift is −ξ^b Σ_m δ_l = (−ξ^b/scale) Σ_m P
             db = dy[ob:ob + Q]
@@ -443,8 +710,8 @@ def backward_drift(t, y, dy, lay, omega, X, sched, sched_flat, work):
             if xi == 0.0:
                 dW[:, :] = 0.0
             if xi != 0.0 or i > lowest:
-                _edge_back(P, H, Aprev, W3, omega[orho:orho + R], dy[oW:oW + R * Qp * Q].reshape((R, Qp, Q)),
-                           _buf(work, op + 4 * M * Qp, M, Qp), ecode, xi != 0.0, i > lowest)
+                _edge_back_sw(var[EDGES], P, H, Aprev, W3, omega[orho:orho + R], dy[oW:oW + R * Qp * Q].reshape((R, Qp, Q)),
+                              _buf(work, op + 4 * M * Qp, M, Qp), ecode, xi != 0.0, i > lowest)
             continue
         if xi == 0.0:
             dW[:, :] = 0.0
@@ -457,26 +724,247 @@ def backward_drift(t, y, dy, lay, omega, X, sched, sched_flat, work):
             np.dot(H, W.T, _buf(work, op + 4 * M * Qp, M, Qp))
 
 
+# ------------------------------------------------------------------ shallow (L = 1) fused path
 @njit
-def rhs(t, y, dy, sysargs):
-    """dy = the drift of the discretized limit system at (t, y); returns the training loss at y."""
-    lay, omega, X, Y, rho, sched, sched_flat, lossp, work, fns = sysargs
-    forward(y, lay, omega, X, work, fns)
-    loss, err = output_loss(lay, lossp, Y, rho, work, fns, False)
-    backward_drift(t, y, dy, lay, omega, X, sched, sched_flat, work)
+def _shallow_setup(y, args):
+    """Transposes w₁ᵀ [d, Q], (ω v)ᵀ and vᵀ [K, Q] into the scratch region; returns the region."""
+    lay, omega = args.lay, args.omega
+    d = lay[1]
+    K = lay[2]
+    Q, code, hasb, oW, ob, oo = _layer(lay, 0)
+    ex = _extra(args.work, lay, args.X.shape[0], True)
+    W = y[oW:oW + Q * d].reshape((Q, d))
+    ov = lay[6]
+    v = y[ov:ov + Q * K].reshape((Q, K))
+    wT = ex[:d * Q].reshape((d, Q))
+    uT = ex[d * Q:(d + K) * Q].reshape((K, Q))
+    vT = ex[(d + K) * Q:(d + 2 * K) * Q].reshape((K, Q))
+    for q in range(Q):
+        for j in range(d):
+            wT[j, q] = W[q, j]
+        for k in range(K):
+            uT[k, q] = omega[oo + q] * v[q, k]
+            vT[k, q] = v[q, k]
+    return ex
+
+
+@njit
+def _shallow_rows(r0, r1, y, lay, X, Y, rho, lossp, work, fns, ex, c, backward, with_error):
+    """Rows r0..r1−1 of the fused one-hidden-layer pass, chunk ``c`` of the scratch region.
+
+    Per row m: h = w₁·x_m + b (from w₁ᵀ), a = φ(h), p = φ'(h) (row buffers), ŷ_m = Σ_q a (ω v) + b_out,
+    the loss and G_out,m; with ``backward``: acc_v[k] += a G_out,mk, δ = p Σ_k G_out,mk v_k,
+    acc_w[j] += δ x_mj, acc_b += δ.  Returns (Σ ρ loss, Σ ρ error) of the rows."""
+    fns = _unpack_fns(fns)
+    d = lay[1]
+    K = lay[2]
+    M = X.shape[0]
+    Q, code, hasb, oW, ob, oo = _layer(lay, 0)
+    wT = ex[:d * Q].reshape((d, Q))
+    uT = ex[d * Q:(d + K) * Q].reshape((K, Q))
+    vT = ex[(d + K) * Q:(d + 2 * K) * Q].reshape((K, Q))
+    base = (d + 2 * K) * Q + c * _chunk_size(Q, d, K)
+    acc = ex[base:base + (d + 1 + K) * Q].reshape((d + 1 + K, Q))   # rows: w (d), b, v (K)
+    r = base + (d + 1 + K) * Q
+    h = ex[r:r + Q]
+    a = ex[r + Q:r + 2 * Q]
+    p = ex[r + 2 * Q:r + 3 * Q]
+    dphi = ex[r + 3 * Q:r + 3 * Q + K]
+    grad = ex[r + 3 * Q + K:r + 3 * Q + 2 * K]
+    Hout = _buf(work, 0, M, K)
+    Gout = _buf(work, M * K, M, K)
+    Yhat = _buf(work, 2 * M * K, M, K)
+    ocode = lay[4]
+    lcode = int(lossp[0])
+    param = lossp[1]
+    obo = lay[7]
+    loss = 0.0
+    err = 0.0
+    for m in range(r0, r1):
+        if hasb:
+            for q in range(Q):
+                h[q] = y[ob + q]
+        else:
+            for q in range(Q):
+                h[q] = 0.0
+        for j in range(d):
+            x = X[m, j]
+            wj = wT[j]
+            for q in range(Q):
+                h[q] += x * wj[q]
+        if backward:
+            pair_block(code, h, a, p, fns)
+        else:
+            phi_block(code, h, a, fns)
+        for k in range(K):
+            uk = uT[k]
+            s = 0.0
+            for q in range(Q):
+                s += a[q] * uk[q]
+            if lay[5]:
+                s += y[obo + k]
+            Hout[m, k] = s
+        lv, ev = _output_row(m, ocode, lcode, param, Y, rho, Hout, Gout, Yhat, dphi, grad, fns, with_error)
+        loss += lv
+        err += ev
+        if backward:
+            for k in range(K):
+                g = Gout[m, k]
+                av = acc[d + 1 + k]
+                for q in range(Q):
+                    av[q] += a[q] * g
+            if K == 1:
+                g = Gout[m, 0]
+                v0 = vT[0]
+                for q in range(Q):
+                    p[q] = p[q] * (g * v0[q])
+            else:
+                for q in range(Q):
+                    s = 0.0
+                    for k in range(K):
+                        s += Gout[m, k] * vT[k, q]
+                    p[q] = p[q] * s
+            for j in range(d):
+                x = X[m, j]
+                aw = acc[j]
+                for q in range(Q):
+                    aw[q] += p[q] * x
+            ab = acc[d]
+            for q in range(Q):
+                ab[q] += p[q]
+    return loss, err
+
+
+@njit
+def _shallow_serial(y, args, ex, backward, with_error):
+    acc = ex[(args.lay[1] + 2 * args.lay[2]) * args.lay[HEADER]:]
+    if backward:
+        acc[:(args.lay[1] + 1 + args.lay[2]) * args.lay[HEADER]] = 0.0
+    loss, err = _shallow_rows(0, args.X.shape[0], y, args.lay, args.X, args.Y, args.rho, args.lossp, args.work, args.fns,
+                              ex, 0, backward, with_error)
+    return loss, err, 1
+
+
+@njit(parallel=True)
+def _shallow_parallel(y, args, ex, backward, with_error):
+    lay = args.lay
+    d = lay[1]
+    K = lay[2]
+    Q = lay[HEADER]
+    M = args.X.shape[0]
+    n = min(_threads(args.work, lay, M, True), M)
+    base = (d + 2 * K) * Q
+    cs = _chunk_size(Q, d, K)
+    parts = np.zeros((n, 2))
+    X, Y, rho, lossp, work, f = args.X, args.Y, args.rho, args.lossp, args.work, _pack_fns(args.fns)
+    for c in prange(n):
+        if backward:
+            ex[base + c * cs:base + c * cs + (d + 1 + K) * Q] = 0.0
+        lv, ev = _shallow_rows(c * M // n, (c + 1) * M // n, y, lay, X, Y, rho, lossp, work, f, ex, c, backward, with_error)
+        parts[c, 0] = lv
+        parts[c, 1] = ev
+    if backward:
+        n_acc = (d + 1 + K) * Q
+        for c in range(1, n):
+            for i in range(n_acc):
+                ex[base + i] += ex[base + c * cs + i]
+    loss = 0.0
+    err = 0.0
+    for c in range(n):
+        loss += parts[c, 0]
+        err += parts[c, 1]
+    return loss, err, n
+
+
+_shallow_par_sw = _static_switch(_shallow_parallel, _shallow_serial)
+
+
+@njit
+def _shallow_pass(y, args, backward, with_error):
+    """Forward (and with ``backward`` the summed per-row drift terms) of the L = 1 path; (loss, err)."""
+    ex = _shallow_setup(y, args)
+    if args.X.shape[0] * args.lay[HEADER] >= PARALLEL_MIN and _threads(args.work, args.lay, args.X.shape[0], True) > 1:
+        loss, err, n = _shallow_par_sw(args.variant[PAR], y, args, ex, backward, with_error)
+    else:
+        loss, err, n = _shallow_serial(y, args, ex, backward, with_error)
+    return loss, err
+
+
+@njit
+def _rhs_shallow(t, y, dy, args):
+    """The drift of a one-hidden-layer system (d ≤ FUSE_D) in one fused pass over the data rows."""
+    lay, sched, sched_flat, work = args.lay, args.sched, args.sched_flat, args.work
+    d = lay[1]
+    K = lay[2]
+    M = args.X.shape[0]
+    Q, code, hasb, oW, ob, oo = _layer(lay, 0)
+    loss, _ = _shallow_pass(y, args, True, False)
+    ex = _extra(work, lay, M, True)
+    acc = ex[(d + 2 * K) * Q:(d + 2 * K) * Q + (d + 1 + K) * Q].reshape((d + 1 + K, Q))
+    xiw = schedule_at(sched, sched_flat, 0, t)
+    xiv = schedule_at(sched, sched_flat, 1, t)
+    dW = dy[oW:oW + Q * d].reshape((Q, d))
+    ov = lay[6]
+    dv = dy[ov:ov + Q * K].reshape((Q, K))
+    for q in range(Q):
+        for j in range(d):
+            dW[q, j] = -xiw * acc[j, q] if xiw != 0.0 else 0.0
+        for k in range(K):
+            dv[q, k] = -xiv * acc[d + 1 + k, q] if xiv != 0.0 else 0.0
+    if hasb:
+        xib = schedule_at(sched, sched_flat, 2, t)
+        for q in range(Q):
+            dy[ob + q] = -xib * acc[d, q] if xib != 0.0 else 0.0
+    if lay[5]:
+        xibo = schedule_at(sched, sched_flat, 3, t)
+        Gout = _buf(work, M * K, M, K)
+        ob2 = lay[7]
+        for k in range(K):
+            s = 0.0
+            for m in range(M):
+                s += Gout[m, k]
+            dy[ob2 + k] = -xibo * s
     return loss
 
 
 @njit
-def evaluate(y, lay, omega, X, Y, rho, lossp, work, fns, yhat_out):
-    """(loss, error) of state ``y`` on data (X, Y, ρ); writes Ŷ into ``yhat_out`` [M, K]."""
-    forward(y, lay, omega, X, work, fns)
-    loss, err = output_loss(lay, lossp, Y, rho, work, fns)
-    L = lay[0]
+def _rhs_deep(t, y, dy, args):
+    forward(y, args)
+    loss, err = output_loss(args, False)
+    backward_drift(t, y, dy, args)
+    return loss
+
+
+@njit
+def _evaluate_shallow(y, args):
+    return _shallow_pass(y, args, False, True)
+
+
+@njit
+def _evaluate_deep(y, args):
+    forward(y, args)
+    return output_loss(args, True)
+
+
+_rhs_sw = _static_switch(_rhs_shallow, _rhs_deep)
+_evaluate_sw = _static_switch(_evaluate_shallow, _evaluate_deep)
+
+
+@njit
+def rhs(t, y, dy, sysargs):
+    """dy = the drift of the discretized limit system at (t, y); returns the training loss at y."""
+    return _rhs_sw(sysargs.variant[SHALLOW], t, y, dy, sysargs)
+
+
+@njit
+def evaluate(y, sysargs, yhat_out):
+    """(loss, error) of state ``y`` on the data of ``sysargs``; writes Ŷ into ``yhat_out`` [M, K]."""
+    loss, err = _evaluate_sw(sysargs.variant[SHALLOW], y, sysargs)
+    lay = sysargs.lay
     K = lay[2]
-    M = X.shape[0]
-    off = 0
-    for i in range(L):
-        off += 5 * M * lay[HEADER + PER * i]
-    yhat_out[:, :] = _buf(work, off + 2 * M * K, M, K)
+    M = sysargs.X.shape[0]
+    Yhat = _buf(sysargs.work, _blocks_size(lay, M, sysargs.variant[SHALLOW] is not None) + 2 * M * K, M, K)
+    for m in range(M):
+        for k in range(K):
+            yhat_out[m, k] = Yhat[m, k]
     return loss, err

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numba
 import numpy as np
 
 from mfpde.problem import activations
@@ -39,12 +40,15 @@ class SysArgs(NamedTuple):
     lossp: np.ndarray        # [loss code, loss parameter]
     work: np.ndarray         # RHS work buffer (kernels.work_size)
     fns: tuple               # user activation functions (activations.user_functions)
+    variant: tuple           # compile-time variant (kernels.variant): (par, edges, shallow, fuse0), each None/True
 
 
 class System:
     """Discretized mean-field system of ``problem`` (SPEC §3): state, weights, kernels."""
 
-    def __init__(self, problem: Problem):
+    def __init__(self, problem: Problem, *, parallel: bool | None = None, fuse: bool | None = None):
+        """``parallel`` / ``fuse`` force the kernels' compile-time variant (default: chosen from the
+        problem's size, :func:`mfpde.system.kernels.variant`); results agree to rounding."""
         self.problem = problem
         m = problem.model
         emb = problem.embedding
@@ -67,6 +71,8 @@ class System:
         self.lossp = np.array([float(self.loss.code), self.loss.param])
         self.y0 = self.initial_state()
         self._evals: dict[int, tuple] = {}
+        # one variant per system (chosen on the training data), shared by every data set it evaluates
+        self.variant = kernels.variant(self.lay, np.asarray(problem.train.X).shape[0], parallel=parallel, fuse=fuse)
         self.sysargs = self.make_args(problem.train.X, problem.train.Y, problem.train.weights)
 
     # ------------------------------------------------------------------ construction
@@ -98,9 +104,9 @@ class System:
         X = np.ascontiguousarray(X, dtype=float)
         Y = np.ascontiguousarray(Y, dtype=float)
         rho = np.ascontiguousarray(rho, dtype=float)
-        work = np.empty(kernels.work_size(self.lay, X.shape[0]))
+        work = np.empty(kernels.work_size(self.lay, X.shape[0], self.variant, numba.config.NUMBA_NUM_THREADS))
         return SysArgs(self.lay, self.omega, X, Y, rho, self.sched, self.sched_flat, self.lossp, work,
-                       activations.user_functions())
+                       activations.user_functions(), self.variant)
 
     @property
     def size(self) -> int:
@@ -145,7 +151,7 @@ class System:
             self._evals[key] = args
         a = args[1]
         yhat = np.empty((a.X.shape[0], self.layout.outputs))
-        loss, err = kernels.evaluate(y, a.lay, a.omega, a.X, a.Y, a.rho, a.lossp, a.work, a.fns, yhat)
+        loss, err = kernels.evaluate(y, a, yhat)
         return float(loss), float(err), yhat
 
     def predict(self, y: np.ndarray, X) -> np.ndarray:
