@@ -72,7 +72,8 @@ def rk_fixed(y, ynew, t, dt, nsteps, a, b, c, stages, ytmp, sysargs, bound2, n0=
         nxt = tmp
         done += 1
     if done % 2 == 1:
-        y[:] = ynew
+        for k in range(N):   # a loop: an array assignment compiles Numba's shape-error formatting (seconds)
+            y[k] = ynew[k]
     return status, done
 
 

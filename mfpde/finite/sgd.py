@@ -80,7 +80,8 @@ def sgd_steps(y, dy, t0, eps, n, Xb, Yb, rho, base, bound2):
         nxt = tmp
         done += 1
     if done % 2 == 1:
-        y[:] = dy
+        for i in range(N):   # a loop: an array assignment compiles Numba's shape-error formatting (seconds)
+            y[i] = dy[i]
     return status, done
 
 

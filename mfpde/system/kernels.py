@@ -26,7 +26,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from mfpde._jit import CACHE, PARALLEL_MIN, njit, prange
+from mfpde._jit import CACHE, FASTMATH, PARALLEL_MIN, njit, prange
 from mfpde.problem.activations import TANH, phi_dphi, tanh_fast
 from mfpde.problem.edges import edge as edge_map
 from mfpde.problem.losses import loss_grad, misclassified
@@ -209,35 +209,38 @@ def variant(lay, M: int, parallel: bool | None = None, fuse: bool | None = None)
     return tuple(True if x else None for x in (par, edges, shallow, f))
 
 
-def _static_switch(on, off):
-    """``sw(flag, *args)`` compiles to ``on(*args)`` when ``flag`` is typed ``True`` and to
-    ``off(*args)`` when it is ``None``: only the chosen function is ever compiled."""
+# the project's Numba flags (mfpde._jit.njit) for overload implementations
+JIT_OPTIONS = {"cache": CACHE, "fastmath": set(FASTMATH), "error_model": "numpy", "nogil": True}
+
+
+def _static_switch(on, off=None):
+    """``sw(flag, *args)`` compiles to ``on(*args)`` when ``flag`` is typed ``True``, and to the
+    constant ``off`` (never a call) when it is ``None``: ``on`` is then never compiled.  Callers
+    branch on ``flag is not None`` too, so the ``None`` case is dead code."""
     def stub(flag, *args):  # pragma: no cover - replaced by the overload inside kernels
         raise NotImplementedError
 
     @overload(stub, jit_options={"cache": CACHE})
     def _impl(flag, *args):
-        fn = off if isinstance(flag, types.NoneType) else on
+        if isinstance(flag, types.NoneType):
+            def impl(flag, *args):
+                return off
+            return impl
 
         def impl(flag, *args):
-            return fn(*args)
+            return on(*args)
         return impl
     return stub
 
 
-@njit
-def _unreachable_edge_forward(H, A, w, W, rho, code):
-    H[:, :] = np.nan   # a general-edge layer in a system whose variant says none: fail loudly
+def _variant_flag(sysargs_type, i: int) -> bool:
+    """Flag ``i`` of the variant in a SysArgs Numba type (at typing time, in overloads)."""
+    vt = sysargs_type.types[sysargs_type.fields.index("variant")]
+    return not isinstance(vt.types[i], types.NoneType)
 
 
-@njit
-def _unreachable_edge_back(P, Hd, A, W, rho, dW, G, code, drift, back):
-    dW[:, :, :] = np.nan
-    G[:, :] = np.nan
-
-
-_edge_forward_sw = _static_switch(_edge_forward, _unreachable_edge_forward)
-_edge_back_sw = _static_switch(_edge_back, _unreachable_edge_back)
+_edge_forward_sw = _static_switch(_edge_forward)
+_edge_back_sw = _static_switch(_edge_back)
 
 
 def _pack_fns(fns):  # pragma: no cover - replaced by the overload inside kernels
@@ -390,27 +393,17 @@ def _activate_first_parallel(T, X, wT, H, A, P, S, b, w, code, fns):
         _activate_first_rows(c * M // n, (c + 1) * M // n, X, wT, H, A, P, S, b, w, code, f)
 
 
-@njit
-def _activate_serial(T, H, A, P, S, b, w, code, fns):
-    _activate_rows(0, H.shape[0], H, A, P, S, b, w, code, fns)
-
-
-@njit
-def _activate_first_serial(T, X, wT, H, A, P, S, b, w, code, fns):
-    _activate_first_rows(0, H.shape[0], X, wT, H, A, P, S, b, w, code, fns)
-
-
-_activate_par_sw = _static_switch(_activate_parallel, _activate_serial)
-_activate_first_par_sw = _static_switch(_activate_first_parallel, _activate_first_serial)
+_activate_par_sw = _static_switch(_activate_parallel)
+_activate_first_par_sw = _static_switch(_activate_first_parallel)
 
 
 @njit(inline="always")
 def _activate(par, T, H, A, P, S, b, w, code, fns):
     """Fused pass: H += b (if given); A = φ(H), P = φ'(H), S = A·ω (rows in parallel if large)."""
-    if H.size >= PARALLEL_MIN:
+    if par is not None and H.size >= PARALLEL_MIN:
         _activate_par_sw(par, T, H, A, P, S, b, w, code, fns)
     else:
-        _activate_serial(T, H, A, P, S, b, w, code, fns)
+        _activate_rows(0, H.shape[0], H, A, P, S, b, w, code, fns)
 
 
 @njit
@@ -434,21 +427,16 @@ def _backprop_parallel(T, G, P, H, w, scale):
         _backprop_rows(c * M // n, (c + 1) * M // n, G, P, H, w, scale)
 
 
-@njit
-def _backprop_serial(T, G, P, H, w, scale):
-    _backprop_rows(0, G.shape[0], G, P, H, w, scale)
-
-
-_backprop_par_sw = _static_switch(_backprop_parallel, _backprop_serial)
+_backprop_par_sw = _static_switch(_backprop_parallel)
 
 
 @njit(inline="always")
 def _backprop(par, T, G, P, H, w, scale):
     """Fused pass: δ = G·φ'; H = δ·ω (for the next backward product); P = scale·δ."""
-    if G.size >= PARALLEL_MIN:
+    if par is not None and G.size >= PARALLEL_MIN:
         _backprop_par_sw(par, T, G, P, H, w, scale)
     else:
-        _backprop_serial(T, G, P, H, w, scale)
+        _backprop_rows(0, G.shape[0], G, P, H, w, scale)
 
 
 @njit
@@ -482,13 +470,7 @@ def _first_drift_parallel(G, P, X, accs):
         accs[0] += accs[c]
 
 
-@njit
-def _first_drift_serial(G, P, X, accs):
-    accs[0, :, :] = 0.0
-    _first_drift_rows(0, G.shape[0], G, P, X, accs[0])
-
-
-_first_drift_par_sw = _static_switch(_first_drift_parallel, _first_drift_serial)
+_first_drift_par_sw = _static_switch(_first_drift_parallel)
 
 
 @njit
@@ -521,7 +503,7 @@ def _extra(work, lay, M, shallow):
 
 
 # ------------------------------------------------------------------ deep forward / backward
-@njit
+@njit(inline="always")
 def forward(y, args):
     """Pre-activations, activations and derivatives of every layer for inputs X [M, d] (deep path)."""
     lay, omega, X, work, fns, var = args.lay, args.omega, args.X, args.work, args.fns, args.variant
@@ -547,10 +529,10 @@ def forward(y, args):
             for q in range(Q):
                 for j in range(d):
                     wT[j, q] = W[q, j]
-            if H.size >= PARALLEL_MIN:
+            if var[PAR] is not None and H.size >= PARALLEL_MIN:
                 _activate_first_par_sw(var[PAR], T, X, wT, H, A, P, S, b, w, code, fns)
             else:
-                _activate_first_serial(T, X, wT, H, A, P, S, b, w, code, fns)
+                _activate_first_rows(0, M, X, wT, H, A, P, S, b, w, code, fns)
         else:
             if i == 0:
                 W = y[oW:oW + Q * d].reshape((Q, d))
@@ -558,6 +540,8 @@ def forward(y, args):
             elif _general_edge(lay, i):
                 ecode, R, orho = _edge(lay, i)
                 W3 = y[oW:oW + R * Qp * Q].reshape((R, Qp, Q))
+                if var[EDGES] is None:
+                    H[:, :] = np.nan   # a general-edge layer in a system whose variant says none: fail loudly
                 _edge_forward_sw(var[EDGES], H, _buf(work, offS - 2 * M * Qp, M, Qp), omega[oo - Qp:oo], W3,
                                  omega[orho:orho + R], ecode)
             else:
@@ -593,8 +577,8 @@ def _output_row(m, code, lcode, param, Y, rho, Hout, Gout, Yhat, dphi, grad, fns
     return rho[m] * val, err
 
 
-@njit
-def output_loss(args, with_error=True):
+@njit(inline="always")
+def output_loss(args, with_error):
     """Ŷ = φ_out(H_out), the ρ-weighted loss and error, and G_out = ρ ∂loss φ'_out (after forward)."""
     lay, lossp, Y, rho, work, fns = args.lay, args.lossp, args.Y, args.rho, args.work, args.fns
     K = lay[2]
@@ -625,7 +609,7 @@ def _lowest_moving(lay, sched, sched_flat, t):
     return L
 
 
-@njit
+@njit(inline="always")
 def backward_drift(t, y, dy, args):
     """SPEC §2's backward pass and the drift of every parameter into ``dy`` (after output_loss)."""
     lay, omega, X, sched, sched_flat, work, var = args.lay, args.omega, args.X, args.sched, args.sched_flat, args.work, args.variant
@@ -683,10 +667,11 @@ def backward_drift(t, y, dy, args):
             T0 = min(T, M) if var[PAR] is not None and G.size >= PARALLEL_MIN else 1
             ex = _extra(work, lay, M, False)
             accs = ex[d * Q:d * Q + T0 * (d + 1) * Q].reshape((T0, d + 1, Q))
-            if T0 > 1:
+            if var[PAR] is not None and T0 > 1:
                 _first_drift_par_sw(var[PAR], G, P, X, accs)
             else:
-                _first_drift_serial(G, P, X, accs)
+                accs[0, :, :] = 0.0
+                _first_drift_rows(0, M, G, P, X, accs[0])
             dW1 = dy[oW:oW + Q * d].reshape((Q, d))
             for q in range(Q):
                 for j in range(d):
@@ -709,6 +694,8 @@ def backward_drift(t, y, dy, args):
             Aprev = _buf(work, op + M * Qp, M, Qp)
             if xi == 0.0:
                 dW[:, :] = 0.0
+            if var[EDGES] is None:
+                dW[:, :] = np.nan   # unreachable: a general-edge layer in a variant without edges
             if xi != 0.0 or i > lowest:
                 _edge_back_sw(var[EDGES], P, H, Aprev, W3, omega[orho:orho + R], dy[oW:oW + R * Qp * Q].reshape((R, Qp, Q)),
                               _buf(work, op + 4 * M * Qp, M, Qp), ecode, xi != 0.0, i > lowest)
@@ -725,7 +712,7 @@ def backward_drift(t, y, dy, args):
 
 
 # ------------------------------------------------------------------ shallow (L = 1) fused path
-@njit
+@njit(inline="always")
 def _shallow_setup(y, args):
     """Transposes w₁ᵀ [d, Q], (ω v)ᵀ and vᵀ [K, Q] into the scratch region; returns the region."""
     lay, omega = args.lay, args.omega
@@ -835,7 +822,7 @@ def _shallow_rows(r0, r1, y, lay, X, Y, rho, lossp, work, fns, ex, c, backward, 
     return loss, err
 
 
-@njit
+@njit(inline="always")
 def _shallow_serial(y, args, ex, backward, with_error):
     acc = ex[(args.lay[1] + 2 * args.lay[2]) * args.lay[HEADER]:]
     if backward:
@@ -876,21 +863,21 @@ def _shallow_parallel(y, args, ex, backward, with_error):
     return loss, err, n
 
 
-_shallow_par_sw = _static_switch(_shallow_parallel, _shallow_serial)
+_shallow_par_sw = _static_switch(_shallow_parallel, (0.0, 0.0, 0))
 
 
-@njit
+@njit(inline="always")
 def _shallow_pass(y, args, backward, with_error):
     """Forward (and with ``backward`` the summed per-row drift terms) of the L = 1 path; (loss, err)."""
     ex = _shallow_setup(y, args)
-    if args.X.shape[0] * args.lay[HEADER] >= PARALLEL_MIN and _threads(args.work, args.lay, args.X.shape[0], True) > 1:
+    if args.variant[PAR] is not None and args.X.shape[0] * args.lay[HEADER] >= PARALLEL_MIN and \
+            _threads(args.work, args.lay, args.X.shape[0], True) > 1:
         loss, err, n = _shallow_par_sw(args.variant[PAR], y, args, ex, backward, with_error)
     else:
         loss, err, n = _shallow_serial(y, args, ex, backward, with_error)
     return loss, err
 
 
-@njit
 def _rhs_shallow(t, y, dy, args):
     """The drift of a one-hidden-layer system (d ≤ FUSE_D) in one fused pass over the data rows."""
     lay, sched, sched_flat, work = args.lay, args.sched, args.sched_flat, args.work
@@ -927,7 +914,6 @@ def _rhs_shallow(t, y, dy, args):
     return loss
 
 
-@njit
 def _rhs_deep(t, y, dy, args):
     forward(y, args)
     loss, err = output_loss(args, False)
@@ -935,31 +921,48 @@ def _rhs_deep(t, y, dy, args):
     return loss
 
 
-@njit
 def _evaluate_shallow(y, args):
     return _shallow_pass(y, args, False, True)
 
 
-@njit
 def _evaluate_deep(y, args):
     forward(y, args)
     return output_loss(args, True)
 
 
-_rhs_sw = _static_switch(_rhs_shallow, _rhs_deep)
-_evaluate_sw = _static_switch(_evaluate_shallow, _evaluate_deep)
+def rhs(t, y, dy, args):  # pragma: no cover - compiled code only (the overload below); Python: rhs_py
+    """dy = the drift of the discretized limit system at (t, y); returns the training loss at y.
+
+    For compiled callers (steppers, the SGD engine): the overload is the body of the variant's
+    RHS itself, so a stepper links one library, not a chain of wrappers (each library level
+    re-optimizes and re-emits everything below it: that was most of the compile time)."""
+    raise NotImplementedError
+
+
+@overload(rhs, jit_options=JIT_OPTIONS)
+def _rhs_overload(t, y, dy, args):
+    return _rhs_shallow if _variant_flag(args, SHALLOW) else _rhs_deep
+
+
+def _evaluate_variant(y, args):  # pragma: no cover - compiled code only
+    raise NotImplementedError
+
+
+@overload(_evaluate_variant, jit_options=JIT_OPTIONS)
+def _evaluate_overload(y, args):
+    return _evaluate_shallow if _variant_flag(args, SHALLOW) else _evaluate_deep
 
 
 @njit
-def rhs(t, y, dy, sysargs):
-    """dy = the drift of the discretized limit system at (t, y); returns the training loss at y."""
-    return _rhs_sw(sysargs.variant[SHALLOW], t, y, dy, sysargs)
+def rhs_py(t, y, dy, sysargs):
+    """:func:`rhs` for Python callers (System.rhs)."""
+    return rhs(t, y, dy, sysargs)
 
 
 @njit
 def evaluate(y, sysargs, yhat_out):
     """(loss, error) of state ``y`` on the data of ``sysargs``; writes Ŷ into ``yhat_out`` [M, K]."""
-    loss, err = _evaluate_sw(sysargs.variant[SHALLOW], y, sysargs)
+    loss, err = _evaluate_variant(y, sysargs)
     lay = sysargs.lay
     K = lay[2]
     M = sysargs.X.shape[0]

@@ -43,6 +43,12 @@ class SysArgs(NamedTuple):
     variant: tuple           # compile-time variant (kernels.variant): (par, edges, shallow, fuse0), each None/True
 
 
+def _readonly(a: np.ndarray) -> np.ndarray:
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
 class System:
     """Discretized mean-field system of ``problem`` (SPEC §3): state, weights, kernels."""
 
@@ -101,9 +107,9 @@ class System:
 
     def make_args(self, X, Y, rho) -> SysArgs:
         """The kernel arguments for data (X [M, d], Y [M, K], ρ [M])."""
-        X = np.ascontiguousarray(X, dtype=float)
-        Y = np.ascontiguousarray(Y, dtype=float)
-        rho = np.ascontiguousarray(rho, dtype=float)
+        # read-only views: the kernels never write the data, and one Numba type for every data set
+        # (writable and read-only arrays are different types: each would compile the kernels again)
+        X, Y, rho = (_readonly(np.ascontiguousarray(a, dtype=float)) for a in (X, Y, rho))
         work = np.empty(kernels.work_size(self.lay, X.shape[0], self.variant, numba.config.NUMBA_NUM_THREADS))
         return SysArgs(self.lay, self.omega, X, Y, rho, self.sched, self.sched_flat, self.lossp, work,
                        activations.user_functions(), self.variant)
@@ -120,7 +126,7 @@ class System:
         """Compiled drift dy/dt at (t, y) on the training data."""
         if dy is None:
             dy = np.empty_like(y)
-        kernels.rhs(float(t), y, dy, self.sysargs)
+        kernels.rhs_py(float(t), y, dy, self.sysargs)
         return dy
 
     def jvp(self, t: float, y: np.ndarray, u: np.ndarray, method: str = "analytic") -> np.ndarray:
