@@ -24,7 +24,6 @@ import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 from numpy.polynomial.legendre import leggauss
 from scipy import special
-from scipy.stats import qmc
 
 from mfpde import checks
 from mfpde.errors import ConfigError
@@ -508,6 +507,8 @@ def _check_sampled(kind: str, spec: dict, key: str) -> _Plan:
 
     def build() -> Rule:
         if kind == "sobol":
+            from scipy.stats import qmc   # here, not at the top: scipy.stats costs ~0.5 s of every start-up
+
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="The balance properties",
                                         category=UserWarning)
