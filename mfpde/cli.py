@@ -216,15 +216,17 @@ def _solve(args) -> int:
         say(f"mfpde: solving {c.problem.name!r}: L = {c.problem.model.L}, nodes per layer = "
             f"{list(system.layout.sizes)}, state size = {system.size}, {c.solver.stepper} {step}, t_end = {c.solver.t_end}")
         if not args.quiet:
-            from mfpde.system.stiffness import assess
+            from mfpde.system.stiffness import assess, method_for
 
-            say(assess(system).report(c.solver.stepper, c.solver.dt if fixed else None))
+            # finite differences of the RHS for explicit steppers: no JVP kernel to compile
+            say(assess(system, method=method_for(c.solver.stepper)).report(c.solver.stepper, c.solver.dt if fixed else None))
 
     if not args.quiet:
-        _compile_notice()
+        _compile_notice(command="solve")
     try:
-        sol = mfpde.solve(c, progress=False if args.quiet else args.progress, checkpoint=args.checkpoint,
-                          checkpoint_every=args.checkpoint_every, resume=args.resume, on_start=report)
+        with _CompileTimer("solve"):
+            sol = mfpde.solve(c, progress=False if args.quiet else args.progress, checkpoint=args.checkpoint,
+                              checkpoint_every=args.checkpoint_every, resume=args.resume, on_start=report)
     except BlowUpError as exc:
         if exc.partial is not None:
             io.write(exc.partial.to_xarray(), out)
@@ -274,10 +276,12 @@ def _sgd(args) -> int:
     say = (lambda *a: None) if args.quiet else print
     widths = check_widths(args.widths) if args.widths is not None else None
     if not args.quiet:
-        _compile_notice()
-    out = run_ensemble(c, args.output, widths=widths, replicas=args.replicas, mode=args.mode, batch=args.batch,
-                       lr=args.lr, resume=not args.overwrite, progress=False if args.quiet else args.progress, say=say,
-                       coupling=args.coupling, checkpoint_every=args.checkpoint_every, estimate=not args.quiet)
+        _compile_notice(command="sgd")
+    with _CompileTimer("sgd"):
+        out = run_ensemble(c, args.output, widths=widths, replicas=args.replicas, mode=args.mode, batch=args.batch,
+                           lr=args.lr, resume=not args.overwrite, progress=False if args.quiet else args.progress,
+                           say=say, coupling=args.coupling, checkpoint_every=args.checkpoint_every,
+                           estimate=not args.quiet)
     say(f"mfpde: wrote {out}")
     return 0
 
@@ -434,17 +438,103 @@ def _validate(args) -> int:
     return run_args(args)
 
 
-def _compile_notice(stream=None) -> bool:
-    """On a terminal, say before a first run that the kernels compile now (nothing else is
-    printed for 1–3 minutes); returns whether it said so.  Off a terminal nothing is printed."""
+# Expected compile time of a first run (seconds) where this machine has no measurement yet:
+# the default solve from an empty cache, measured on the lead's 2-core Intel Xeon (issue 15,
+# 70 s).  Update it after kernel work; each cold run records its own measurement
+# (:func:`_compile_record`), which the notice prefers.
+EXPECTED_COMPILE_S = 70
+COMPILE_RECORD = "mfpde-compile-seconds.json"
+
+
+def _compile_record():
+    """Where cold runs record their compile time (seconds per command, JSON): beside the
+    per-version cache folders (``.numba-cache/``, so the record outlives a kernel edit), or
+    inside an explicit ``NUMBA_CACHE_DIR``; None when caching is off."""
+    from mfpde import _jit
+
+    if not _jit.CACHE or not _jit.CACHE_DIR:
+        return None
+    d = Path(_jit.CACHE_DIR)
+    return (d.parent if d.parent.name == ".numba-cache" else d) / COMPILE_RECORD
+
+
+def _recorded_compile_seconds(command: str) -> float | None:
+    """The compile time a cold ``command`` measured on this machine last time (None: none)."""
+    import json
+
+    path = _compile_record()
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get(command) if path is not None else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and 0 < value < 1e5 else None
+
+
+def _record_compile_seconds(command: str, seconds: float) -> None:
+    """Store a cold run's measured compile time (best effort: a read-only cache says nothing)."""
+    import json
+    import os
+
+    path = _compile_record()
+    if path is None:
+        return
+    try:
+        try:
+            table = json.loads(path.read_text(encoding="utf-8"))
+            table = table if isinstance(table, dict) else {}
+        except (OSError, ValueError):
+            table = {}
+        table[command] = round(float(seconds), 1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(table, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def _compile_notice(stream=None, command: str = "solve") -> bool:
+    """On a terminal, say in one line before a first run that the kernels compile now and how
+    long that takes (this machine's last measurement for ``command``, else
+    :data:`EXPECTED_COMPILE_S`); returns whether it said so.  Off a terminal nothing is printed."""
     stream = sys.stderr if stream is None else stream
     from mfpde import _jit
 
     if not (hasattr(stream, "isatty") and stream.isatty()) or _jit.cache_is_warm():
         return False
-    print("mfpde: compiling the Numba kernels for this machine (a first run after an install or an edit of "
-          "mfpde: 1-3 min; later runs use the cache in .numba-cache/)", file=stream, flush=True)
+    seconds = _recorded_compile_seconds(command)
+    when = (f"about {seconds:.0f} s, as measured here last time" if seconds is not None
+            else f"expect about {EXPECTED_COMPILE_S} s")
+    print(f"mfpde: compiling the Numba kernels now, once per install or kernel edit ({when}); "
+          "later runs load them from the cache", file=stream, flush=True)
     return True
+
+
+class _CompileTimer:
+    """Around a command: when the cache was cold at the start, the time Numba spent compiling
+    (its ``numba:compile`` events, nested ones counted once) is recorded for the next notice."""
+
+    def __init__(self, command: str):
+        self.command = command
+        self._ctx = None
+
+    def __enter__(self):
+        from mfpde import _jit
+
+        if _jit.CACHE and not _jit.cache_is_warm():
+            from numba.core import event
+
+            self._ctx = event.install_listener("numba:compile", event.TimingListener())
+            self._timer = self._ctx.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self._ctx is None:
+            return False
+        self._ctx.__exit__(*exc)
+        if exc[0] is None and self._timer.done and self._timer.duration > 0:
+            _record_compile_seconds(self.command, self._timer.duration)
+        return False
 
 
 def main(argv=None) -> int:
