@@ -438,6 +438,15 @@ def _validate(args) -> int:
     return run_args(args)
 
 
+def _jit_config():
+    """mfpde._jit, imported by name: a module that imports it by statement counts as a kernel
+    source (``_jit.kernel_sources``), and every edit of this file (which defines no kernel) would
+    then recompile all kernels."""
+    import importlib
+
+    return importlib.import_module("mfpde._jit")
+
+
 # Expected compile time of a first run (seconds) where this machine has no measurement yet:
 # the default solve from an empty cache, measured on the lead's 2-core Intel Xeon (issue 15,
 # 70 s).  Update it after kernel work; each cold run records its own measurement
@@ -450,8 +459,7 @@ def _compile_record():
     """Where cold runs record their compile time (seconds per command, JSON): beside the
     per-version cache folders (``.numba-cache/``, so the record outlives a kernel edit), or
     inside an explicit ``NUMBA_CACHE_DIR``; None when caching is off."""
-    from mfpde import _jit
-
+    _jit = _jit_config()
     if not _jit.CACHE or not _jit.CACHE_DIR:
         return None
     d = Path(_jit.CACHE_DIR)
@@ -498,8 +506,7 @@ def _compile_notice(stream=None, command: str = "solve") -> bool:
     long that takes (this machine's last measurement for ``command``, else
     :data:`EXPECTED_COMPILE_S`); returns whether it said so.  Off a terminal nothing is printed."""
     stream = sys.stderr if stream is None else stream
-    from mfpde import _jit
-
+    _jit = _jit_config()
     if not (hasattr(stream, "isatty") and stream.isatty()) or _jit.cache_is_warm():
         return False
     seconds = _recorded_compile_seconds(command)
@@ -519,8 +526,7 @@ class _CompileTimer:
         self._ctx = None
 
     def __enter__(self):
-        from mfpde import _jit
-
+        _jit = _jit_config()
         if _jit.CACHE and not _jit.cache_is_warm():
             from numba.core import event
 
@@ -537,9 +543,32 @@ class _CompileTimer:
         return False
 
 
+# Commands whose xarray objects hold numpy arrays only.  xarray asks whether an array is a dask
+# array by importing dask whenever dask is installed (the sweep extra): dask.array, distributed and
+# scipy.fft, 0.6–0.8 s of a warm `mfpde solve` of ~2 s.  Run as the `mfpde` program (argv None),
+# these commands tell Python that dask is absent for the rest of their own process
+# (sys.modules[name] = None: importing it raises ImportError, which xarray reads as "no dask").
+NO_DASK_COMMANDS = ("solve", "show")
+
+
+def _without_dask(command) -> bool:
+    """For a :data:`NO_DASK_COMMANDS` command of the ``mfpde`` program, block dask's import (unless
+    it is imported already); returns whether it did."""
+    if command not in NO_DASK_COMMANDS or "dask" in sys.modules:
+        return False
+    for name in ("dask", "distributed"):
+        sys.modules.setdefault(name, None)
+    return True
+
+
 def main(argv=None) -> int:
+    """The ``mfpde`` program: ``argv`` None reads ``sys.argv`` (the console command, which owns its
+    process: :data:`NO_DASK_COMMANDS` skip dask's import); a list runs in-process and changes
+    nothing outside the command."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if argv is None:
+        _without_dask(args.command)
     if args.version:
         from mfpde import __version__
 
