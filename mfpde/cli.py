@@ -193,6 +193,7 @@ def _solve(args) -> int:
     import mfpde
     from mfpde.store import netcdf as io
 
+    cold = _cache_cold()   # before the configuration is built (that caches a first kernel)
     overrides = {"stepper": args.stepper, "dt": args.dt, "t_end": args.t_end}   # None: not given
     # built once, data included, --set first; no file: the embedded default
     c = mfpde.load(args.config or None, set=_set(args), **overrides)
@@ -222,9 +223,9 @@ def _solve(args) -> int:
             say(assess(system, method=method_for(c.solver.stepper)).report(c.solver.stepper, c.solver.dt if fixed else None))
 
     if not args.quiet:
-        _compile_notice(command="solve")
+        _compile_notice(command="solve", cold=cold)
     try:
-        with _CompileTimer("solve"):
+        with _CompileTimer("solve", cold):
             sol = mfpde.solve(c, progress=False if args.quiet else args.progress, checkpoint=args.checkpoint,
                               checkpoint_every=args.checkpoint_every, resume=args.resume, on_start=report)
     except BlowUpError as exc:
@@ -249,6 +250,7 @@ def _sgd(args) -> int:
     from mfpde.problem import config as cfg_mod
     from mfpde.finite.ensemble import check_widths, run_ensemble
 
+    cold = _cache_cold()   # before the configuration is built (that caches a first kernel)
     c = mfpde.load(args.config or None, set=_set(args))   # no file: the embedded default
     from mfpde.checks import MAX_BATCH, MAX_REPLICAS
 
@@ -276,8 +278,8 @@ def _sgd(args) -> int:
     say = (lambda *a: None) if args.quiet else print
     widths = check_widths(args.widths) if args.widths is not None else None
     if not args.quiet:
-        _compile_notice(command="sgd")
-    with _CompileTimer("sgd"):
+        _compile_notice(command="sgd", cold=cold)
+    with _CompileTimer("sgd", cold):
         out = run_ensemble(c, args.output, widths=widths, replicas=args.replicas, mode=args.mode, batch=args.batch,
                            lr=args.lr, resume=not args.overwrite, progress=False if args.quiet else args.progress,
                            say=say, coupling=args.coupling, checkpoint_every=args.checkpoint_every,
@@ -501,13 +503,19 @@ def _record_compile_seconds(command: str, seconds: float) -> None:
         pass
 
 
-def _compile_notice(stream=None, command: str = "solve") -> bool:
-    """On a terminal, say in one line before a first run that the kernels compile now and how
-    long that takes (this machine's last measurement for ``command``, else
-    :data:`EXPECTED_COMPILE_S`); returns whether it said so.  Off a terminal nothing is printed."""
+def _cache_cold() -> bool:
+    """Whether this source version has no compiled kernels cached yet.  Ask before loading a
+    configuration: that compiles a first small kernel into the cache already."""
+    return not _jit_config().cache_is_warm()
+
+
+def _compile_notice(stream=None, command: str = "solve", cold: bool | None = None) -> bool:
+    """On a terminal, say in one line before a first run (``cold``; None: :func:`_cache_cold` now)
+    that the kernels compile now and how long that takes (this machine's last measurement for
+    ``command``, else :data:`EXPECTED_COMPILE_S`); returns whether it said so.  Off a terminal
+    nothing is printed."""
     stream = sys.stderr if stream is None else stream
-    _jit = _jit_config()
-    if not (hasattr(stream, "isatty") and stream.isatty()) or _jit.cache_is_warm():
+    if not (hasattr(stream, "isatty") and stream.isatty()) or not (_cache_cold() if cold is None else cold):
         return False
     seconds = _recorded_compile_seconds(command)
     when = (f"about {seconds:.0f} s, as measured here last time" if seconds is not None
@@ -518,16 +526,17 @@ def _compile_notice(stream=None, command: str = "solve") -> bool:
 
 
 class _CompileTimer:
-    """Around a command: when the cache was cold at the start, the time Numba spent compiling
-    (its ``numba:compile`` events, nested ones counted once) is recorded for the next notice."""
+    """Around a command: when the cache was cold at the start (``cold``; None: :func:`_cache_cold`
+    on entry), the time Numba spent compiling (its ``numba:compile`` events, nested ones counted
+    once) is recorded for the next notice."""
 
-    def __init__(self, command: str):
+    def __init__(self, command: str, cold: bool | None = None):
         self.command = command
+        self.cold = cold
         self._ctx = None
 
     def __enter__(self):
-        _jit = _jit_config()
-        if _jit.CACHE and not _jit.cache_is_warm():
+        if _jit_config().CACHE and (_cache_cold() if self.cold is None else self.cold):
             from numba.core import event
 
             self._ctx = event.install_listener("numba:compile", event.TimingListener())

@@ -90,3 +90,27 @@ def test_a_warm_run_records_nothing(cold_cache, monkeypatch):
     with cli._CompileTimer("solve"):
         numba.njit(cache=False)(lambda x: x + 1.0)(1.0)
     assert not cold_cache.exists()
+
+
+def test_solve_decides_cold_before_building_the_configuration(cold_cache, monkeypatch, tmp_path):
+    """Building a configuration caches a first small kernel (activations' placeholder); a cold
+    cache must still be announced, so the question is asked before the configuration is built."""
+    from tiny import tiny_toml
+
+    import mfpde
+    from mfpde import api
+
+    built = []
+
+    def load(*a, **k):   # as building a configuration does, cache a kernel: the cache turns warm
+        built.append(True)
+        return api.load(*a, **k)
+
+    monkeypatch.setattr(mfpde, "load", load, raising=False)
+    monkeypatch.setattr(_jit, "cache_is_warm", lambda cache_dir=None: bool(built))
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(tiny_toml("cold_notice"), encoding="utf-8")
+    term = _Terminal()
+    monkeypatch.setattr(cli.sys, "stderr", term)
+    assert cli.main(["solve", str(cfg), "-o", str(tmp_path / "o.nc"), "--no-progress"]) == 0
+    assert term.getvalue().startswith("mfpde: compiling the Numba kernels now")
