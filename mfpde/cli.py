@@ -193,6 +193,7 @@ def _solve(args) -> int:
     import mfpde
     from mfpde.store import netcdf as io
 
+    cold = _cache_cold()   # before the configuration is built (that caches a first kernel)
     overrides = {"stepper": args.stepper, "dt": args.dt, "t_end": args.t_end}   # None: not given
     # built once, data included, --set first; no file: the embedded default
     c = mfpde.load(args.config or None, set=_set(args), **overrides)
@@ -216,15 +217,17 @@ def _solve(args) -> int:
         say(f"mfpde: solving {c.problem.name!r}: L = {c.problem.model.L}, nodes per layer = "
             f"{list(system.layout.sizes)}, state size = {system.size}, {c.solver.stepper} {step}, t_end = {c.solver.t_end}")
         if not args.quiet:
-            from mfpde.system.stiffness import assess
+            from mfpde.system.stiffness import assess, method_for
 
-            say(assess(system).report(c.solver.stepper, c.solver.dt if fixed else None))
+            # finite differences of the RHS for explicit steppers: no JVP kernel to compile
+            say(assess(system, method=method_for(c.solver.stepper)).report(c.solver.stepper, c.solver.dt if fixed else None))
 
     if not args.quiet:
-        _compile_notice()
+        _compile_notice(command="solve", cold=cold)
     try:
-        sol = mfpde.solve(c, progress=False if args.quiet else args.progress, checkpoint=args.checkpoint,
-                          checkpoint_every=args.checkpoint_every, resume=args.resume, on_start=report)
+        with _CompileTimer("solve", cold):
+            sol = mfpde.solve(c, progress=False if args.quiet else args.progress, checkpoint=args.checkpoint,
+                              checkpoint_every=args.checkpoint_every, resume=args.resume, on_start=report)
     except BlowUpError as exc:
         if exc.partial is not None:
             io.write(exc.partial.to_xarray(), out)
@@ -247,6 +250,7 @@ def _sgd(args) -> int:
     from mfpde.problem import config as cfg_mod
     from mfpde.finite.ensemble import check_widths, run_ensemble
 
+    cold = _cache_cold()   # before the configuration is built (that caches a first kernel)
     c = mfpde.load(args.config or None, set=_set(args))   # no file: the embedded default
     from mfpde.checks import MAX_BATCH, MAX_REPLICAS
 
@@ -274,10 +278,12 @@ def _sgd(args) -> int:
     say = (lambda *a: None) if args.quiet else print
     widths = check_widths(args.widths) if args.widths is not None else None
     if not args.quiet:
-        _compile_notice()
-    out = run_ensemble(c, args.output, widths=widths, replicas=args.replicas, mode=args.mode, batch=args.batch,
-                       lr=args.lr, resume=not args.overwrite, progress=False if args.quiet else args.progress, say=say,
-                       coupling=args.coupling, checkpoint_every=args.checkpoint_every, estimate=not args.quiet)
+        _compile_notice(command="sgd", cold=cold)
+    with _CompileTimer("sgd", cold):
+        out = run_ensemble(c, args.output, widths=widths, replicas=args.replicas, mode=args.mode, batch=args.batch,
+                           lr=args.lr, resume=not args.overwrite, progress=False if args.quiet else args.progress,
+                           say=say, coupling=args.coupling, checkpoint_every=args.checkpoint_every,
+                           estimate=not args.quiet)
     say(f"mfpde: wrote {out}")
     return 0
 
@@ -434,22 +440,144 @@ def _validate(args) -> int:
     return run_args(args)
 
 
-def _compile_notice(stream=None) -> bool:
-    """On a terminal, say before a first run that the kernels compile now (nothing else is
-    printed for 1–3 minutes); returns whether it said so.  Off a terminal nothing is printed."""
-    stream = sys.stderr if stream is None else stream
-    from mfpde import _jit
+def _jit_config():
+    """mfpde._jit, imported by name: a module that imports it by statement counts as a kernel
+    source (``_jit.kernel_sources``), and every edit of this file (which defines no kernel) would
+    then recompile all kernels."""
+    import importlib
 
-    if not (hasattr(stream, "isatty") and stream.isatty()) or _jit.cache_is_warm():
+    return importlib.import_module("mfpde._jit")
+
+
+# Expected compile time of a first run (seconds) where this machine has no measurement yet:
+# the default solve from an empty cache, measured on the lead's 2-core Intel Xeon (issue 15,
+# 70 s).  Update it after kernel work; each cold run records its own measurement
+# (:func:`_compile_record`), which the notice prefers.
+EXPECTED_COMPILE_S = 70
+COMPILE_RECORD = "mfpde-compile-seconds.json"
+
+
+def _compile_record():
+    """Where cold runs record their compile time (seconds per command, JSON): beside the
+    per-version cache folders (``.numba-cache/``, so the record outlives a kernel edit), or
+    inside an explicit ``NUMBA_CACHE_DIR``; None when caching is off."""
+    _jit = _jit_config()
+    if not _jit.CACHE or not _jit.CACHE_DIR:
+        return None
+    d = Path(_jit.CACHE_DIR)
+    return (d.parent if d.parent.name == ".numba-cache" else d) / COMPILE_RECORD
+
+
+def _recorded_compile_seconds(command: str) -> float | None:
+    """The compile time a cold ``command`` measured on this machine last time (None: none)."""
+    import json
+
+    path = _compile_record()
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get(command) if path is not None else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and 0 < value < 1e5 else None
+
+
+def _record_compile_seconds(command: str, seconds: float) -> None:
+    """Store a cold run's measured compile time (best effort: a read-only cache says nothing)."""
+    import json
+    import os
+
+    path = _compile_record()
+    if path is None:
+        return
+    try:
+        try:
+            table = json.loads(path.read_text(encoding="utf-8"))
+            table = table if isinstance(table, dict) else {}
+        except (OSError, ValueError):
+            table = {}
+        table[command] = round(float(seconds), 1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(table, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def _cache_cold() -> bool:
+    """Whether this source version has no compiled kernels cached yet.  Ask before loading a
+    configuration: that compiles a first small kernel into the cache already."""
+    return not _jit_config().cache_is_warm()
+
+
+def _compile_notice(stream=None, command: str = "solve", cold: bool | None = None) -> bool:
+    """On a terminal, say in one line before a first run (``cold``; None: :func:`_cache_cold` now)
+    that the kernels compile now and how long that takes (this machine's last measurement for
+    ``command``, else :data:`EXPECTED_COMPILE_S`); returns whether it said so.  Off a terminal
+    nothing is printed."""
+    stream = sys.stderr if stream is None else stream
+    if not (hasattr(stream, "isatty") and stream.isatty()) or not (_cache_cold() if cold is None else cold):
         return False
-    print("mfpde: compiling the Numba kernels for this machine (a first run after an install or an edit of "
-          "mfpde: 1-3 min; later runs use the cache in .numba-cache/)", file=stream, flush=True)
+    seconds = _recorded_compile_seconds(command)
+    when = (f"about {seconds:.0f} s, as measured here last time" if seconds is not None
+            else f"expect about {EXPECTED_COMPILE_S} s")
+    print(f"mfpde: compiling the Numba kernels now, once per install or kernel edit ({when}); "
+          "later runs load them from the cache", file=stream, flush=True)
+    return True
+
+
+class _CompileTimer:
+    """Around a command: when the cache was cold at the start (``cold``; None: :func:`_cache_cold`
+    on entry), the time Numba spent compiling (its ``numba:compile`` events, nested ones counted
+    once) is recorded for the next notice."""
+
+    def __init__(self, command: str, cold: bool | None = None):
+        self.command = command
+        self.cold = cold
+        self._ctx = None
+
+    def __enter__(self):
+        if _jit_config().CACHE and (_cache_cold() if self.cold is None else self.cold):
+            from numba.core import event
+
+            self._ctx = event.install_listener("numba:compile", event.TimingListener())
+            self._timer = self._ctx.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self._ctx is None:
+            return False
+        self._ctx.__exit__(*exc)
+        if exc[0] is None and self._timer.done and self._timer.duration > 0:
+            _record_compile_seconds(self.command, self._timer.duration)
+        return False
+
+
+# Commands whose xarray objects hold numpy arrays only.  xarray asks whether an array is a dask
+# array by importing dask whenever dask is installed (the sweep extra): dask.array, distributed and
+# scipy.fft, 0.6–0.8 s of a warm `mfpde solve` of ~2 s.  Run as the `mfpde` program (argv None),
+# these commands tell Python that dask is absent for the rest of their own process
+# (sys.modules[name] = None: importing it raises ImportError, which xarray reads as "no dask").
+NO_DASK_COMMANDS = ("solve", "show")
+
+
+def _without_dask(command) -> bool:
+    """For a :data:`NO_DASK_COMMANDS` command of the ``mfpde`` program, block dask's import (unless
+    it is imported already); returns whether it did."""
+    if command not in NO_DASK_COMMANDS or "dask" in sys.modules:
+        return False
+    for name in ("dask", "distributed"):
+        sys.modules.setdefault(name, None)
     return True
 
 
 def main(argv=None) -> int:
+    """The ``mfpde`` program: ``argv`` None reads ``sys.argv`` (the console command, which owns its
+    process: :data:`NO_DASK_COMMANDS` skip dask's import); a list runs in-process and changes
+    nothing outside the command."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if argv is None:
+        _without_dask(args.command)
     if args.version:
         from mfpde import __version__
 

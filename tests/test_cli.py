@@ -483,3 +483,29 @@ def test_an_argparse_error_quoting_a_line_break_is_still_one_line(junk, capsys):
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert lines[-1].startswith("mfpde: error: ") and "\\n" in lines[-1]
     assert all(ln.startswith(("usage:", "mfpde: error: ", "  ")) for ln in lines), lines
+
+
+# --------------------------------------------------------------------------- start-up
+
+def test_the_mfpde_program_skips_dask_for_solve_and_in_process_calls_leave_it(tmp_path):
+    """Run as the program (argv None), solve tells Python dask is absent (xarray's dask probe
+    would import dask.array and distributed); the file it writes is an ordinary result."""
+    cfg = write_config(tmp_path)
+    out = tmp_path / "prog.nc"
+    code = ("import sys\nfrom mfpde.cli import main\n"
+            f"sys.argv = ['mfpde', 'solve', {str(cfg)!r}, '-o', {str(out)!r}, '-q']\n"
+            "rc = main()\nprint('rc', rc, 'dask', sys.modules.get('dask', 'absent'))\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["rc", "0", "dask", "None"]
+    ds = io.read(out)
+    assert ds.attrs["status"] == "completed" and ds["loss_train"].sizes["time"] == 6
+    assert main(["show", str(out)]) == 0          # in-process: dask is not blocked here
+    assert sys.modules.get("dask", "absent") is not None
+
+
+def test_only_numpy_commands_block_dask():
+    from mfpde import cli
+
+    assert set(cli.NO_DASK_COMMANDS) == {"solve", "show"}
+    assert cli._without_dask("sweep") is False and cli._without_dask("sgd") is False
