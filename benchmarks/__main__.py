@@ -114,23 +114,19 @@ def main(argv: list[str] | None = None) -> int:
             print("\n3b. B = 1: share of the rank-1 product A₁ᵀP₂ in the dense time, and the per-step overhead "
                   "(engine − dense products) over one forward-backward written in plain numpy")
             print(common.table(*engine.format_overhead_rows(result["engine"])))
-    if "torch" in only:
+    if not has_torch and ("torch" in only or "shapes" in only):
+        print(f"\n{common.TORCH_MISSING}")
+    if "torch" in only and has_torch:
         print(f"\n3c. SGD engine against the same network's SGD step in PyTorch (width {engine.TORCH_WIDTH}, full "
               f"batch of {engine.TORCH_BATCH} fixed points, d = {engine.D}, two tanh layers, float64; median of "
               "interleaved rounds; one step of each checked to agree first)")
-        if has_torch:
-            print(common.table(*engine.format_torch_rows(result["torch"])))
-        else:
-            print(common.TORCH_MISSING)
-    if "shapes" in only:
+        print(common.table(*engine.format_torch_rows(result["torch"])))
+    if "shapes" in only and has_torch:
         print(f"\n5. Shapes users solve: mfpde's compiled Euler loop over the same discretized limit in PyTorch "
               f"autograd (tanh, squared loss, dt = {shapes.DT}; each sample n steps from the initial state; "
               f"median of interleaved rounds; check: largest relative drift/state difference, asserted ≤ "
               f"{shapes.RTOL:g} before timing)")
-        if has_torch:
-            print(common.table(*shapes.format_rows(result["shapes"])))
-        else:
-            print(common.TORCH_MISSING)
+        print(common.table(*shapes.format_rows(result["shapes"])))
     if "phi" in only:
         print("\n6. φ/φ' pass: activations.pair_block over N doubles against a compiled streaming multiply–add "
               "of the same arrays (a = h·c + d, p = h·e), one thread, median of interleaved rounds")
