@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.mfpde-installed
+# make bench: the optional bench extra (torch==2.13.0, the PyTorch baselines of benchmarks/), own stamp
+BENCH_STAMP = $(VENV)/.mfpde-bench-installed
 PYTEST_ARGS ?= -n 2
 # two pytest workers on two cores: one Numba and one BLAS thread each
 TEST_ENV ?= NUMBA_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
@@ -40,7 +42,11 @@ fuzz: $(STAMP)
 	$(TEST_ENV) MFPDE_FUZZ=1 MFPDE_FUZZ_SCALE=$(FUZZ_SCALE) $(PY) -m pytest $(PYTEST_ARGS) -m hypothesis \
 		--hypothesis-seed=$(FUZZ_SEED) --hypothesis-show-statistics -q
 
-bench: $(STAMP)
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -q -c constraints.txt --no-build-isolation -e ".[bench]"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(PY) -m benchmarks
 
 clean:

@@ -5,10 +5,14 @@ therefore times a kernel and its baseline *in the same loop*, alternating A, B, 
 order rotates each round so neither always runs first), and reports the median of the
 per-round ratios, which both sides measured under the same load.  ``environment()`` records
 what actually ran: the BLAS libraries (threadpoolctl), the Numba threading layer and thread
-counts, and the thread-related environment variables.  Imports numpy, numba, threadpoolctl.
+counts, the CPU and the SIMD width Numba compiles for, and the thread-related environment
+variables.  ``limit_threads`` sets Numba, BLAS (threadpoolctl) and PyTorch to one thread count;
+``optional_torch`` imports PyTorch if the ``bench`` extra is installed.  Imports numpy, numba,
+threadpoolctl (PyTorch only through ``optional_torch``).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
@@ -116,6 +120,85 @@ def blas_info() -> list[dict]:
     return rows
 
 
+# CPU names (LLVM's, as NUMBA_CPU_NAME takes them) whose code may use AVX-512, and those limited to AVX2
+_AVX512_CPUS = ("skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake-client", "icelake-server",
+                "tigerlake", "rocketlake", "sapphirerapids", "emeraldrapids", "graniterapids", "knl", "knm",
+                "znver4", "znver5", "x86-64-v4")
+_AVX2_CPUS = ("haswell", "broadwell", "skylake", "alderlake", "raptorlake", "meteorlake", "znver1", "znver2",
+              "znver3", "x86-64-v3")
+
+
+def simd() -> dict:
+    """The CPU Numba compiles for and its widest vector instructions.
+
+    ``host_cpu``/``host_simd``: what LLVM detects on this machine; ``numba_cpu_name``: the
+    target Numba uses (``NUMBA_CPU_NAME``, e.g. ``haswell`` to produce AVX2 code on an AVX-512
+    machine, else the host CPU); ``simd``: ``"AVX-512"``, ``"AVX2"`` or ``"SSE"`` for that
+    target (from ``NUMBA_CPU_FEATURES`` when set, else from the CPU name; ``"unknown"`` for a
+    name not in the tables above).
+    """
+    import numba
+    from llvmlite import binding as ll
+
+    try:
+        feats = ll.get_host_cpu_features()
+        host_feats = {k for k in ("avx512f", "avx2", "fma") if feats.get(k, False)}
+    except RuntimeError:                     # some platforms cannot report features
+        host_feats = set()
+    host_name = ll.get_host_cpu_name()
+    width = lambda f: "AVX-512" if "avx512f" in f else "AVX2" if "avx2" in f else "SSE"
+    name = numba.config.CPU_NAME or os.environ.get("NUMBA_CPU_NAME") or ""
+    features = numba.config.CPU_FEATURES or os.environ.get("NUMBA_CPU_FEATURES") or ""
+    if not name or name == "host":
+        target, target_simd = host_name, width(host_feats)
+    elif features:
+        on = {f[1:] for f in features.split(",") if f.startswith("+")}
+        target, target_simd = name, width(on)
+    else:
+        target = name
+        target_simd = "AVX-512" if name in _AVX512_CPUS else "AVX2" if name in _AVX2_CPUS else "unknown"
+    return {"host_cpu": host_name, "host_simd": width(host_feats), "numba_cpu_name": target, "simd": target_simd,
+            "numba_cpu_features": features or None}
+
+
+TORCH_PIN = "torch==2.13.0"
+TORCH_MISSING = ("torch is not installed: the PyTorch comparisons are skipped (`make bench` installs the "
+                 f"bench extra, or: .venv/bin/python -m pip install {TORCH_PIN})")
+
+
+def optional_torch():
+    """The ``torch`` module if the ``bench`` extra is installed, else None."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+@contextlib.contextmanager
+def limit_threads(n: int, torch=None):
+    """Run the block with n threads in Numba, in every BLAS/OpenMP library (threadpoolctl) and,
+    if given, in PyTorch; restore the previous counts afterwards.  n is capped at
+    ``NUMBA_NUM_THREADS`` (Numba cannot start more threads than it was configured with)."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    import scipy.linalg  # noqa: F401  (load the BLAS Numba uses, so the limit reaches it)
+    n = max(1, min(int(n), int(numba.config.NUMBA_NUM_THREADS)))
+    old_numba = numba.get_num_threads()
+    old_torch = torch.get_num_threads() if torch is not None else None
+    with threadpool_limits(limits=n):
+        numba.set_num_threads(n)
+        if torch is not None:
+            torch.set_num_threads(n)
+        try:
+            yield n
+        finally:
+            numba.set_num_threads(old_numba)
+            if torch is not None:
+                torch.set_num_threads(old_torch)
+
+
 def env_snapshot() -> dict:
     """The thread-related environment variables as the user set them (call before importing mfpde,
     which sets ``OMP_WAIT_POLICY=passive`` unless it is set)."""
@@ -142,6 +225,7 @@ def environment(env_before: dict | None = None) -> dict:
         "numba": numba.__version__,
         "platform": platform.platform(),
         "cpu": _cpu_model(),
+        **simd(),
         "cpu_count": os.cpu_count(),
         "cpus_usable": affinity,
         "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
@@ -151,7 +235,17 @@ def environment(env_before: dict | None = None) -> dict:
         "env": {k: os.environ.get(k) for k in ENV_VARS},
         "env_before_import": env_before,
         "blas": blas_info(),
+        "torch": _torch_info(),
     }
+
+
+def _torch_info() -> dict | None:
+    """PyTorch's version and threads if it was imported (the bench extra), else None."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    return {"version": torch.__version__, "num_threads": torch.get_num_threads(),
+            "parallel": torch.__config__.parallel_info().splitlines()[-1].strip()}
 
 
 def busy_note(env: dict) -> str | None:
@@ -171,6 +265,9 @@ def describe_environment(env: dict) -> str:
     lines = [f"python {env['python']}, numpy {env['numpy']}, scipy {env['scipy']}, numba {env['numba']}",
              f"cpu: {env['cpu']} ({env['cpus_usable']} usable of {env['cpu_count']}); "
              f"load average {' '.join(f'{x:.2f}' for x in env['loadavg'] or [])}",
+             f"simd: Numba compiles for {env['numba_cpu_name']} ({env['simd']}); host {env['host_cpu']} "
+             f"({env['host_simd']})" + (f", NUMBA_CPU_FEATURES={env['numba_cpu_features']}"
+                                        if env.get("numba_cpu_features") else ""),
              f"numba: threading layer {env['numba_threading_layer']}, NUMBA_NUM_THREADS = {env['numba_num_threads']}"
              f" (in use {env['numba_threads_in_use']})"]
     for b in env["blas"]:
@@ -179,6 +276,9 @@ def describe_environment(env: dict) -> str:
                          f"{b.get('num_threads')} threads ({b.get('threading_layer')}) — {b.get('role')}")
         else:
             lines.append(f"{b.get('user_api')}: {b.get('prefix')} {b.get('num_threads')} threads")
+    if env.get("torch"):
+        t = env["torch"]
+        lines.append(f"torch: {t['version']}, {t['num_threads']} threads ({t['parallel']})")
     before = env.get("env_before_import") or {}
     set_vars = {k: v for k, v in env["env"].items() if v is not None}
     lines.append("env: " + (", ".join(f"{k}={v}" + (" (set by mfpde)" if before and before.get(k) is None else "")
