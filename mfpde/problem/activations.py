@@ -545,12 +545,14 @@ def phi_block(code, h, a, fns):
 
 
 def _np_tanh_pair(x):
-    t = np.tanh(x)
-    return t, 1.0 - t * t
+    x = np.asarray(x, float)
+    e = np.exp(-2.0 * np.abs(x))
+    return np.tanh(x), 4.0 * e / ((1.0 + e) * (1.0 + e))    # sech², accurate where 1 − t² is 0
 
 
 def _np_relu_pair(x):
-    return np.maximum(x, 0.0), (x > 0).astype(float)
+    x = np.asarray(x, float)
+    return np.maximum(x, 0.0), np.where(np.isnan(x), x, (x > 0).astype(float))
 
 
 def _np_sigmoid_pair(x):
