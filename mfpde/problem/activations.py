@@ -556,8 +556,9 @@ def _np_relu_pair(x):
 
 
 def _np_sigmoid_pair(x):
-    s = special.expit(x)
-    return s, s * (1.0 - s)
+    x = np.asarray(x, float)
+    e = np.exp(-np.abs(x))
+    return special.expit(x), e / ((1.0 + e) * (1.0 + e))     # σ' without the cancellation of s(1 − s)
 
 
 def _np_softplus_pair(x):
