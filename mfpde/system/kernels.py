@@ -27,7 +27,8 @@ from numba import types
 from numba.extending import overload
 
 from mfpde._jit import CACHE, FASTMATH, PARALLEL_MIN, njit, prange
-from mfpde.problem.activations import TANH, phi_dphi, tanh_fast
+from mfpde.problem import activations as act
+from mfpde.problem.activations import USER_CODE0, user_pair
 from mfpde.problem.edges import edge as edge_map
 from mfpde.problem.losses import loss_grad, misclassified
 from mfpde.problem.schedules import evaluate as schedule_at
@@ -184,7 +185,8 @@ def _edge_back(P, Hd, A, W, rho, dW, G, code, drift, back):
 # each ``None`` (off) or ``True`` (on): Numba compiles only the code a problem's variant reaches,
 # so a small problem with linear edges never compiles the parallel or general-edge passes and a
 # first solve compiles in seconds (issue 15).  The flags are chosen by :func:`variant`.
-PAR, EDGES, SHALLOW, FUSE0 = range(4)
+PAR, EDGES, SHALLOW, FUSE0, ACTS = range(5)
+N_BUILTIN = 7   # activation codes 0..6 (mfpde.problem.activations); flag 7 = any user activation
 FUSE_D = 16   # first layers with d ≤ FUSE_D compute X·w₁ᵀ in their elementwise pass (no GEMM, no H array)
 
 
@@ -195,7 +197,9 @@ def variant(lay, M: int, parallel: bool | None = None, fuse: bool | None = None)
     * edges: some layer has a nonlinear edge map or an initial-weight rule (docs/edges.md);
     * shallow: L = 1 and d ≤ FUSE_D: the whole RHS is one fused pass over the data rows
       (:func:`_rhs_shallow`), nothing [M, Q]-sized is stored;
-    * fuse0: d ≤ FUSE_D: the first hidden layer's X·w₁ᵀ, bias, φ, φ' and its drift are fused.
+    * fuse0: d ≤ FUSE_D: the first hidden layer's X·w₁ᵀ, bias, φ, φ' and its drift are fused;
+    * acts: one flag per built-in activation code (and one for user activations): only the
+      activations the model uses are compiled (each built-in has its own vectorized block kernel).
 
     ``parallel`` / ``fuse`` force the first and the last two flags (tests compare the variants).
     """
@@ -206,7 +210,10 @@ def variant(lay, M: int, parallel: bool | None = None, fuse: bool | None = None)
     edges = any(int(lay[HEADER + PER * i + 6]) != 0 or int(lay[HEADER + PER * i + 7]) > 1 for i in range(1, L))
     f = d <= FUSE_D if fuse is None else bool(fuse)
     shallow = L == 1 and f
-    return tuple(True if x else None for x in (par, edges, shallow, f))
+    codes = {int(lay[HEADER + PER * i + 1]) for i in range(L)} | {int(lay[4])}
+    acts = tuple(True if c in codes else None for c in range(N_BUILTIN)) + \
+        (True if any(c >= N_BUILTIN for c in codes) else None,)
+    return tuple(True if x else None for x in (par, edges, shallow, f)) + (acts,)
 
 
 # the project's Numba flags (mfpde._jit.njit) for overload implementations
@@ -313,30 +320,167 @@ def _buf(work, off, M, Q):
 
 
 # ------------------------------------------------------------------ elementwise passes
+# ------------------------------------------------------------------ activations, compiled per use
 @njit
-def pair_block(code, h, a, p, fns):
-    """a = φ(h), p = φ'(h) over 1-D arrays (temporary loop over phi_dphi; activations.pair_block)."""
-    if code == TANH:
-        for i in range(h.shape[0]):
-            t = tanh_fast(h[i])
-            a[i] = t
-            p[i] = 1.0 - t * t
-    else:
-        for i in range(h.shape[0]):
-            x, dx = phi_dphi(code, h[i], fns)
-            a[i] = x
-            p[i] = dx
-
-
-@njit
-def phi_block(code, h, a, fns):
+def _user_block(code, h, a, p, fns):
     for i in range(h.shape[0]):
-        x, _ = phi_dphi(code, h[i], fns)
-        a[i] = x
+        a[i], p[i] = user_pair(fns, code - USER_CODE0, h[i])
 
 
 @njit
-def _activate_rows(r0, r1, H, A, P, S, b, w, code, fns):
+def _user_phi_block(code, h, a, fns):
+    for i in range(h.shape[0]):
+        a[i] = user_pair(fns, code - USER_CODE0, h[i])[0]
+
+
+
+
+_pair_identity = _static_switch(act._identity_block)
+_phi_identity = _static_switch(act._identity_phi_block)
+_pair_tanh = _static_switch(act._tanh_block)
+_phi_tanh = _static_switch(act._tanh_phi_block)
+_pair_relu = _static_switch(act._relu_block)
+_phi_relu = _static_switch(act._relu_phi_block)
+_pair_sigmoid = _static_switch(act._sigmoid_block)
+_phi_sigmoid = _static_switch(act._sigmoid_phi_block)
+_pair_erf = _static_switch(act._erf_block)
+_phi_erf = _static_switch(act._erf_phi_block)
+_pair_softplus = _static_switch(act._softplus_block)
+_phi_softplus = _static_switch(act._softplus_phi_block)
+_pair_gelu = _static_switch(act._gelu_block)
+_phi_gelu = _static_switch(act._gelu_phi_block)
+_pair_user = _static_switch(_user_block)
+_phi_user = _static_switch(_user_phi_block)
+
+
+@njit
+def _nan_fill(a):
+    a[:] = np.nan   # an activation the variant was not compiled for: fail loudly
+
+
+@njit(inline="always")
+def pair_block(acts, code, h, a, p, fns):
+    """a = φ(h), p = φ'(h) over 1-D arrays for activation ``code``: the built-in's own vectorized
+    block kernel (mfpde.problem.activations), compiled only when its flag in ``acts`` (the variant)
+    is set; a code whose flag is unset gives NaN."""
+    if code == 0 and acts[0] is not None:
+        _pair_identity(acts[0], h, a, p)
+    elif code == 1 and acts[1] is not None:
+        _pair_tanh(acts[1], h, a, p)
+    elif code == 2 and acts[2] is not None:
+        _pair_relu(acts[2], h, a, p)
+    elif code == 3 and acts[3] is not None:
+        _pair_sigmoid(acts[3], h, a, p)
+    elif code == 4 and acts[4] is not None:
+        _pair_erf(acts[4], h, a, p)
+    elif code == 5 and acts[5] is not None:
+        _pair_softplus(acts[5], h, a, p)
+    elif code == 6 and acts[6] is not None:
+        _pair_gelu(acts[6], h, a, p)
+    elif code >= USER_CODE0 and acts[7] is not None:
+        _pair_user(acts[7], code, h, a, p, fns)
+    else:
+        _nan_fill(a)
+        _nan_fill(p)
+
+
+@njit(inline="always")
+def phi_block(acts, code, h, a, fns):
+    """a = φ(h) (φ only), compiled per use like :func:`pair_block`."""
+    if code == 0 and acts[0] is not None:
+        _phi_identity(acts[0], h, a)
+    elif code == 1 and acts[1] is not None:
+        _phi_tanh(acts[1], h, a)
+    elif code == 2 and acts[2] is not None:
+        _phi_relu(acts[2], h, a)
+    elif code == 3 and acts[3] is not None:
+        _phi_sigmoid(acts[3], h, a)
+    elif code == 4 and acts[4] is not None:
+        _phi_erf(acts[4], h, a)
+    elif code == 5 and acts[5] is not None:
+        _phi_softplus(acts[5], h, a)
+    elif code == 6 and acts[6] is not None:
+        _phi_gelu(acts[6], h, a)
+    elif code >= USER_CODE0 and acts[7] is not None:
+        _phi_user(acts[7], code, h, a, fns)
+    else:
+        _nan_fill(a)
+
+
+@njit
+def _s_identity(x):
+    return act._identity_pair(x)
+
+
+@njit
+def _s_tanh(x):
+    return act._tanh_pair(x)
+
+
+@njit
+def _s_relu(x):
+    return act._relu_pair(x)
+
+
+@njit
+def _s_sigmoid(x):
+    return act._sigmoid_pair(x)
+
+
+@njit
+def _s_erf(x):
+    return act._erf_pair(x)
+
+
+@njit
+def _s_softplus(x):
+    return act._softplus_pair(x)
+
+
+@njit
+def _s_gelu(x):
+    return act._gelu_pair(x)
+
+
+@njit
+def _s_user(code, x, fns):
+    return user_pair(fns, code - USER_CODE0, x)
+
+
+_spair_identity = _static_switch(_s_identity, (np.nan, np.nan))
+_spair_tanh = _static_switch(_s_tanh, (np.nan, np.nan))
+_spair_relu = _static_switch(_s_relu, (np.nan, np.nan))
+_spair_sigmoid = _static_switch(_s_sigmoid, (np.nan, np.nan))
+_spair_erf = _static_switch(_s_erf, (np.nan, np.nan))
+_spair_softplus = _static_switch(_s_softplus, (np.nan, np.nan))
+_spair_gelu = _static_switch(_s_gelu, (np.nan, np.nan))
+_spair_user = _static_switch(_s_user, (np.nan, np.nan))
+
+
+@njit(inline="always")
+def scalar_pair(acts, code, x, fns):
+    """(φ(x), φ'(x)) of activation ``code``, compiled per use like :func:`pair_block` (NaN if unset)."""
+    if code == 0 and acts[0] is not None:
+        return _spair_identity(acts[0], x)
+    elif code == 1 and acts[1] is not None:
+        return _spair_tanh(acts[1], x)
+    elif code == 2 and acts[2] is not None:
+        return _spair_relu(acts[2], x)
+    elif code == 3 and acts[3] is not None:
+        return _spair_sigmoid(acts[3], x)
+    elif code == 4 and acts[4] is not None:
+        return _spair_erf(acts[4], x)
+    elif code == 5 and acts[5] is not None:
+        return _spair_softplus(acts[5], x)
+    elif code == 6 and acts[6] is not None:
+        return _spair_gelu(acts[6], x)
+    elif code >= USER_CODE0 and acts[7] is not None:
+        return _spair_user(acts[7], code, x, fns)
+    return np.nan, np.nan
+
+
+@njit
+def _activate_rows(r0, r1, H, A, P, S, b, w, code, fns, acts):
     """Rows r0..r1−1: H += b (if given); A = φ(H), P = φ'(H), S = A·ω."""
     Q = H.shape[1]
     for m in range(r0, r1):
@@ -344,7 +488,7 @@ def _activate_rows(r0, r1, H, A, P, S, b, w, code, fns):
         if b.shape[0] > 0:
             for q in range(Q):
                 h[q] += b[q]
-        pair_block(code, h, A[m], P[m], _unpack_fns(fns))
+        pair_block(acts, code, h, A[m], P[m], _unpack_fns(fns))
         a = A[m]
         s = S[m]
         for q in range(Q):
@@ -352,7 +496,7 @@ def _activate_rows(r0, r1, H, A, P, S, b, w, code, fns):
 
 
 @njit
-def _activate_first_rows(r0, r1, X, wT, H, A, P, S, b, w, code, fns):
+def _activate_first_rows(r0, r1, X, wT, H, A, P, S, b, w, code, fns, acts):
     """Rows r0..r1−1 of the fused first layer: H = X·w₁ᵀ (+ b) from w₁ᵀ [d, Q], then φ, φ', S = A·ω."""
     d, Q = wT.shape
     for m in range(r0, r1):
@@ -368,7 +512,7 @@ def _activate_first_rows(r0, r1, X, wT, H, A, P, S, b, w, code, fns):
             wj = wT[j]
             for q in range(Q):
                 h[q] += x * wj[q]
-        pair_block(code, h, A[m], P[m], _unpack_fns(fns))
+        pair_block(acts, code, h, A[m], P[m], _unpack_fns(fns))
         a = A[m]
         s = S[m]
         for q in range(Q):
@@ -376,21 +520,21 @@ def _activate_first_rows(r0, r1, X, wT, H, A, P, S, b, w, code, fns):
 
 
 @njit(parallel=True)
-def _activate_parallel(T, H, A, P, S, b, w, code, fns):
+def _activate_parallel(T, H, A, P, S, b, w, code, fns, acts):
     M = H.shape[0]
     n = min(M, T * 4)
     f = _pack_fns(fns)
     for c in prange(n):
-        _activate_rows(c * M // n, (c + 1) * M // n, H, A, P, S, b, w, code, f)
+        _activate_rows(c * M // n, (c + 1) * M // n, H, A, P, S, b, w, code, f, acts)
 
 
 @njit(parallel=True)
-def _activate_first_parallel(T, X, wT, H, A, P, S, b, w, code, fns):
+def _activate_first_parallel(T, X, wT, H, A, P, S, b, w, code, fns, acts):
     M = H.shape[0]
     n = min(M, T * 4)
     f = _pack_fns(fns)
     for c in prange(n):
-        _activate_first_rows(c * M // n, (c + 1) * M // n, X, wT, H, A, P, S, b, w, code, f)
+        _activate_first_rows(c * M // n, (c + 1) * M // n, X, wT, H, A, P, S, b, w, code, f, acts)
 
 
 _activate_par_sw = _static_switch(_activate_parallel)
@@ -398,12 +542,12 @@ _activate_first_par_sw = _static_switch(_activate_first_parallel)
 
 
 @njit(inline="always")
-def _activate(par, T, H, A, P, S, b, w, code, fns):
+def _activate(par, T, H, A, P, S, b, w, code, fns, acts):
     """Fused pass: H += b (if given); A = φ(H), P = φ'(H), S = A·ω (rows in parallel if large)."""
     if par is not None and H.size >= PARALLEL_MIN:
-        _activate_par_sw(par, T, H, A, P, S, b, w, code, fns)
+        _activate_par_sw(par, T, H, A, P, S, b, w, code, fns, acts)
     else:
-        _activate_rows(0, H.shape[0], H, A, P, S, b, w, code, fns)
+        _activate_rows(0, H.shape[0], H, A, P, S, b, w, code, fns, acts)
 
 
 @njit
@@ -530,9 +674,9 @@ def forward(y, args):
                 for j in range(d):
                     wT[j, q] = W[q, j]
             if var[PAR] is not None and H.size >= PARALLEL_MIN:
-                _activate_first_par_sw(var[PAR], T, X, wT, H, A, P, S, b, w, code, fns)
+                _activate_first_par_sw(var[PAR], T, X, wT, H, A, P, S, b, w, code, fns, var[ACTS])
             else:
-                _activate_first_rows(0, M, X, wT, H, A, P, S, b, w, code, fns)
+                _activate_first_rows(0, M, X, wT, H, A, P, S, b, w, code, fns, var[ACTS])
         else:
             if i == 0:
                 W = y[oW:oW + Q * d].reshape((Q, d))
@@ -547,7 +691,7 @@ def forward(y, args):
             else:
                 W = y[oW:oW + Qp * Q].reshape((Qp, Q))
                 np.dot(_buf(work, offS, M, Qp), W, H)
-            _activate(var[PAR], T, H, A, P, S, b, w, code, fns)
+            _activate(var[PAR], T, H, A, P, S, b, w, code, fns, var[ACTS])
         offS = off + 3 * M * Q
         Qp = Q
         off += 5 * M * Q
@@ -563,11 +707,11 @@ def forward(y, args):
 
 
 @njit(inline="always")
-def _output_row(m, code, lcode, param, Y, rho, Hout, Gout, Yhat, dphi, grad, fns, with_error):
+def _output_row(m, code, lcode, param, Y, rho, Hout, Gout, Yhat, dphi, grad, fns, with_error, acts):
     """Ŷ_m = φ_out(H_out,m), G_out,m = ρ_m ∂loss φ'_out; returns (ρ_m loss_m, ρ_m error_m)."""
     K = Hout.shape[1]
     for k in range(K):
-        a, da = phi_dphi(code, Hout[m, k], fns)
+        a, da = scalar_pair(acts, code, Hout[m, k], fns)
         Yhat[m, k] = a
         dphi[k] = da
     val = loss_grad(lcode, param, Y[m], Yhat[m], grad)
@@ -592,7 +736,7 @@ def output_loss(args, with_error):
     loss = 0.0
     err = 0.0
     for m in range(M):
-        lv, ev = _output_row(m, lay[4], int(lossp[0]), lossp[1], Y, rho, Hout, Gout, Yhat, dphi, grad, fns, with_error)
+        lv, ev = _output_row(m, lay[4], int(lossp[0]), lossp[1], Y, rho, Hout, Gout, Yhat, dphi, grad, fns, with_error, args.variant[ACTS])
         loss += lv
         err += ev
     return loss, err
@@ -736,7 +880,7 @@ def _shallow_setup(y, args):
 
 
 @njit
-def _shallow_rows(r0, r1, y, lay, X, Y, rho, lossp, work, fns, ex, c, backward, with_error):
+def _shallow_rows(r0, r1, y, lay, X, Y, rho, lossp, work, fns, ex, c, backward, with_error, acts):
     """Rows r0..r1−1 of the fused one-hidden-layer pass, chunk ``c`` of the scratch region.
 
     Per row m: h = w₁·x_m + b (from w₁ᵀ), a = φ(h), p = φ'(h) (row buffers), ŷ_m = Σ_q a (ω v) + b_out,
@@ -780,9 +924,9 @@ def _shallow_rows(r0, r1, y, lay, X, Y, rho, lossp, work, fns, ex, c, backward, 
             for q in range(Q):
                 h[q] += x * wj[q]
         if backward:
-            pair_block(code, h, a, p, fns)
+            pair_block(acts, code, h, a, p, fns)
         else:
-            phi_block(code, h, a, fns)
+            phi_block(acts, code, h, a, fns)
         for k in range(K):
             uk = uT[k]
             s = 0.0
@@ -791,7 +935,7 @@ def _shallow_rows(r0, r1, y, lay, X, Y, rho, lossp, work, fns, ex, c, backward, 
             if lay[5]:
                 s += y[obo + k]
             Hout[m, k] = s
-        lv, ev = _output_row(m, ocode, lcode, param, Y, rho, Hout, Gout, Yhat, dphi, grad, fns, with_error)
+        lv, ev = _output_row(m, ocode, lcode, param, Y, rho, Hout, Gout, Yhat, dphi, grad, fns, with_error, acts)
         loss += lv
         err += ev
         if backward:
@@ -828,7 +972,7 @@ def _shallow_serial(y, args, ex, backward, with_error):
     if backward:
         acc[:(args.lay[1] + 1 + args.lay[2]) * args.lay[HEADER]] = 0.0
     loss, err = _shallow_rows(0, args.X.shape[0], y, args.lay, args.X, args.Y, args.rho, args.lossp, args.work, args.fns,
-                              ex, 0, backward, with_error)
+                              ex, 0, backward, with_error, args.variant[ACTS])
     return loss, err, 1
 
 
@@ -844,10 +988,11 @@ def _shallow_parallel(y, args, ex, backward, with_error):
     cs = _chunk_size(Q, d, K)
     parts = np.zeros((n, 2))
     X, Y, rho, lossp, work, f = args.X, args.Y, args.rho, args.lossp, args.work, _pack_fns(args.fns)
+    acts = args.variant[ACTS]
     for c in prange(n):
         if backward:
             ex[base + c * cs:base + c * cs + (d + 1 + K) * Q] = 0.0
-        lv, ev = _shallow_rows(c * M // n, (c + 1) * M // n, y, lay, X, Y, rho, lossp, work, f, ex, c, backward, with_error)
+        lv, ev = _shallow_rows(c * M // n, (c + 1) * M // n, y, lay, X, Y, rho, lossp, work, f, ex, c, backward, with_error, acts)
         parts[c, 0] = lv
         parts[c, 1] = ev
     if backward:
@@ -885,7 +1030,9 @@ def _rhs_shallow(t, y, dy, args):
     K = lay[2]
     M = args.X.shape[0]
     Q, code, hasb, oW, ob, oo = _layer(lay, 0)
-    loss, _ = _shallow_pass(y, args, True, False)
+    loss, _ = _shallow_pass(y, args, dy.shape[0] > 0, False)
+    if dy.shape[0] == 0:   # an empty dy: forward pass and loss only (evaluate)
+        return loss
     ex = _extra(work, lay, M, True)
     acc = ex[(d + 2 * K) * Q:(d + 2 * K) * Q + (d + 1 + K) * Q].reshape((d + 1 + K, Q))
     xiw = schedule_at(sched, sched_flat, 0, t)
@@ -917,17 +1064,9 @@ def _rhs_shallow(t, y, dy, args):
 def _rhs_deep(t, y, dy, args):
     forward(y, args)
     loss, err = output_loss(args, False)
-    backward_drift(t, y, dy, args)
+    if dy.shape[0] > 0:   # an empty dy: forward pass and loss only (evaluate)
+        backward_drift(t, y, dy, args)
     return loss
-
-
-def _evaluate_shallow(y, args):
-    return _shallow_pass(y, args, False, True)
-
-
-def _evaluate_deep(y, args):
-    forward(y, args)
-    return output_loss(args, True)
 
 
 def rhs(t, y, dy, args):  # pragma: no cover - compiled code only (the overload below); Python: rhs_py
@@ -944,15 +1083,6 @@ def _rhs_overload(t, y, dy, args):
     return _rhs_shallow if _variant_flag(args, SHALLOW) else _rhs_deep
 
 
-def _evaluate_variant(y, args):  # pragma: no cover - compiled code only
-    raise NotImplementedError
-
-
-@overload(_evaluate_variant, jit_options=JIT_OPTIONS)
-def _evaluate_overload(y, args):
-    return _evaluate_shallow if _variant_flag(args, SHALLOW) else _evaluate_deep
-
-
 @njit
 def rhs_py(t, y, dy, sysargs):
     """:func:`rhs` for Python callers (System.rhs)."""
@@ -961,13 +1091,20 @@ def rhs_py(t, y, dy, sysargs):
 
 @njit
 def evaluate(y, sysargs, yhat_out):
-    """(loss, error) of state ``y`` on the data of ``sysargs``; writes Ŷ into ``yhat_out`` [M, K]."""
-    loss, err = _evaluate_variant(y, sysargs)
+    """(loss, error) of state ``y`` on the data of ``sysargs``; writes Ŷ into ``yhat_out`` [M, K].
+
+    The forward pass is :func:`rhs`'s own (called with an empty ``dy``), so a solve compiles the
+    forward kernels once, not once for the steps and again for the observations."""
+    loss = rhs(0.0, y, y[0:0], sysargs)
     lay = sysargs.lay
     K = lay[2]
     M = sysargs.X.shape[0]
+    Y = sysargs.Y
+    rho = sysargs.rho
     Yhat = _buf(sysargs.work, _blocks_size(lay, M, sysargs.variant[SHALLOW] is not None) + 2 * M * K, M, K)
+    err = 0.0
     for m in range(M):
+        err += rho[m] * misclassified(Y[m], Yhat[m])
         for k in range(K):
             yhat_out[m, k] = Yhat[m, k]
     return loss, err
