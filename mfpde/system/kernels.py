@@ -193,7 +193,8 @@ FUSE_D = 16   # first layers with d ≤ FUSE_D compute X·w₁ᵀ in their eleme
 def variant(lay, M: int, parallel: bool | None = None, fuse: bool | None = None) -> tuple:
     """The compile-time variant of a system with layout ``lay`` on ``M`` data points.
 
-    * par: the elementwise passes of ≥ ``PARALLEL_MIN`` elements run in parallel (prange);
+    * par: ``None`` (serial kernels only) or the size from which elementwise passes run in
+      parallel (prange): ``PARALLEL_MIN``, or 1 when ``parallel=True`` forces it (tests);
     * edges: some layer has a nonlinear edge map or an initial-weight rule (docs/edges.md);
     * shallow: L = 1 and d ≤ FUSE_D: the whole RHS is one fused pass over the data rows
       (:func:`_rhs_shallow`), nothing [M, Q]-sized is stored;
@@ -206,14 +207,17 @@ def variant(lay, M: int, parallel: bool | None = None, fuse: bool | None = None)
     L = int(lay[0])
     d = int(lay[1])
     qmax = max(int(lay[HEADER + PER * i]) for i in range(L))
-    par = M * qmax >= PARALLEL_MIN if parallel is None else bool(parallel)
+    if parallel is None:
+        par = PARALLEL_MIN if M * qmax >= PARALLEL_MIN else None
+    else:
+        par = 1 if parallel else None
     edges = any(int(lay[HEADER + PER * i + 6]) != 0 or int(lay[HEADER + PER * i + 7]) > 1 for i in range(1, L))
     f = d <= FUSE_D if fuse is None else bool(fuse)
     shallow = L == 1 and f
     codes = {int(lay[HEADER + PER * i + 1]) for i in range(L)} | {int(lay[4])}
     acts = tuple(True if c in codes else None for c in range(N_BUILTIN)) + \
         (True if any(c >= N_BUILTIN for c in codes) else None,)
-    return tuple(True if x else None for x in (par, edges, shallow, f)) + (acts,)
+    return (par,) + tuple(True if x else None for x in (edges, shallow, f)) + (acts,)
 
 
 # the project's Numba flags (mfpde._jit.njit) for overload implementations
@@ -238,6 +242,18 @@ def _static_switch(on, off=None):
             return on(*args)
         return impl
     return stub
+
+
+def _par_min(par):  # pragma: no cover - compiled only
+    raise NotImplementedError
+
+
+@overload(_par_min, jit_options={"cache": CACHE})
+def _par_min_impl(par):
+    # the size from which passes run in parallel; never for a serial variant
+    if isinstance(par, types.NoneType):
+        return lambda par: np.iinfo(np.int64).max
+    return lambda par: par
 
 
 def _variant_flag(sysargs_type, i: int) -> bool:
@@ -544,7 +560,7 @@ _activate_first_par_sw = _static_switch(_activate_first_parallel)
 @njit(inline="always")
 def _activate(par, T, H, A, P, S, b, w, code, fns, acts):
     """Fused pass: H += b (if given); A = φ(H), P = φ'(H), S = A·ω (rows in parallel if large)."""
-    if par is not None and H.size >= PARALLEL_MIN:
+    if par is not None and H.size >= _par_min(par):
         _activate_par_sw(par, T, H, A, P, S, b, w, code, fns, acts)
     else:
         _activate_rows(0, H.shape[0], H, A, P, S, b, w, code, fns, acts)
@@ -577,7 +593,7 @@ _backprop_par_sw = _static_switch(_backprop_parallel)
 @njit(inline="always")
 def _backprop(par, T, G, P, H, w, scale):
     """Fused pass: δ = G·φ'; H = δ·ω (for the next backward product); P = scale·δ."""
-    if par is not None and G.size >= PARALLEL_MIN:
+    if par is not None and G.size >= _par_min(par):
         _backprop_par_sw(par, T, G, P, H, w, scale)
     else:
         _backprop_rows(0, G.shape[0], G, P, H, w, scale)
@@ -673,7 +689,7 @@ def forward(y, args):
             for q in range(Q):
                 for j in range(d):
                     wT[j, q] = W[q, j]
-            if var[PAR] is not None and H.size >= PARALLEL_MIN:
+            if var[PAR] is not None and H.size >= _par_min(var[PAR]):
                 _activate_first_par_sw(var[PAR], T, X, wT, H, A, P, S, b, w, code, fns, var[ACTS])
             else:
                 _activate_first_rows(0, M, X, wT, H, A, P, S, b, w, code, fns, var[ACTS])
@@ -808,7 +824,7 @@ def backward_drift(t, y, dy, args):
         G = _buf(work, oi + 4 * M * Q, M, Q)
         if i == 0 and var[FUSE0] is not None:
             # fused first-layer drift: δ = G·φ', Σ_m δ x_m and Σ_m δ accumulated per thread
-            T0 = min(T, M) if var[PAR] is not None and G.size >= PARALLEL_MIN else 1
+            T0 = min(T, M) if var[PAR] is not None and G.size >= _par_min(var[PAR]) else 1
             ex = _extra(work, lay, M, False)
             accs = ex[d * Q:d * Q + T0 * (d + 1) * Q].reshape((T0, d + 1, Q))
             if var[PAR] is not None and T0 > 1:
@@ -1015,7 +1031,7 @@ _shallow_par_sw = _static_switch(_shallow_parallel, (0.0, 0.0, 0))
 def _shallow_pass(y, args, backward, with_error):
     """Forward (and with ``backward`` the summed per-row drift terms) of the L = 1 path; (loss, err)."""
     ex = _shallow_setup(y, args)
-    if args.variant[PAR] is not None and args.X.shape[0] * args.lay[HEADER] >= PARALLEL_MIN and \
+    if args.variant[PAR] is not None and args.X.shape[0] * args.lay[HEADER] >= _par_min(args.variant[PAR]) and \
             _threads(args.work, args.lay, args.X.shape[0], True) > 1:
         loss, err, n = _shallow_par_sw(args.variant[PAR], y, args, ex, backward, with_error)
     else:

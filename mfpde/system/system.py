@@ -40,7 +40,7 @@ class SysArgs(NamedTuple):
     lossp: np.ndarray        # [loss code, loss parameter]
     work: np.ndarray         # RHS work buffer (kernels.work_size)
     fns: tuple               # user activation functions (activations.user_functions)
-    variant: tuple           # compile-time variant (kernels.variant): (par, edges, shallow, fuse0), each None/True
+    variant: tuple           # compile-time variant (kernels.variant): (par, edges, shallow, fuse0, acts)
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -79,6 +79,9 @@ class System:
         self._evals: dict[int, tuple] = {}
         # one variant per system (chosen on the training data), shared by every data set it evaluates
         self.variant = kernels.variant(self.lay, np.asarray(problem.train.X).shape[0], parallel=parallel, fuse=fuse)
+        # chunks of the parallel reductions = the thread count the work buffer is sized for; a forced
+        # parallel variant uses at least 2, so that its chunked code runs even on one thread (tests)
+        self._threads = max(numba.config.NUMBA_NUM_THREADS, 2 if parallel else 1)
         self.sysargs = self.make_args(problem.train.X, problem.train.Y, problem.train.weights)
 
     # ------------------------------------------------------------------ construction
@@ -110,7 +113,7 @@ class System:
         # read-only views: the kernels never write the data, and one Numba type for every data set
         # (writable and read-only arrays are different types: each would compile the kernels again)
         X, Y, rho = (_readonly(np.ascontiguousarray(a, dtype=float)) for a in (X, Y, rho))
-        work = np.empty(kernels.work_size(self.lay, X.shape[0], self.variant, numba.config.NUMBA_NUM_THREADS))
+        work = np.empty(kernels.work_size(self.lay, X.shape[0], self.variant, self._threads))
         return SysArgs(self.lay, self.omega, X, Y, rho, self.sched, self.sched_flat, self.lossp, work,
                        activations.user_functions(), self.variant)
 

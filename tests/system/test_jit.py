@@ -2,9 +2,14 @@
 kernel is part of it, so an edit there never runs stale cached kernels."""
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from mfpde import _jit
 
@@ -39,3 +44,21 @@ def test_editing_a_kernel_module_changes_the_cache_key_and_editing_plain_python_
     new = pkg / "new_kernels.py"                     # a new kernel module joins the key by itself
     new.write_text("from mfpde._jit import njit\n")
     assert _jit._source_hash(pkg) != h0
+
+
+@pytest.mark.slow
+def test_a_first_default_solve_compiles_only_the_kernels_its_problem_reaches(tmp_path):
+    """Issue 15: the kernels specialize at compile time (mfpde.system.kernels.variant), so the
+    embedded default (L = 2, tanh, linear edges, 64 × 64 nodes on 64 points: small, serial) must not
+    compile the parallel passes, the general-edge passes, the Jacobian (jvp: explicit stepper), the
+    one-hidden-layer pass or any activation but tanh and the identity output.  Read from the Numba
+    cache that a solve with an empty cache leaves (one index file per compiled function)."""
+    cache = tmp_path / "nbcache"
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
+    r = subprocess.run([sys.executable, "-m", "mfpde.cli", "solve", "-o", str(tmp_path / "d.nc")], env=env,
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    names = {p.name.split("-")[0] for p in cache.rglob("*.nbi")}
+    assert "activations._tanh_block" in names and "explicit.rk_fixed" in names   # the positive controls
+    compiled = sorted(n for n in names if re.search(r"parallel|_edge_|jvp\.|shallow|sigmoid|relu|erf|softplus|gelu", n))
+    assert compiled == []

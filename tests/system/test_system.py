@@ -346,6 +346,42 @@ def test_compiled_rhs_matches_numpy_reference(case: RefCase, random_state: bool)
     assert system.observe(y)["loss_train"] == pytest.approx(net.risk(system.views(y), X, Y, rho), rel=1e-12)
 
 
+# Every compile-time variant of the kernels (mfpde.system.kernels.variant) computes the same
+# drift: the parallel passes (forced from size 1 with two chunks, so they run on one thread too),
+# the GEMM first layer instead of the fused one (fuse=False; for L = 1 that is the deep path
+# instead of the fused one-hidden-layer pass).  Each is checked against the independent network.
+VARIANTS = [(True, None), (None, False)]
+
+
+@pytest.mark.parametrize("case", REF_CASES, ids=[c.id for c in REF_CASES])
+@pytest.mark.parametrize("parallel,fuse", VARIANTS, ids=["parallel", "unfused"])
+def test_every_kernel_variant_matches_the_independent_network(case: RefCase, parallel, fuse):
+    system, net, sched, y, (X, Y, rho) = _ref_setup(case, 11, True)
+    other = System(system.problem, parallel=parallel, fuse=fuse)
+    assert other.variant[:4] != system.variant[:4], "the forced variant differs from the default one"
+    t = 0.7
+    mine = net.population_drift(system.views(y), X, Y, rho, _xi_by_name(sched, net.L, t))
+    for s_ in (system, other):
+        got = s_.views(s_.rhs(t, y.copy()))
+        for name in mine:
+            assert _rel(got[name], mine[name]) <= 1e-12, (s_.variant, name)
+        assert s_.observe(y)["loss_train"] == pytest.approx(net.risk(system.views(y), X, Y, rho), rel=1e-12)
+
+
+def test_an_activation_outside_the_compiled_variant_gives_nan_not_a_wrong_value():
+    """The kernels compile only the activations of the model (variant flags); a layout whose code
+    is not among them must come out NaN (loudly wrong), never as another activation's values."""
+    from mfpde.system import kernels
+    system, net, sched, y, (X, Y, rho) = _ref_setup(REF_CASES[0], 3, True)   # tanh, tanh
+    lay = system.lay.copy()
+    lay[kernels.HEADER + 1] = 3          # sigmoid in layer 1, not compiled for this variant
+    a = system.sysargs._replace(lay=lay)
+    dy = np.empty_like(y)
+    loss = kernels.rhs_py(0.0, y, dy, a)
+    assert np.isnan(loss) and np.isnan(dy).any()
+    assert np.isfinite(kernels.rhs_py(0.0, y, dy, system.sysargs))
+
+
 # ============================================================================ 3. tracers
 
 def _tracer_pair(seed: int):
