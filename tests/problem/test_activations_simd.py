@@ -168,11 +168,13 @@ def test_block_accuracy_4ulp(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_phi_block_equals_pair_block(name):
+def test_phi_block_agrees_with_pair_block_to_one_ulp(name):
     a, _ = _pairs_block(name, X)
     b = np.empty_like(X)
     A.phi_block(A.get(name).code, X, b, A.user_functions())
-    np.testing.assert_array_equal(b, a)
+    # the φ-only kernel may round once differently (LLVM may fold tanh's −expm1·(1/den) into a
+    # division when 1/den has no second use): both are held to their ulp bound above
+    np.testing.assert_array_max_ulp(b, a, 1)
 
 
 # (φ(+inf), φ(−inf), φ'(+inf), φ'(−inf)): the limits
