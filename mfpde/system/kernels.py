@@ -954,7 +954,20 @@ def _shallow_rows(r0, r1, y, lay, X, Y, rho, lossp, work, fns, ex, c, backward, 
         lv, ev = _output_row(m, ocode, lcode, param, Y, rho, Hout, Gout, Yhat, dphi, grad, fns, with_error, acts)
         loss += lv
         err += ev
-        if backward:
+        if backward and K == 1 and d == 1:
+            # the common shape in one pass over the row (L2-resident): v, b and w accumulators
+            g = Gout[m, 0]
+            x = X[m, 0]
+            v0 = vT[0]
+            av = acc[2]
+            ab = acc[1]
+            aw = acc[0]
+            for q in range(Q):
+                av[q] += a[q] * g
+                dl = p[q] * (g * v0[q])
+                ab[q] += dl
+                aw[q] += dl * x
+        elif backward:
             for k in range(K):
                 g = Gout[m, k]
                 av = acc[d + 1 + k]
