@@ -410,8 +410,7 @@ def _user_pair_impl(fns, slot, x):
     return lambda fns, slot, x: (fns[2 * slot](x), fns[2 * slot + 1](x))
 
 
-@numba.njit(SCALAR_SIG, cache=True)
-def _zero(x):  # placeholder filling unused user slots
+def _zero(x):  # placeholder filling unused user slots (compiled at the first register: not at import)
     return 0.0
 
 
@@ -594,7 +593,8 @@ _BUILTIN = {
     "gelu": Activation("gelu", GELU, _np_gelu_pair, "φ(x) = x Φ(x) (exact, not the tanh approximation)"),
 }
 _USER: dict[str, Activation] = {}
-_USER_FNS: list = [_zero] * (2 * MAX_USER)
+_USER_FNS: list = [None] * (2 * MAX_USER)   # filled with compiled _zero at the first register
+_ZERO = None                                 # the compiled placeholder
 
 
 def names() -> list[str]:
@@ -629,6 +629,10 @@ def register(name: str, phi: Callable[[float], float], dphi: Callable[[float], f
         cdphi = numba.njit(SCALAR_SIG)(getattr(dphi, "py_func", dphi))
     except Exception as exc:  # numba typing errors
         raise ConfigError("activation", f"{name!r}: phi/dphi must be Numba-compilable float -> float functions ({exc.__class__.__name__})") from None
+    global _ZERO
+    if _ZERO is None:
+        _ZERO = numba.njit(SCALAR_SIG, cache=True)(_zero)
+        _USER_FNS[:] = [_ZERO] * (2 * MAX_USER)
     _USER_FNS[2 * slot] = cphi
     _USER_FNS[2 * slot + 1] = cdphi
     vphi = np.vectorize(cphi, otypes=[float])

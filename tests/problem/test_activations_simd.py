@@ -255,8 +255,8 @@ def test_user_activation_through_pair_block():
         np.testing.assert_allclose(p, 3 * x ** 2, rtol=1e-15)
     finally:
         A._USER.pop("_simd_test_cube")
-        A._USER_FNS[2 * (act.code - A.USER_CODE0)] = A._zero
-        A._USER_FNS[2 * (act.code - A.USER_CODE0) + 1] = A._zero
+        A._USER_FNS[2 * (act.code - A.USER_CODE0)] = A._ZERO
+        A._USER_FNS[2 * (act.code - A.USER_CODE0) + 1] = A._ZERO
 
 
 def test_builtin_numpy_pairs_agree_with_kernels():
