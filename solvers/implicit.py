@@ -36,8 +36,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import scipy.linalg as sla
-import scipy.sparse.linalg as spla
 
 from mfpde.system import jvp as J_
 from mfpde.system import kernels
@@ -358,6 +356,8 @@ class ImplicitDIRK(Stepper):
         """LU of (I − hγJ) into self._lu / self._piv unless it is already for this hγ."""
         if self._istate[2] != hg:
             N = self._J.shape[0]
+            import scipy.linalg as sla   # lazily: only implicit solves need it
+
             lu, piv = sla.lu_factor(np.eye(N) - hg * self._J, overwrite_a=True, check_finite=False)
             self._lu[:] = lu
             self._piv[:] = piv
@@ -369,7 +369,11 @@ class ImplicitDIRK(Stepper):
         N = r.shape[0]
         if self.mode == "dense":
             self._factor(hg)
+            import scipy.linalg as sla
+
             return sla.lu_solve((self._lu, self._piv), r, check_finite=False)
+        import scipy.sparse.linalg as spla   # lazily: only matrix-free implicit solves need it
+
         it = [0]
 
         def cb(_):

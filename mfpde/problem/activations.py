@@ -43,7 +43,6 @@ import numpy as np
 from numba import types
 from llvmlite import ir
 from numba.extending import intrinsic, overload
-from scipy import special
 
 from mfpde._jit import njit
 from mfpde import checks
@@ -547,6 +546,12 @@ def phi_block(code, h, a, fns):
             a[i] = user_pair(fns, code - USER_CODE0, h[i])[0]
 
 
+def _np_erf(x):
+    from scipy import special
+
+    return special.erf(x)
+
+
 def _np_tanh_pair(x):
     x = np.asarray(x, float)
     e = np.exp(-2.0 * np.abs(x))
@@ -561,14 +566,20 @@ def _np_relu_pair(x):
 def _np_sigmoid_pair(x):
     x = np.asarray(x, float)
     e = np.exp(-np.abs(x))
+    from scipy import special   # lazily: scipy.special costs 0.15 s at import
+
     return special.expit(x), e / ((1.0 + e) * (1.0 + e))     # σ' without the cancellation of s(1 − s)
 
 
 def _np_softplus_pair(x):
+    from scipy import special
+
     return np.logaddexp(0.0, x), special.expit(x)
 
 
 def _np_gelu_pair(x):
+    from scipy import special
+
     cdf = special.ndtr(x)
     return x * cdf, cdf + x * _INV_SQRT2PI * np.exp(-0.5 * x * x)
 
@@ -588,7 +599,7 @@ _BUILTIN = {
     "tanh": Activation("tanh", TANH, _np_tanh_pair, "φ(x) = tanh x"),
     "relu": Activation("relu", RELU, _np_relu_pair, "φ(x) = max(x, 0), φ'(0) = 0"),
     "sigmoid": Activation("sigmoid", SIGMOID, _np_sigmoid_pair, "φ(x) = 1/(1+e^{-x})"),
-    "erf": Activation("erf", ERF, lambda x: (special.erf(x), _TWO_OVER_SQRTPI * np.exp(-x * x)), "φ(x) = erf x"),
+    "erf": Activation("erf", ERF, lambda x: (_np_erf(x), _TWO_OVER_SQRTPI * np.exp(-x * x)), "φ(x) = erf x"),
     "softplus": Activation("softplus", SOFTPLUS, _np_softplus_pair, "φ(x) = log(1+e^x)"),
     "gelu": Activation("gelu", GELU, _np_gelu_pair, "φ(x) = x Φ(x) (exact, not the tanh approximation)"),
 }

@@ -25,12 +25,23 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import numpy as np
-from scipy import special
 
 from mfpde import checks
 from mfpde.errors import ConfigError
 
-PSI = {"tanh": np.tanh, "sin": np.sin, "cos": np.cos, "erf": special.erf, "sigmoid": special.expit}
+def _erf(x):
+    from scipy import special   # lazily: scipy.special costs 0.15 s at import
+
+    return special.erf(x)
+
+
+def _expit(x):
+    from scipy import special
+
+    return special.expit(x)
+
+
+PSI = {"tanh": np.tanh, "sin": np.sin, "cos": np.cos, "erf": _erf, "sigmoid": _expit}
 INIT_KINDS = ("constant", "coordinate", "affine", "quantile", "kernel")
 
 
@@ -74,6 +85,8 @@ class InitFn:
             if np.any((u <= 0) | (u >= 1)):
                 raise ConfigError(key, "the quantile map needs node coordinates strictly inside (0, 1): use a uniform rule on [0, 1]")
             if p.get("law", "normal") == "normal":
+                from scipy import special
+
                 val = p.get("mean", 0.0) + p.get("std", 1.0) * special.ndtri(u)
             else:
                 lo, hi = p.get("low", 0.0), p.get("high", 1.0)
