@@ -12,13 +12,28 @@ R, off_ρ]``: ``edge`` is the edge-map code of :mod:`mfpde.problem.edges` (0 = l
 the initial-weight rule whose weights ρ sit at ``omega[off_ρ:off_ρ + R]`` (``docs/edges.md``);
 a layer with a nonlinear edge or R > 1 takes the elementwise passes :func:`_edge_forward` and
 :func:`_edge_back` instead of the BLAS products.
-Work buffer per hidden layer: H, A = φ(H), P = φ'(H), S = A·ω, G (δ), each [M, Q]; then
-H_out, G_out, Ŷ, each [M, K].  After ``backward_drift`` the buffers H, P are overwritten.
+Work buffer per hidden layer: H, A = φ(H), P = φ'(H), S = A·ω, G (δ), each [M, Q] (none for
+the fused one-hidden-layer path); then H_out, G_out, Ŷ, each [M, K]; then a scratch region
+(transposes, per-thread accumulators and row buffers, :func:`work_size`).  After
+``backward_drift`` the buffers H, P are overwritten.
 
-``sysargs`` = (lay, omega, X, Y, rho, sched, sched_flat, lossp, work, fns) is the one tuple
-every stepper passes through; its Numba type is the same for every problem, so the kernels
-and steppers compile once per machine (cached).  Imports numpy, mfpde._jit,
-mfpde.problem.activations, mfpde.problem.edges, mfpde.problem.losses, mfpde.problem.schedules only.
+Compile-time variants.  ``sysargs`` (:class:`mfpde.system.system.SysArgs`: lay, omega, X, Y,
+rho, sched, sched_flat, lossp, work, fns, variant) is the one tuple every stepper passes
+through.  Its last field, ``variant`` (:func:`variant`), is part of its Numba *type*: whether
+the passes may run in parallel, whether some layer has general edges, whether the fused
+one-hidden-layer path applies, whether the first layer is fused, and which activations occur.
+Numba compiles only the code a variant reaches (:func:`_static_switch`), so a small tanh
+problem never compiles the parallel, edge or other-activation passes: the default solve
+compiles in ~18 s instead of ~70 s (docs/benchmarks.md §7).  A problem of another variant
+compiles once more (cached per variant).  Every variant computes the same drift to rounding
+(tests/system/test_system.py).
+
+Compile-time structure.  Each Numba library re-optimizes and re-emits the code of every
+library it links, so a chain of non-inlined wrappers multiplies the compile time: the
+entry points :func:`rhs` (for steppers) and the evaluation reuse one body per variant, and
+the passes below are either inlined or small shared leaves (the row passes, the activation
+block kernels).  Imports numpy, numba, mfpde._jit, mfpde.problem.activations,
+mfpde.problem.edges, mfpde.problem.losses, mfpde.problem.schedules only.
 """
 from __future__ import annotations
 
@@ -199,8 +214,9 @@ def variant(lay, M: int, parallel: bool | None = None, fuse: bool | None = None)
     * shallow: L = 1 and d ≤ FUSE_D: the whole RHS is one fused pass over the data rows
       (:func:`_rhs_shallow`), nothing [M, Q]-sized is stored;
     * fuse0: d ≤ FUSE_D: the first hidden layer's X·w₁ᵀ, bias, φ, φ' and its drift are fused;
-    * acts: one flag per built-in activation code (and one for user activations): only the
-      activations the model uses are compiled (each built-in has its own vectorized block kernel).
+    * acts: one flag per built-in activation code (and one for user activations): identity and
+      tanh only when the model uses no other built-in, else all of them (two sets, so that few
+      variants exist; each built-in has its own vectorized block kernel).
 
     ``parallel`` / ``fuse`` force the first and the last two flags (tests compare the variants).
     """
@@ -215,7 +231,11 @@ def variant(lay, M: int, parallel: bool | None = None, fuse: bool | None = None)
     f = d <= FUSE_D if fuse is None else bool(fuse)
     shallow = L == 1 and f
     codes = {int(lay[HEADER + PER * i + 1]) for i in range(L)} | {int(lay[4])}
-    acts = tuple(True if c in codes else None for c in range(N_BUILTIN)) + \
+    # two activation sets: identity and tanh only (the common case: the default and most
+    # configurations compile just those), else every built-in (one compile serves every model)
+    builtin = {c for c in codes if c < N_BUILTIN}
+    common = builtin <= {act.IDENTITY, act.TANH}
+    acts = tuple(True if (c in (act.IDENTITY, act.TANH) or not common) else None for c in range(N_BUILTIN)) + \
         (True if any(c >= N_BUILTIN for c in codes) else None,)
     return (par,) + tuple(True if x else None for x in (edges, shallow, f)) + (acts,)
 

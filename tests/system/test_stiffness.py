@@ -112,7 +112,7 @@ def test_an_explicit_cli_solve_compiles_no_jvp_kernel(tmp_path):
     code = ("import sys\nfrom mfpde.cli import main\n"
             f"assert main(['solve', {str(cfg)!r}, '-o', {str(tmp_path / 'o.nc')!r}, '--no-progress']) == 0\n"
             "from mfpde.system import jvp, kernels\n"
-            "print('rhs', len(kernels.rhs.signatures))\n"
+            "print('rhs', len(kernels.rhs_py.signatures))\n"
             "print('jvp', sum(len(f.signatures) for f in (jvp.jvp, jvp.linearize, jvp.apply, jvp.phi_3)))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr
