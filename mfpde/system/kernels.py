@@ -1142,9 +1142,10 @@ def rhs_py(t, y, dy, sysargs):
 def evaluate(y, sysargs, yhat_out):
     """(loss, error) of state ``y`` on the data of ``sysargs``; writes Ŷ into ``yhat_out`` [M, K].
 
-    The forward pass is :func:`rhs`'s own (called with an empty ``dy``), so a solve compiles the
-    forward kernels once, not once for the steps and again for the observations."""
-    loss = rhs(0.0, y, y[0:0], sysargs)
+    The forward pass is :func:`rhs`'s own (called with an empty ``dy``) through :func:`rhs_py`,
+    the compiled entry that System.rhs (the stiffness report) calls too: compiling this compiles
+    that, and the RHS body is emitted once for both (not again for System.rhs)."""
+    loss = rhs_py(0.0, y, y[0:0], sysargs)
     lay = sysargs.lay
     K = lay[2]
     M = sysargs.X.shape[0]
