@@ -51,6 +51,7 @@ import numpy as np
 from benchmarks.common import interleaved, limit_threads, median_ratio, optional_torch, repeat, spread
 from mfpde.problem import embedding as E
 from mfpde.system import kernels
+from mfpde.system.system import SysArgs
 from mfpde.problem import quadrature as qd
 from mfpde._jit import njit
 from mfpde.problem.data import TwoLayerTeacher, finite_set
@@ -90,9 +91,9 @@ def build_system(n: int, seed: int = 0) -> tuple[System, TwoLayerTeacher]:
 @njit(cache=False)
 def _loop_rhs_batches(n, y, dy, Xb, Yb, rho, base):
     """``kernels.rhs`` on batches 0..n-1 (sgd_steps without the update and its norm check)."""
-    lay, omega, X0, Y0, rho0, sched, sched_flat, lossp, work, fns = base
     for k in range(n):
-        args = (lay, omega, Xb[k], Yb[k], rho, sched, sched_flat, lossp, work, fns)
+        args = SysArgs(base.lay, base.omega, Xb[k], Yb[k], rho, base.sched, base.sched_flat, base.lossp, base.work,
+                       base.fns, base.variant)
         kernels.rhs(k * 1e-3, y, dy, args)
 
 
@@ -176,7 +177,7 @@ def _check_numpy(system: System, y: np.ndarray, x: np.ndarray, yy: np.ndarray, r
     """The numpy forward-backward computes the compiled drift (so both do the same work)."""
     args = system.make_args(x, yy, rho)
     dy = np.empty_like(y)
-    kernels.rhs(0.0, y, dy, args)
+    kernels.rhs_py(0.0, y, dy, args)
     V, dV = system.views(y), system.views(dy)
     mine = numpy_forward_backward(V["w_1"], V["W_2"], V["v"], x, yy)
     for name, got in zip(("w_1", "W_2", "v"), mine):
