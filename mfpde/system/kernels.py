@@ -202,6 +202,7 @@ def _edge_back(P, Hd, A, W, rho, dW, G, code, drift, back):
 # first solve compiles in seconds (issue 15).  The flags are chosen by :func:`variant`.
 PAR, EDGES, SHALLOW, FUSE0, ACTS = range(5)
 N_BUILTIN = 7   # activation codes 0..6 (mfpde.problem.activations); flag 7 = any user activation
+ROW_GROUP = 2048   # elements per call of the activation kernels (16 KB per array: L1-resident)
 FUSE_D = 16   # first layers with d ≤ FUSE_D compute X·w₁ᵀ in their elementwise pass (no GEMM, no H array)
 
 
@@ -517,42 +518,59 @@ def scalar_pair(acts, code, x, fns):
 
 @njit
 def _activate_rows(r0, r1, H, A, P, S, b, w, code, fns, acts):
-    """Rows r0..r1−1: H += b (if given); A = φ(H), P = φ'(H), S = A·ω."""
+    """Rows r0..r1−1: H += b (if given); A = φ(H), P = φ'(H), S = A·ω.  Rows go to the activation
+    kernel in groups of ≈ ROW_GROUP elements (one call for many short rows: a call per row of 16
+    nodes cost 30 % of a small problem's RHS; long rows stay one per call, cache-resident)."""
     Q = H.shape[1]
-    for m in range(r0, r1):
-        h = H[m]
+    hf = H.reshape(H.size)
+    af = A.reshape(A.size)
+    pf = P.reshape(P.size)
+    g = max(1, ROW_GROUP // Q)
+    for m0 in range(r0, r1, g):
+        m1 = min(m0 + g, r1)
         if b.shape[0] > 0:
+            for m in range(m0, m1):
+                h = H[m]
+                for q in range(Q):
+                    h[q] += b[q]
+        pair_block(acts, code, hf[m0 * Q:m1 * Q], af[m0 * Q:m1 * Q], pf[m0 * Q:m1 * Q], _unpack_fns(fns))
+        for m in range(m0, m1):
+            a = A[m]
+            s = S[m]
             for q in range(Q):
-                h[q] += b[q]
-        pair_block(acts, code, h, A[m], P[m], _unpack_fns(fns))
-        a = A[m]
-        s = S[m]
-        for q in range(Q):
-            s[q] = a[q] * w[q]
+                s[q] = a[q] * w[q]
 
 
 @njit
 def _activate_first_rows(r0, r1, X, wT, H, A, P, S, b, w, code, fns, acts):
-    """Rows r0..r1−1 of the fused first layer: H = X·w₁ᵀ (+ b) from w₁ᵀ [d, Q], then φ, φ', S = A·ω."""
+    """Rows r0..r1−1 of the fused first layer: H = X·w₁ᵀ (+ b) from w₁ᵀ [d, Q], then φ, φ', S = A·ω
+    (rows grouped for the activation kernel as in :func:`_activate_rows`)."""
     d, Q = wT.shape
-    for m in range(r0, r1):
-        h = H[m]
-        if b.shape[0] > 0:
+    hf = H.reshape(H.size)
+    af = A.reshape(A.size)
+    pf = P.reshape(P.size)
+    g = max(1, ROW_GROUP // Q)
+    for m0 in range(r0, r1, g):
+        m1 = min(m0 + g, r1)
+        for m in range(m0, m1):
+            h = H[m]
+            if b.shape[0] > 0:
+                for q in range(Q):
+                    h[q] = b[q]
+            else:
+                for q in range(Q):
+                    h[q] = 0.0
+            for j in range(d):
+                x = X[m, j]
+                wj = wT[j]
+                for q in range(Q):
+                    h[q] += x * wj[q]
+        pair_block(acts, code, hf[m0 * Q:m1 * Q], af[m0 * Q:m1 * Q], pf[m0 * Q:m1 * Q], _unpack_fns(fns))
+        for m in range(m0, m1):
+            a = A[m]
+            s = S[m]
             for q in range(Q):
-                h[q] = b[q]
-        else:
-            for q in range(Q):
-                h[q] = 0.0
-        for j in range(d):
-            x = X[m, j]
-            wj = wT[j]
-            for q in range(Q):
-                h[q] += x * wj[q]
-        pair_block(acts, code, h, A[m], P[m], _unpack_fns(fns))
-        a = A[m]
-        s = S[m]
-        for q in range(Q):
-            s[q] = a[q] * w[q]
+                s[q] = a[q] * w[q]
 
 
 @njit(parallel=True)
