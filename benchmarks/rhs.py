@@ -78,7 +78,7 @@ def _loop_forward(n, y, sysargs):
 def _loop_forward_output(n, y, sysargs):
     for _ in range(n):
         kernels.forward(y, sysargs)
-        kernels.output_loss(sysargs, True)
+        kernels.output_loss(sysargs)
 
 
 @njit(cache=False)

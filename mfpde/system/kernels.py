@@ -761,23 +761,22 @@ def forward(y, args):
 
 
 @njit(inline="always")
-def _output_row(m, code, lcode, param, Y, rho, Hout, Gout, Yhat, dphi, grad, fns, with_error, acts):
-    """Ŷ_m = φ_out(H_out,m), G_out,m = ρ_m ∂loss φ'_out; returns (ρ_m loss_m, ρ_m error_m)."""
+def _output_row(m, code, lcode, param, Y, rho, Hout, Gout, Yhat, dphi, grad, fns, acts):
+    """Ŷ_m = φ_out(H_out,m), G_out,m = ρ_m ∂loss φ'_out; returns ρ_m loss_m (the error: evaluate)."""
     K = Hout.shape[1]
     for k in range(K):
         a, da = scalar_pair(acts, code, Hout[m, k], fns)
         Yhat[m, k] = a
         dphi[k] = da
     val = loss_grad(lcode, param, Y[m], Yhat[m], grad)
-    err = rho[m] * misclassified(Y[m], Yhat[m]) if with_error else 0.0
     for k in range(K):
         Gout[m, k] = rho[m] * grad[k] * dphi[k]
-    return rho[m] * val, err
+    return rho[m] * val
 
 
 @njit(inline="always")
-def output_loss(args, with_error):
-    """Ŷ = φ_out(H_out), the ρ-weighted loss and error, and G_out = ρ ∂loss φ'_out (after forward)."""
+def output_loss(args):
+    """Ŷ = φ_out(H_out), the ρ-weighted loss and G_out = ρ ∂loss φ'_out (after forward); returns the loss."""
     lay, lossp, Y, rho, work, fns = args.lay, args.lossp, args.Y, args.rho, args.work, args.fns
     K = lay[2]
     M = Y.shape[0]
@@ -788,12 +787,9 @@ def output_loss(args, with_error):
     dphi = work[off + 3 * M * K:off + 3 * M * K + K]   # scratch (no allocation per call)
     grad = work[off + 3 * M * K + K:off + 3 * M * K + 2 * K]
     loss = 0.0
-    err = 0.0
     for m in range(M):
-        lv, ev = _output_row(m, lay[4], int(lossp[0]), lossp[1], Y, rho, Hout, Gout, Yhat, dphi, grad, fns, with_error, args.variant[ACTS])
-        loss += lv
-        err += ev
-    return loss, err
+        loss += _output_row(m, lay[4], int(lossp[0]), lossp[1], Y, rho, Hout, Gout, Yhat, dphi, grad, fns, args.variant[ACTS])
+    return loss
 
 
 @njit
@@ -934,12 +930,12 @@ def _shallow_setup(y, args):
 
 
 @njit
-def _shallow_rows(r0, r1, y, lay, X, Y, rho, lossp, work, fns, ex, c, backward, with_error, acts):
+def _shallow_rows(r0, r1, y, lay, X, Y, rho, lossp, work, fns, ex, c, backward, acts):
     """Rows r0..r1−1 of the fused one-hidden-layer pass, chunk ``c`` of the scratch region.
 
     Per row m: h = w₁·x_m + b (from w₁ᵀ), a = φ(h), p = φ'(h) (row buffers), ŷ_m = Σ_q a (ω v) + b_out,
     the loss and G_out,m; with ``backward``: acc_v[k] += a G_out,mk, δ = p Σ_k G_out,mk v_k,
-    acc_w[j] += δ x_mj, acc_b += δ.  Returns (Σ ρ loss, Σ ρ error) of the rows."""
+    acc_w[j] += δ x_mj, acc_b += δ.  Returns Σ ρ loss of the rows."""
     fns = _unpack_fns(fns)
     d = lay[1]
     K = lay[2]
@@ -964,7 +960,6 @@ def _shallow_rows(r0, r1, y, lay, X, Y, rho, lossp, work, fns, ex, c, backward, 
     param = lossp[1]
     obo = lay[7]
     loss = 0.0
-    err = 0.0
     for m in range(r0, r1):
         if hasb:
             for q in range(Q):
@@ -989,9 +984,7 @@ def _shallow_rows(r0, r1, y, lay, X, Y, rho, lossp, work, fns, ex, c, backward, 
             if lay[5]:
                 s += y[obo + k]
             Hout[m, k] = s
-        lv, ev = _output_row(m, ocode, lcode, param, Y, rho, Hout, Gout, Yhat, dphi, grad, fns, with_error, acts)
-        loss += lv
-        err += ev
+        loss += _output_row(m, ocode, lcode, param, Y, rho, Hout, Gout, Yhat, dphi, grad, fns, acts)
         if backward and K == 1 and d == 1:
             # the common shape in one pass over the row (L2-resident): v, b and w accumulators
             g = Gout[m, 0]
@@ -1030,21 +1023,20 @@ def _shallow_rows(r0, r1, y, lay, X, Y, rho, lossp, work, fns, ex, c, backward, 
             ab = acc[d]
             for q in range(Q):
                 ab[q] += p[q]
-    return loss, err
+    return loss
 
 
 @njit(inline="always")
-def _shallow_serial(y, args, ex, backward, with_error):
+def _shallow_serial(y, args, ex, backward):
     acc = ex[(args.lay[1] + 2 * args.lay[2]) * args.lay[HEADER]:]
     if backward:
         acc[:(args.lay[1] + 1 + args.lay[2]) * args.lay[HEADER]] = 0.0
-    loss, err = _shallow_rows(0, args.X.shape[0], y, args.lay, args.X, args.Y, args.rho, args.lossp, args.work, args.fns,
-                              ex, 0, backward, with_error, args.variant[ACTS])
-    return loss, err, 1
+    return _shallow_rows(0, args.X.shape[0], y, args.lay, args.X, args.Y, args.rho, args.lossp, args.work, args.fns,
+                         ex, 0, backward, args.variant[ACTS])
 
 
 @njit(parallel=True)
-def _shallow_parallel(y, args, ex, backward, with_error):
+def _shallow_parallel(y, args, ex, backward):
     lay = args.lay
     d = lay[1]
     K = lay[2]
@@ -1053,41 +1045,35 @@ def _shallow_parallel(y, args, ex, backward, with_error):
     n = min(_threads(args.work, lay, M, True), M)
     base = (d + 2 * K) * Q
     cs = _chunk_size(Q, d, K)
-    parts = np.zeros((n, 2))
+    parts = np.zeros(n)
     X, Y, rho, lossp, work, f = args.X, args.Y, args.rho, args.lossp, args.work, _pack_fns(args.fns)
     acts = args.variant[ACTS]
     for c in prange(n):
         if backward:
             ex[base + c * cs:base + c * cs + (d + 1 + K) * Q] = 0.0
-        lv, ev = _shallow_rows(c * M // n, (c + 1) * M // n, y, lay, X, Y, rho, lossp, work, f, ex, c, backward, with_error, acts)
-        parts[c, 0] = lv
-        parts[c, 1] = ev
+        parts[c] = _shallow_rows(c * M // n, (c + 1) * M // n, y, lay, X, Y, rho, lossp, work, f, ex, c, backward, acts)
     if backward:
         n_acc = (d + 1 + K) * Q
         for c in range(1, n):
             for i in range(n_acc):
                 ex[base + i] += ex[base + c * cs + i]
     loss = 0.0
-    err = 0.0
     for c in range(n):
-        loss += parts[c, 0]
-        err += parts[c, 1]
-    return loss, err, n
+        loss += parts[c]
+    return loss
 
 
-_shallow_par_sw = _static_switch(_shallow_parallel, (0.0, 0.0, 0))
+_shallow_par_sw = _static_switch(_shallow_parallel, 0.0)
 
 
 @njit(inline="always")
-def _shallow_pass(y, args, backward, with_error):
-    """Forward (and with ``backward`` the summed per-row drift terms) of the L = 1 path; (loss, err)."""
+def _shallow_pass(y, args, backward):
+    """Forward (and with ``backward`` the summed per-row drift terms) of the L = 1 path; the loss."""
     ex = _shallow_setup(y, args)
     if args.variant[PAR] is not None and args.X.shape[0] * args.lay[HEADER] >= _par_min(args.variant[PAR]) and \
             _threads(args.work, args.lay, args.X.shape[0], True) > 1:
-        loss, err, n = _shallow_par_sw(args.variant[PAR], y, args, ex, backward, with_error)
-    else:
-        loss, err, n = _shallow_serial(y, args, ex, backward, with_error)
-    return loss, err
+        return _shallow_par_sw(args.variant[PAR], y, args, ex, backward)
+    return _shallow_serial(y, args, ex, backward)
 
 
 def _rhs_shallow(t, y, dy, args):
@@ -1097,7 +1083,7 @@ def _rhs_shallow(t, y, dy, args):
     K = lay[2]
     M = args.X.shape[0]
     Q, code, hasb, oW, ob, oo = _layer(lay, 0)
-    loss, _ = _shallow_pass(y, args, dy.shape[0] > 0, False)
+    loss = _shallow_pass(y, args, dy.shape[0] > 0)
     if dy.shape[0] == 0:   # an empty dy: forward pass and loss only (evaluate)
         return loss
     ex = _extra(work, lay, M, True)
@@ -1130,7 +1116,7 @@ def _rhs_shallow(t, y, dy, args):
 
 def _rhs_deep(t, y, dy, args):
     forward(y, args)
-    loss, err = output_loss(args, False)
+    loss = output_loss(args)
     if dy.shape[0] > 0:   # an empty dy: forward pass and loss only (evaluate)
         backward_drift(t, y, dy, args)
     return loss
