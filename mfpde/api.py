@@ -233,7 +233,7 @@ def _load_for(fn: str, config, keys, overrides, base_dir, source, sets) -> Confi
 def solve(config=None, /, *, base_dir=None, source: str | None = None, parameters: str | None = None,
           progress: bool | None = None, checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1,
           resume: bool = False, trackers=(), on_start: Callable | None = None, set: Mapping[str, Any] | None = None,
-          **overrides) -> Solution:
+          estimate: bool | None = None, say: Callable[[str], None] | None = None, **overrides) -> Solution:
     """Solve the limit system of a configuration; returns the :class:`~mfpde.store.solution.Solution`.
 
     ``config`` as for :func:`load` (a file, a table, a ``Config``, ``None`` = the default);
@@ -260,10 +260,20 @@ def solve(config=None, /, *, base_dir=None, source: str | None = None, parameter
     stepper.check_times(solvers.save_times(s.t_end, every=s.save_every, times=s.save_times))   # before any work
     if on_start is not None:
         on_start(system, stepper)
-    return solvers.integrate(system, stepper, s.t_end, times=s.save_times, save_every=s.save_every,
-                             parameters=c.output.parameters if parameters is None else parameters,
-                             trackers=trackers, progress=progress, checkpoint=checkpoint,
-                             checkpoint_every=checkpoint_every, resume=resume)
+    sol = solvers.integrate(system, stepper, s.t_end, times=s.save_times, save_every=s.save_every,
+                            parameters=c.output.parameters if parameters is None else parameters,
+                            trackers=trackers, progress=progress, checkpoint=checkpoint,
+                            checkpoint_every=checkpoint_every, resume=resume)
+    from mfpde.analysis import estimate as est_mod
+
+    if c.accuracy.estimate if estimate is None else bool(estimate):
+        src = Path(c.source)
+        sol.estimate = est_mod.estimate(c, sol, base_dir=base_dir if base_dir is not None else
+                                        (src.parent if src.is_file() else None),
+                                        progress=progress, say=say or (lambda line: None))
+    else:
+        sol.estimate = est_mod.off()
+    return sol
 
 
 def _train_options() -> tuple[str, ...]:

@@ -5,7 +5,8 @@ verify, refine, show, default-config.
 when none is given), solves, prints a loss table and writes the labelled NetCDF file.
 ``mfpde show OUT.nc`` prints a summary.  Every user error prints one line ``mfpde: error:
 …`` and exits with status 2 (an error with an ``exit_status``, e.g. a file that could not be
-written, exits with that status); a blow-up writes the partial result and exits with status 3.
+written, exits with that status); a blow-up writes the partial result and exits with status 3;
+``mfpde solve --accuracy TOL`` that a cap stops before TOL writes the best result and exits with status 4.
 Every output path is checked before any work (:mod:`mfpde.store.paths`): an existing file is
 replaced only if it is an mfpde output of the same kind or with ``--overwrite``, an input of
 the command never.
@@ -22,6 +23,7 @@ from mfpde.errors import BlowUpError, MfpdeError, StoreError
 
 EXIT_USAGE = 2
 EXIT_BLOWUP = 3
+EXIT_ACCURACY = 4   # mfpde solve --accuracy: a cap stopped the refinement before the target was met
 
 
 def _one_line(message) -> str:
@@ -61,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", action="store_true",
                    help="continue from the --checkpoint file if it exists (the result is bit-for-bit that of an uninterrupted run)")
     s.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
+    s.add_argument("--no-estimate", action="store_true",
+                   help="skip the error estimate (its companion solves on coarser rules and a longer step; "
+                        "docs/accuracy.md); same as [accuracy] estimate = false")
+    s.add_argument("--accuracy", type=float, metavar="TOL",
+                   help="solve to this sup-time train-loss error: refine the rules (and the time step) until the "
+                        "error estimate is <= TOL (docs/accuracy.md; caps: [accuracy] max_unknowns, max_seconds)")
     g = sub.add_parser("sgd", help="train finite-width networks by mean-field SGD (an ensemble over widths × replicas)")
     g.add_argument("config", nargs="?", help="TOML configuration (its [sgd] section; default: the embedded example)")
     g.add_argument("-o", "--output", default="runs.h5", help="HDF5 run store to create or append to (default runs.h5)")
@@ -224,10 +232,14 @@ def _solve(args) -> int:
 
     if not args.quiet:
         _compile_notice(command="solve", cold=cold)
+    tol = args.accuracy if args.accuracy is not None else c.accuracy.target
+    if tol is not None:
+        return _solve_to(args, c, tol, out, say, report)
     try:
         with _CompileTimer("solve", cold):
             sol = mfpde.solve(c, progress=False if args.quiet else args.progress, checkpoint=args.checkpoint,
-                              checkpoint_every=args.checkpoint_every, resume=args.resume, on_start=report)
+                              checkpoint_every=args.checkpoint_every, resume=args.resume, on_start=report,
+                              estimate=False if args.no_estimate else None, say=say)
     except BlowUpError as exc:
         if exc.partial is not None:
             io.write(exc.partial.to_xarray(), out)
@@ -238,11 +250,61 @@ def _solve(args) -> int:
     ds = sol.to_xarray()
     io.write(ds, out)
     say(io.loss_table(ds))
+    est = sol.estimate
+    if est is not None and est.status != "off":
+        say(f"mfpde: {est.line()}")
+        if est.status != "ok" or not est.reliable:
+            print(f"mfpde: warning: {est.line()}", file=sys.stderr) if args.quiet else None
     jv = sol.stats.get("jvps", 0)
     say(f"mfpde: {sol.stats['steps']} steps, {sol.stats['rhs_evals']} RHS evaluations"
         + (f" + {jv} Jacobian-vector products" if jv else "")
         + f", {time.perf_counter() - t0:.2f} s wall; wrote {out}")
     return 0
+
+
+def _solve_to(args, c, tol, out, say, report) -> int:
+    """``mfpde solve --accuracy TOL`` (or ``[accuracy] target``): refine until the estimate meets TOL."""
+    import json
+
+    from mfpde.analysis import accuracy
+    from mfpde.errors import ConfigError
+    from mfpde.store import netcdf as io
+
+    for flag, given in (("--checkpoint", args.checkpoint), ("--no-estimate", args.no_estimate)):
+        if given:
+            raise ConfigError(flag, "cannot be combined with --accuracy / [accuracy] target (every iteration is a new solve "
+                              "and needs its error estimate)")
+    if not (tol > 0 and tol < float("inf")):
+        raise ConfigError("--accuracy", f"must be a finite number > 0, got {tol}")
+    say(f"mfpde: solving {c.problem.name!r} to a sup-time train-loss error <= {tol:.2e}"
+        + (f" (max_unknowns = {c.accuracy.max_unknowns})" if c.accuracy.max_unknowns else "")
+        + (f" (max_seconds = {c.accuracy.max_seconds:g})" if c.accuracy.max_seconds else ""))
+    t0 = time.perf_counter()
+    base = Path(args.config).parent if args.config else None
+    try:
+        res = accuracy.solve_to(c, tol, max_unknowns=c.accuracy.max_unknowns, max_seconds=c.accuracy.max_seconds,
+                                base_dir=base, progress=False if args.quiet else args.progress, say=say)
+    except BlowUpError as exc:
+        print(f"mfpde: error: {_one_line(exc)} (during the refinement for --accuracy)", file=sys.stderr)
+        return EXIT_BLOWUP
+    sol = res.solution
+    ds = sol.to_xarray()
+    ds.attrs.update({"accuracy_target": float(tol), "accuracy_met": int(res.met), "accuracy_reason": res.reason,
+                     "accuracy_history": json.dumps(res.history), "accuracy_iterations": len(res.history)})
+    io.write(ds, out)
+    say(io.loss_table(ds))
+    say(f"mfpde: {sol.estimate.line()}")
+    last = next(h for h in reversed(res.history) if h["state_size"] == sol.system.size)
+    chosen = ", ".join(f"{k} = {v}" for k, v in last["rules"].items()) + ", " + \
+        ", ".join(f"{k} = {v:g}" for k, v in last["time"].items())
+    total = time.perf_counter() - t0
+    if res.met:
+        say(f"mfpde: accuracy target {tol:.2e} met after {len(res.history)} iteration(s): {chosen}; "
+            f"{sol.system.size} unknowns; {total:.1f} s in all; wrote {out}")
+        return 0
+    print(f"mfpde: error: accuracy target {tol:.2e} not met: {res.reason}; wrote the best result "
+          f"(estimate {sol.estimate.sup_loss:.2e}; {chosen}; {sol.system.size} unknowns) to {out}", file=sys.stderr)
+    return EXIT_ACCURACY
 
 
 def _sgd(args) -> int:

@@ -30,7 +30,7 @@ from mfpde.errors import ConfigError
 from mfpde.problem.model import Embedding, Model, Problem, Schedules
 from mfpde.problem.schedules import make_schedule
 
-TOP_KEYS = ("name", "seed", "model", "rules", "init", "iid", "schedules", "data", "probes", "solver", "output", "sgd")
+TOP_KEYS = ("name", "seed", "model", "rules", "init", "iid", "schedules", "data", "probes", "solver", "output", "sgd", "accuracy")
 SGD_KEYS = ("mode", "batch", "lr", "widths", "replicas", "statistics", "coupling")
 MODEL_KEYS = ("input_dim", "outputs", "hidden", "biases", "output_activation", "output_bias", "loss", "huber_delta",
               "edges")
@@ -41,6 +41,7 @@ SOLVER_KEYS = ("stepper", "dt", "t_end", "save_every", "save_times", "bound",
                "krylov_maxiter", "dense_max")
 # the kind and range of each stepper option is the stepper's own schema (STEPPERS[name].schema)
 OUTPUT_KEYS = ("path", "parameters")
+ACCURACY_KEYS = ("estimate", "target", "max_unknowns", "max_seconds")
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,22 @@ class OutputOptions:
 
 
 @dataclass(frozen=True)
+class AccuracyOptions:
+    """The error estimate and solving to a target ([accuracy], docs/accuracy.md).
+
+    ``estimate``: attach a discretization-error estimate to every solve (companion solves on
+    coarser rules and a longer step, :mod:`mfpde.analysis.estimate`); ``target``: solve to this
+    sup-time train-loss error by refinement (``mfpde solve --accuracy``), within ``max_unknowns``
+    state entries and ``max_seconds`` of wall time (None: no cap).
+    """
+
+    estimate: bool = True
+    target: float | None = None
+    max_unknowns: int | None = None
+    max_seconds: float | None = None
+
+
+@dataclass(frozen=True)
 class SgdOptions:
     """Finite-width training ([sgd]); ``lr`` is ε (default: solver.dt), time t = kε."""
 
@@ -90,6 +107,7 @@ class Config:
     source: str
     sgd: SgdOptions = SgdOptions()
     notes: tuple[str, ...] = ()   # warnings about the problem (e.g. the i.i.d. degeneracy)
+    accuracy: AccuracyOptions = AccuracyOptions()
 
 
 def _model(t: Mapping) -> Model:
@@ -275,6 +293,14 @@ def _output(t: Mapping) -> OutputOptions:
     return OutputOptions(path, checks.get(t, "parameters", "output", checks.string, "all", allowed=("all", "final", "none")))
 
 
+def _accuracy(t: Mapping) -> AccuracyOptions:
+    checks.check_keys(t, ACCURACY_KEYS, "accuracy")
+    target = checks.number(t["target"], "accuracy.target", positive=True) if "target" in t else None
+    cap = checks.integer(t["max_unknowns"], "accuracy.max_unknowns", 1, checks.MAX_STATE) if "max_unknowns" in t else None
+    secs = checks.number(t["max_seconds"], "accuracy.max_seconds", positive=True) if "max_seconds" in t else None
+    return AccuracyOptions(checks.get(t, "estimate", "accuracy", checks.boolean, True), target, cap, secs)
+
+
 def _sgd(t: Mapping) -> SgdOptions:
     checks.check_keys(t, SGD_KEYS, "sgd")
     mode = checks.get(t, "mode", "sgd", checks.string, "full", allowed=("full", "online", "minibatch"))
@@ -350,9 +376,10 @@ def from_dict(raw: Mapping, source: str = "<dict>", base_dir: str | Path | None 
     solver = _solver(checks.table(raw.get("solver", {}), "solver"))
     output = _output(checks.table(raw.get("output", {}), "output"))
     sgd = _sgd(checks.table(raw.get("sgd", {}), "sgd"))
+    accuracy = _accuracy(checks.table(raw.get("accuracy", {}), "accuracy"))
     problem = Problem(model, emb, sched, train, test, None if probes is None else np.asarray(probes),
                       config=copy.deepcopy(dict(raw)), name=name)
-    return Config(problem, solver, output, copy.deepcopy(dict(raw)), source, sgd, notes)
+    return Config(problem, solver, output, copy.deepcopy(dict(raw)), source, sgd, notes, accuracy)
 
 
 def read_text(path: str | Path, what: str = "config") -> str:

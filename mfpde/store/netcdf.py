@@ -146,6 +146,14 @@ def to_xarray(sol):
         data_vars["yhat_probe"] = (("time", "probe", "output"), np.asarray(sol.observables["yhat_probe"], float),
                                    {"long_name": "network output ŷ(t, x) at the probe points"})
         coords.update(probe_coords(prob.probes))
+    est = getattr(sol, "estimate", None)
+    est_attrs = est.attrs() if est is not None else {"error_estimate_status": "unavailable: not computed (partial result)"}
+    if est is not None and est.loss is not None and len(est.loss) == len(times):
+        data_vars["loss_train_error_estimate"] = ("time", np.asarray(est.loss, float), {
+            "long_name": "estimated |discretization error| of loss_train (rules + time steps, docs/accuracy.md)"})
+        if est.yhat is not None and "yhat_probe" in data_vars:
+            data_vars["yhat_probe_error_estimate"] = (("time", "probe", "output"), np.asarray(est.yhat, float), {
+                "long_name": "estimated |discretization error| of yhat_probe (docs/accuracy.md)"})
     if sol.states:
         st = np.asarray(sol.state_times, float)
         same = len(st) == len(times) and np.array_equal(st, times)
@@ -184,6 +192,7 @@ def to_xarray(sol):
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **_versions(),
         **stats,
+        **est_attrs,
     }
     return conventions(xr.Dataset(data_vars, coords=coords, attrs=attrs))
 
@@ -275,6 +284,29 @@ def read(path: str | Path):
 
 
 LOSSES = ("loss_train", "loss_test", "error_train", "error_test")
+ESTIMATE_VAR = "loss_train_error_estimate"
+
+
+def estimate_line(ds) -> str:
+    """One line on the error estimate of a solution dataset (docs/accuracy.md), or that it has none."""
+    status = ds.attrs.get("error_estimate_status")
+    if status is None and "error_estimate_loss" in ds.attrs:   # a stored reference: its refinement study
+        return (f"  error estimate (refinement study of the reference): loss_train ± "
+                f"{float(ds.attrs['error_estimate_loss']):.1e}")
+    if status is None:
+        return ("  error estimate: none in this file (written before mfpde had error estimates, or not by mfpde "
+                "solve): run mfpde solve again, or mfpde refine")
+    if status != "ok":
+        return f"  error estimate: {status}"
+    f = lambda k: float(ds.attrs.get(k, float("nan")))
+    parts = ", ".join(f"{p} {f('error_estimate_loss_' + p):.1e}" for p in ("rule", "sampling", "time")
+                      if np.isfinite(f("error_estimate_loss_" + p)))
+    line = f"  error estimate (sup over t): loss_train ± {f('error_estimate_loss'):.1e} ({parts})"
+    if np.isfinite(f("error_estimate_yhat")):
+        line += f", ŷ ± {f('error_estimate_yhat'):.1e}"
+    if not int(ds.attrs.get("error_estimate_reliable", 1)):
+        line += " — UNRELIABLE: the rule differences do not shrink"
+    return line
 
 
 def summary(ds) -> str:
@@ -288,6 +320,8 @@ def summary(ds) -> str:
     else:
         lines.append(f"  status: {ds.attrs.get('status', '?')}  stepper: {ds.attrs.get('stepper', '?')}")
         lines.append(f"  rules: {ds.attrs.get('rules', '?')}")
+        if "loss_train" in ds.data_vars:
+            lines.append(estimate_line(ds))
     lines.append("  dims: " + ", ".join(f"{k}={v}" for k, v in ds.sizes.items()))
     lines.append("  variables: " + ", ".join(map(str, ds.data_vars)))
     lines.append(loss_table(ds))
@@ -320,9 +354,15 @@ def loss_table(ds, max_rows: int = 21) -> str:
             series = {c: np.nanmedian(v, axis=0) if n_points else np.full(len(t), np.nan) for c, v in values.items()}
     else:
         series = {c: v[0] for c, v in values.items()}
+    est = ds.data_vars.get(ESTIMATE_VAR)
+    if not extra and est is not None and est.dims == ("time",) and "loss_train" in cols:   # ± next to loss_train
+        k = cols.index("loss_train") + 1
+        cols.insert(k, "± estimate")
+        series["± estimate"] = np.asarray(est.values, dtype=float)
     rows.append(f"{'time':>10}" + "".join(f"{c:>14}" for c in cols))
     for i in idx:
-        rows.append(f"{float(t[i]):>10.4g}" + "".join(f"{series[c][i]:>14.6e}" for c in cols))
+        rows.append(f"{float(t[i]):>10.4g}" + "".join(f"{series[c][i]:>14.6e}" if c != "± estimate" else
+                                                       f"{series[c][i]:>14.1e}" for c in cols))
     if extra:
         rows.extend(_final_values(ds, extra, values, cols, max_rows))
     return "\n".join(rows)

@@ -23,6 +23,7 @@ class Solution:
     stats: dict[str, Any] = field(default_factory=dict)
     status: str = "running"
     message: str = ""
+    estimate: Any = None      # mfpde.analysis.estimate.Estimate (None: not computed, e.g. a partial result)
 
     def record(self, t: float, y: np.ndarray, keep_state: bool) -> None:
         """Store the observables (and optionally the state) of ``y`` at time ``t``."""

@@ -1,0 +1,363 @@
+"""The discretization-error estimate attached to every solve (Analysis room; docs/accuracy.md).
+
+A solve's answer differs from the exact limit by the error of its index-space and data rules
+and by the error of its time stepping.  :func:`estimate` measures both with *companion
+solves* of the same configuration, each cheaper than the solve itself:
+
+* **Rules.**  Two companions on coarser rules of the same families: every refinable rule size
+  × ``RATIO`` and × ``RATIO²`` (a Smolyak level − 1 and − 2).  With the successive differences
+  D₁ = sup_t |L₁ − L₂| (the two companions) and D₀ = sup_t |L₀ − L₁| (the solve and the
+  first companion), the observed ratio ρ = D₀ / D₁ is extrapolated one level further: the
+  error of the solve is estimated as |L₀(t) − L₁(t)| · ρ'/(1 − ρ') with ρ' = ρ^κ,
+  κ = RATIO^(−ALPHA).  The exponent models an error exp(−c N^α) in the node count N: α = 0
+  is algebraic convergence (κ = 1, a constant ratio per level), α = 1 exponential (κ =
+  1/RATIO); ``ALPHA`` = 1/2 is Gauss–Hermite's known sub-exponential rate, the geometric
+  middle of the two (docs/accuracy.md reports the factors observed on the stored references).
+  When the differences do not shrink (ρ ≥ ``MAX_RATIO``) the rules are not yet in their
+  convergent range: the estimate is the last difference itself and is marked unreliable.
+* **Sampled rules** (Sobol', Monte Carlo) have a random error: ``SEEDS`` companions with other
+  seeds at the same size; the estimate is the root-mean-square difference ÷ √2 (one standard
+  deviation of a rule's error).
+* **Time.**  One companion on the coarsest rule level with the step doubled (fixed-step
+  steppers; dt ÷ 2 if 2 dt is refused or blows up) or rtol and atol × ``TOL_FACTOR``
+  (adaptive ones): Richardson's estimate |L(2dt) − L(dt)| / (2^p − 1) with the stepper's
+  order p (|L(dt) − L(dt/2)| · 2^p / (2^p − 1) for the halved step; error ∝ tolerance for
+  adaptive steppers).
+
+The estimates add: e(t) = e_rule(t) + e_sampling(t) + e_time(t), per saved time for the train
+loss and per time and probe for ŷ.  Finite data sets and data samples (``sample = M``) have no
+rule and no error.  Rules that cannot be refined (``user``) are kept as they are, and the
+estimate says so.  :class:`Estimate` carries the per-time arrays and the attributes written
+to the NetCDF file (:meth:`Estimate.attrs`, :data:`ATTRS`).  Imports numpy and mfpde.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import numpy as np
+
+from mfpde import checks
+from mfpde.errors import BlowUpError, ConfigError
+
+RATIO = 0.75          # companion rule levels: sizes × RATIO and × RATIO²
+ALPHA = 0.5           # error model exp(−c N^α) between the levels: ρ' = ρ^(RATIO^−α)
+MAX_RATIO = 0.9       # ρ at or above this: not converging, the estimate is the difference (unreliable)
+SEEDS = 2             # companions of a sampled rule at other seeds
+TOL_FACTOR = 10.0     # adaptive steppers: the time companion has rtol, atol × TOL_FACTOR
+MIN_SIZE = 2          # a coarsened rule keeps at least this many nodes per coordinate
+DETERMINISTIC = ("gauss_hermite", "gauss_legendre", "gaussian_trapezoid")
+SAMPLED = ("sobol", "monte_carlo")
+NORM = "sup over the saved times t of the estimated |error of loss_train(t)| (absolute)"
+NORM_YHAT = "sup over the saved times and probe points of the estimated |error of ŷ(t, x)| (absolute)"
+ATTRS = ("error_estimate_status", "error_estimate_loss", "error_estimate_yhat", "error_estimate_loss_rule",
+         "error_estimate_loss_sampling", "error_estimate_loss_time", "error_estimate_reliable",
+         "error_estimate_ratio", "error_estimate_method", "error_estimate_companions", "error_estimate_seconds",
+         "error_estimate_norm", "error_estimate_norm_yhat")
+
+
+# ---------------------------------------------------------------------------- companion configurations
+def _coarse_size(n: int, k: int) -> int:
+    """Size of level k (0 = as given): round(n·RATIO^k), strictly below level k − 1, at least MIN_SIZE."""
+    prev = n
+    for j in range(1, k + 1):
+        prev = max(MIN_SIZE, min(int(round(n * RATIO ** j)), prev - 1))
+    return prev
+
+
+def _rescale(table, k: int, seed_shift: int, key: str, found: dict):
+    """A copy of a rule table at rule level ``k`` (deterministic sizes coarsened, Smolyak level − k)
+    and, for sampled rules, seed + ``seed_shift``; ``found`` collects the kinds met (by category)."""
+    if not isinstance(table, Mapping):
+        return table
+    t = dict(table)
+    kind = t.get("kind", "gaussian_trapezoid")
+    if checks.is_one_of(kind, DETERMINISTIC):
+        found.setdefault("deterministic", []).append(key)
+        size = t.get("size", 32 if kind == "gaussian_trapezoid" else 16)
+        sizes = size if isinstance(size, list) else [size]
+        if k and any(not checks.is_integer(s) or _coarse_size(s, k) >= s for s in sizes):
+            found.setdefault("too_small", []).append(key)
+        if k:
+            new = [_coarse_size(s, k) if checks.is_integer(s) else s for s in sizes]
+            t["size"] = new if isinstance(size, list) else new[0]
+    elif checks.is_one_of(kind, SAMPLED):
+        found.setdefault("sampled", []).append(key)
+        if seed_shift:
+            t["seed"] = int(t.get("seed", 0)) + seed_shift
+    elif checks.is_one_of(kind, ("tensor",)):
+        rules = t.get("rules")
+        if isinstance(rules, list):
+            t["rules"] = [_rescale(r, k, seed_shift, f"{key}.rules[{i}]", found) for i, r in enumerate(rules)]
+    elif checks.is_one_of(kind, ("smolyak",)):
+        found.setdefault("deterministic", []).append(key)
+        level = t.get("level", 1)
+        if k:
+            if not checks.is_integer(level) or level - k < 1:
+                found.setdefault("too_small", []).append(key)
+            else:
+                t["level"] = level - k
+    else:
+        found.setdefault("fixed", []).append(key)   # user rules cannot be refined
+    return t
+
+
+def _rule_places(raw: Mapping):
+    """(path, table) of every rule of a raw configuration: index spaces, edge noise, data laws."""
+    out = []
+    if isinstance(raw.get("iid"), Mapping):
+        iid = raw["iid"]
+        out.append((("iid", "rule"), iid.get("rule", {"kind": "gaussian_trapezoid", "size": 32})))
+        if isinstance(iid.get("rules"), Mapping):
+            out += [(("iid", "rules", name), v) for name, v in iid["rules"].items()]
+    if isinstance(raw.get("rules"), Mapping):
+        out += [(("rules", name), v) for name, v in raw["rules"].items()]
+    data = raw.get("data")
+    if isinstance(data, Mapping):
+        for part in ("train", "test"):
+            if isinstance(data.get(part), Mapping) and isinstance(data[part].get("rule"), Mapping):
+                out.append((("data", part, "rule"), data[part]["rule"]))
+    return out
+
+
+def companion(raw: Mapping, level: int = 0, seed_shift: int = 0) -> tuple[dict, dict]:
+    """A copy of ``raw`` at rule level ``level`` with sampled rules reseeded by ``seed_shift`` and
+    without ``[data.test]`` (the estimate is of loss_train and ŷ), and the rule keys found by
+    category (``deterministic``, ``sampled``, ``fixed``, ``too_small``)."""
+    r = copy.deepcopy(dict(raw))
+    found: dict = {}
+    if isinstance(r.get("data"), Mapping) and "test" in r["data"]:   # the estimate is of loss_train and ŷ
+        r["data"] = {k: v for k, v in r["data"].items() if k != "test"}
+    for path, table in _rule_places(r):
+        key = ".".join(path)
+        new = _rescale(table, level, seed_shift, key, found)
+        node = r
+        for p in path[:-1]:
+            node[p] = dict(node[p])
+            node = node[p]
+        node[path[-1]] = new
+    return r, found
+
+
+def _with_time(raw: Mapping, stepper: Mapping, factor: float) -> dict:
+    """A copy of ``raw`` with dt × factor (fixed step) or rtol, atol × factor (adaptive), from the
+    settings the solve's stepper used (``stepper``: its description, defaults included)."""
+    r = copy.deepcopy(dict(raw))
+    s = r["solver"] = dict(r.get("solver", {}))
+    for k in _time_keys(stepper):
+        s[k] = float(stepper[k]) * factor
+    return r
+
+
+def _time_keys(stepper: Mapping) -> tuple[str, ...]:
+    """The time settings of a stepper description: ``fixed_dt`` (an adaptive method run at a fixed
+    step), ``rtol``/``atol`` (adaptive) or ``dt`` (fixed step)."""
+    if stepper.get("fixed_dt"):
+        return ("fixed_dt",)
+    return ("rtol", "atol") if "rtol" in stepper else ("dt",)
+
+
+# ---------------------------------------------------------------------------- the estimate
+@dataclass
+class Estimate:
+    """Per-time error estimates of a solve and how they were obtained (see the module docstring).
+
+    ``loss`` [n_times] (None when unavailable), ``yhat`` [n_times, P, K] (None without probes);
+    the ``*_rule``/``*_sampling``/``*_time`` parts of the loss estimate; ``ratio`` the observed
+    rule ratio ρ; ``reliable`` False when the rule differences did not shrink.
+    """
+
+    status: str = "ok"                       # "ok", "off" or "unavailable: <reason>"
+    loss: np.ndarray | None = None
+    yhat: np.ndarray | None = None
+    loss_rule: np.ndarray | None = None
+    loss_sampling: np.ndarray | None = None
+    loss_time: np.ndarray | None = None
+    ratio: float = math.nan
+    reliable: bool = True
+    companions: list[str] = field(default_factory=list)
+    method: str = ""
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def sup_loss(self) -> float:
+        return float(np.max(self.loss)) if self.loss is not None and self.loss.size else math.nan
+
+    @property
+    def sup_yhat(self) -> float:
+        return float(np.max(self.yhat)) if self.yhat is not None and self.yhat.size else math.nan
+
+    def attrs(self) -> dict:
+        """The NetCDF attributes (:data:`ATTRS`)."""
+        sup = lambda a: float(np.max(a)) if a is not None and a.size else math.nan
+        return {"error_estimate_status": self.status, "error_estimate_loss": self.sup_loss,
+                "error_estimate_yhat": self.sup_yhat, "error_estimate_loss_rule": sup(self.loss_rule),
+                "error_estimate_loss_sampling": sup(self.loss_sampling), "error_estimate_loss_time": sup(self.loss_time),
+                "error_estimate_reliable": int(bool(self.reliable)), "error_estimate_ratio": float(self.ratio),
+                "error_estimate_method": self.method + "".join(f" Note: {n}" for n in self.notes),
+                "error_estimate_companions": "; ".join(self.companions),
+                "error_estimate_seconds": float(self.seconds),
+                "error_estimate_norm": NORM, "error_estimate_norm_yhat": NORM_YHAT}
+
+    def line(self) -> str:
+        """One line for the terminal."""
+        if self.status != "ok":
+            return f"error estimate: {self.status}"
+        parts = [f"rule {np.max(self.loss_rule):.1e}" if self.loss_rule is not None else None,
+                 f"sampling {np.max(self.loss_sampling):.1e}" if self.loss_sampling is not None else None,
+                 f"time {np.max(self.loss_time):.1e}" if self.loss_time is not None else None]
+        text = (f"error estimate (sup over t): loss_train ± {self.sup_loss:.1e} ({', '.join(p for p in parts if p)})"
+                + (f", ŷ ± {self.sup_yhat:.1e}" if self.yhat is not None else "")
+                + f"; {len(self.companions)} companion solves, {self.seconds:.2f} s")
+        return text + ("" if self.reliable else " — UNRELIABLE: the rule differences do not shrink (refine the rules)")
+
+
+def off() -> Estimate:
+    return Estimate(status="off", method="switched off ([accuracy] estimate = false or --no-estimate)")
+
+
+def _sup(a) -> float:
+    return float(np.max(np.abs(a))) if np.size(a) else 0.0
+
+
+def extrapolate(main, first, second) -> tuple[np.ndarray, float, bool]:
+    """Rule-error estimate of ``main`` from two coarser levels (arrays of the same shape, e.g.
+    loss per time): (|main − first| · ρ'/(1 − ρ'), ρ, reliable), ρ = D₀/D₁ (module docstring)."""
+    main, first, second = (np.asarray(a, float) for a in (main, first, second))
+    d0 = np.abs(main - first)
+    D0, D1 = _sup(d0), _sup(first - second)
+    if D0 == 0.0:
+        return d0, 0.0, True
+    if D1 == 0.0:
+        return d0, math.inf, False
+    rho = D0 / D1
+    if rho >= MAX_RATIO:
+        return d0, rho, False
+    rp = rho ** (RATIO ** -ALPHA)
+    return d0 * (rp / (1.0 - rp)), rho, True
+
+
+def richardson(coarse, fine, order: int, factor: float) -> np.ndarray:
+    """Time-error estimate of the solve at the *smaller* of two steps with ratio ``factor`` (> 1) of
+    a method of ``order``: |coarse − fine| / (factor^p − 1)."""
+    return np.abs(np.asarray(coarse, float) - np.asarray(fine, float)) / (factor ** order - 1.0)
+
+
+def estimate(config, solution, *, base_dir=None, progress: bool | None = False,
+             say: Callable[[str], None] = lambda s: None) -> Estimate:
+    """The error estimate of ``solution``, the solve of ``config`` (a built Config), by companion
+    solves (module docstring).  A companion that blows up or is refused makes its part
+    unavailable (status ``"unavailable: …"``), never the solve."""
+    import mfpde
+
+    t0 = time.perf_counter()
+    raw = config.raw
+    main_loss = np.asarray(solution.observable("loss_train"), float)
+    main_y = np.asarray(solution.observable("yhat_probe"), float) if "yhat_probe" in solution.observables else None
+    times = np.asarray(solution.times, float)
+    src = config.source
+
+    def run(r: Mapping, label: str):
+        c = mfpde.load(r, source=f"{src} [{label}]", base_dir=base_dir)
+        s = mfpde.solve(c, parameters="none", progress=progress, estimate=False)
+        if not np.array_equal(np.asarray(s.times, float), times):
+            raise ConfigError("solver", f"the companion solve ({label}) saved at other times than the solve")
+        return (np.asarray(s.observable("loss_train"), float),
+                np.asarray(s.observable("yhat_probe"), float) if main_y is not None else None)
+
+    _, found = companion(raw)
+    est = Estimate()
+    parts_loss, parts_y = [], []
+    method = []
+    levels = {0: (main_loss, main_y)}
+    try:
+        if "deterministic" in found:
+            _, f2 = companion(raw, 2)
+            if "too_small" in f2:
+                est.notes.append(f"rules too small to coarsen twice ({', '.join(dict.fromkeys(f2['too_small']))}): "
+                                 "no rule estimate")
+                est.status = "unavailable: rules too small to coarsen (sizes >= 4 needed)"
+            else:
+                for k in (1, 2):
+                    label = f"rules level -{k} (sizes x {RATIO ** k:g})"
+                    say(f"mfpde: error estimate: companion solve {label}")
+                    levels[k] = run(companion(raw, k)[0], label)
+                    est.companions.append(label)
+                e, rho, ok = extrapolate(main_loss, levels[1][0], levels[2][0])
+                est.loss_rule, est.ratio, est.reliable = e, rho, ok
+                parts_loss.append(e)
+                if main_y is not None:
+                    ey, _, oky = extrapolate(main_y, levels[1][1], levels[2][1])
+                    parts_y.append(ey)
+                    est.reliable = est.reliable and oky
+                method.append(f"rules: companions with every rule size x {RATIO:g} and x {RATIO ** 2:g}, "
+                              f"|L - L_1| x rho'/(1 - rho'), rho' = rho^{RATIO ** -ALPHA:.4g}, rho = observed ratio of "
+                              "successive sup-time differences (error model exp(-c N^0.5))")
+        if "fixed" in found:
+            est.notes.append(f"rules {', '.join(found['fixed'])} cannot be refined (user rules): their error is not estimated")
+        if "sampled" in found:
+            diffs, dys = [], []
+            for j in range(1, SEEDS + 1):
+                label = f"sampled rules seed +{j}"
+                say(f"mfpde: error estimate: companion solve {label}")
+                lj, yj = run(companion(raw, 0, j)[0], label)
+                est.companions.append(label)
+                diffs.append((main_loss - lj) ** 2)
+                if main_y is not None:
+                    dys.append((main_y - yj) ** 2)
+            est.loss_sampling = np.sqrt(np.mean(diffs, axis=0) / 2.0)
+            parts_loss.append(est.loss_sampling)
+            if dys:
+                parts_y.append(np.sqrt(np.mean(dys, axis=0) / 2.0))
+            method.append(f"sampled rules ({', '.join(found['sampled'])}): RMS difference to {SEEDS} companions with "
+                          "other seeds / sqrt(2) (one standard deviation)")
+        # time: on the coarsest rule level solved (cheapest), a longer step (or a shorter one if refused)
+        kc = max(levels)
+        base_raw = companion(raw, kc)[0] if kc else copy.deepcopy(dict(raw))
+        lc, yc = levels[kc]
+        order = int(solution.stepper.get("order") or 1)
+        where = f"rules level -{kc}" if kc else "the solve's rules"
+        if _time_keys(solution.stepper) == ("rtol", "atol"):
+            label = f"time: rtol, atol x {TOL_FACTOR:g} ({where})"
+            say(f"mfpde: error estimate: companion solve {label}")
+            lt, yt = run(_with_time(base_raw, solution.stepper, TOL_FACTOR), label)
+            est.companions.append(label)
+            est.loss_time = richardson(lt, lc, 1, TOL_FACTOR)
+            yt_err = richardson(yt, yc, 1, TOL_FACTOR) if yc is not None else None
+            method.append(f"time: companion with rtol and atol x {TOL_FACTOR:g} on {where}, "
+                          f"|L_tol' - L| / ({TOL_FACTOR:g} - 1) (global error proportional to the tolerance)")
+        else:
+            try:
+                label = f"time: dt x 2 ({where})"
+                say(f"mfpde: error estimate: companion solve {label}")
+                lt, yt = run(_with_time(base_raw, solution.stepper, 2.0), label)
+                est.loss_time = richardson(lt, lc, order, 2.0)
+                yt_err = richardson(yt, yc, order, 2.0) if yc is not None else None
+                method.append(f"time: companion with dt x 2 on {where}, |L_2dt - L| / (2^{order} - 1) (Richardson)")
+            except (BlowUpError, ConfigError):
+                label = f"time: dt / 2 ({where})"
+                say(f"mfpde: error estimate: dt x 2 refused or blew up; companion solve {label}")
+                lt, yt = run(_with_time(base_raw, solution.stepper, 0.5), label)
+                scale = 2.0 ** order / (2.0 ** order - 1.0)
+                est.loss_time = np.abs(lc - lt) * scale
+                yt_err = np.abs(yc - yt) * scale if yc is not None else None
+                method.append(f"time: companion with dt / 2 on {where}, |L - L_dt/2| x 2^{order}/(2^{order} - 1) (Richardson)")
+            est.companions.append(label)
+        parts_loss.append(est.loss_time)
+        if yt_err is not None:
+            parts_y.append(yt_err)
+    except (BlowUpError, ConfigError) as exc:
+        est.seconds = time.perf_counter() - t0
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return Estimate(status=f"unavailable: a companion solve failed ({reason})", companions=est.companions,
+                        seconds=est.seconds, notes=est.notes, method="; ".join(method))
+    est.method = "; ".join(method) + ". The parts add."
+    est.seconds = time.perf_counter() - t0
+    if est.status == "ok":
+        est.loss = np.sum(parts_loss, axis=0)
+        est.yhat = np.sum(parts_y, axis=0) if main_y is not None else None
+    return est
