@@ -89,7 +89,9 @@ def test_solve_writes_netcdf_and_prints_the_loss_table(tmp_path, capsys):
     lines = stdout.splitlines()
     assert lines[1].startswith("stiffness:")      # the stiffness report precedes the table
     header = next(line for line in lines if line.split()[:1] == ["time"]).split()
-    assert header == ["time", "loss_train", "loss_test"]   # a squared loss: no classification error
+    # a squared loss: no classification error; the error estimate of loss_train beside it
+    assert header == ["time", "loss_train", "±estimate", "loss_test"]
+    np.testing.assert_array_equal(ds["loss_train_error_estimate"].shape, ds["loss_train"].shape)
     assert f"wrote {out}" in stdout
     # gradient flow on the training law: the training loss does not increase
     loss = ds["loss_train"].values

@@ -147,7 +147,8 @@ def to_xarray(sol):
                                    {"long_name": "network output ŷ(t, x) at the probe points"})
         coords.update(probe_coords(prob.probes))
     est = getattr(sol, "estimate", None)
-    est_attrs = est.attrs() if est is not None else {"error_estimate_status": "unavailable: not computed (partial result)"}
+    est_attrs = est.attrs() if est is not None else {"error_estimate_status": "unavailable: not computed (a partial result, or a "
+                                                                     "solve outside mfpde.solve)"}
     if est is not None and est.loss is not None and len(est.loss) == len(times):
         data_vars["loss_train_error_estimate"] = ("time", np.asarray(est.loss, float), {
             "long_name": "estimated |discretization error| of loss_train (rules + time steps, docs/accuracy.md)"})
@@ -192,6 +193,7 @@ def to_xarray(sol):
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **_versions(),
         **stats,
+        "state_size": int(system.size),
         **est_attrs,
     }
     return conventions(xr.Dataset(data_vars, coords=coords, attrs=attrs))
@@ -357,11 +359,11 @@ def loss_table(ds, max_rows: int = 21) -> str:
     est = ds.data_vars.get(ESTIMATE_VAR)
     if not extra and est is not None and est.dims == ("time",) and "loss_train" in cols:   # ± next to loss_train
         k = cols.index("loss_train") + 1
-        cols.insert(k, "± estimate")
-        series["± estimate"] = np.asarray(est.values, dtype=float)
+        cols.insert(k, "±estimate")
+        series["±estimate"] = np.asarray(est.values, dtype=float)
     rows.append(f"{'time':>10}" + "".join(f"{c:>14}" for c in cols))
     for i in idx:
-        rows.append(f"{float(t[i]):>10.4g}" + "".join(f"{series[c][i]:>14.6e}" if c != "± estimate" else
+        rows.append(f"{float(t[i]):>10.4g}" + "".join(f"{series[c][i]:>14.6e}" if c != "±estimate" else
                                                        f"{series[c][i]:>14.1e}" for c in cols))
     if extra:
         rows.extend(_final_values(ds, extra, values, cols, max_rows))
