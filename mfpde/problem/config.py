@@ -7,7 +7,8 @@ work: an unknown key, a wrong type or an out-of-range value raises
 :class:`~mfpde.errors.ConfigError` naming the key and what is allowed.  Nothing from the
 file is evaluated (``tomllib`` only).  Imports the Problem-room modules, and — inside the
 functions that read ``[solver]``, never at import — the stepper registry
-(``mfpde.solvers.STEPPERS``: each stepper's own option schema).  Nothing in ``mfpde.solvers``
+(``mfpde.solvers.STEPPERS``: each stepper's own option schema), and inside :func:`state_size`
+the state layout (``mfpde.system.layout``) that the size guard counts.  Nothing in ``mfpde.solvers``
 imports this module back (the TOML writer lives in :mod:`mfpde.checks`).
 """
 from __future__ import annotations
