@@ -13,7 +13,9 @@ is not a run store, ŷ recorded at other probe points or with another number of 
 outside the limit's time span.  It also refuses (unless ``force``) a limit and runs whose stored
 configurations define different problems (:func:`problem_differences`: everything but ``name``,
 ``[solver]``, ``[sgd]`` and ``[output]``), and it says, through ``warn``, when it interpolates the
-limit between its save times and when fewer than 3 widths leave the rate without a CI.
+limit between its save times, when fewer than 3 widths leave the rate without a CI, and when the
+limit's own estimated loss error (``error_estimate_loss``) exceeds 1/10 of the smallest width
+error or is missing (:func:`limit_error_estimate`).
 The runs may also be one point of a collected SGD sweep (:func:`sweep_runs`).
 Imports numpy, scipy, xarray (and mfpde.problem.data for the probes).
 """
@@ -33,6 +35,9 @@ _ORDER = "give the limit result of `mfpde solve` first and the run store of `mfp
 NOT_PROBLEM = ("name", "solver", "sgd", "output")
 TIME_RTOL = 1e-12    # a run's record time "is" a limit save time within this × max(1, t_end)
 MIN_CI_WIDTHS = 3    # a rate fitted to fewer widths has no residual degree of freedom, hence no CI
+# the limit's own estimated loss error (its attribute error_estimate_loss) must stay within this
+# fraction of the smallest width error, else the comparison measures the solver, not the width
+ESTIMATE_FRACTION = 0.1
 
 
 def _label(ds, name, default: str) -> str:
@@ -329,6 +334,50 @@ def _aligned(limit, runs, name: str) -> np.ndarray:
     return limit[name].interp(time=rt).values
 
 
+def limit_error_estimate(limit) -> tuple[float, str | None]:
+    """(``error_estimate_loss``, None) of a limit result, or (NaN, why it has no usable estimate).
+
+    Usable: a finite number >= 0, and ``error_estimate_status`` "ok" or absent (the stored
+    references carry the estimate of a refinement study without a status).  Files written
+    before ``mfpde solve`` estimated its error have neither attribute."""
+    status = limit.attrs.get("error_estimate_status")
+    value = limit.attrs.get("error_estimate_loss")
+    if status is not None and str(status) != "ok":
+        status = str(status)
+        why = ("was switched off when it was solved" if status == "off" else
+               f"is unavailable ({status.partition(':')[2].strip() or 'no reason given'})"
+               if status.startswith("unavailable") else f"has status {status!r}")
+        return math.nan, f"its error estimate {why}"
+    if value is None:
+        return math.nan, ("it carries no error estimate (no error_estimate_loss attribute: "
+                          "written before `mfpde solve` estimated its own error)")
+    v = np.asarray(value)
+    if v.size != 1 or v.dtype.kind not in "iuf" or not (np.isfinite(v.item()) and v.item() >= 0):
+        return math.nan, f"its error_estimate_loss is {value!r}, not a finite number >= 0"
+    return float(v.item()), None
+
+
+def _say_estimate(estimate: float, why, loss_error_mean: np.ndarray, widths: np.ndarray, loss_name: str,
+                  L: str, warn) -> None:
+    """Warn when the limit's estimated loss error exceeds :data:`ESTIMATE_FRACTION` of the smallest
+    width error, or when the limit has no usable estimate (once)."""
+    if why is not None:
+        warn(f"the limit {L}: {why}; cannot tell whether the limit's own discretization error is small "
+             f"against the width errors (solve it with a current `mfpde solve`, or with --accuracy TOL)")
+        return
+    ok = np.isfinite(loss_error_mean)
+    if not ok.any():
+        return
+    i = int(np.argmin(np.where(ok, loss_error_mean, np.inf)))
+    smallest = float(loss_error_mean[i])
+    if estimate > ESTIMATE_FRACTION * smallest:
+        of = "" if loss_name == "loss_train" else " (of loss_train; the widths are compared on loss_test)"
+        warn(f"the limit {L} estimates its own loss error at {estimate:.3g} (error_estimate_loss{of}), more than "
+             f"1/{1 / ESTIMATE_FRACTION:g} of the smallest width error it is compared with, {smallest:.3g} (the mean sup-time loss "
+             f"error at width {int(widths[i])}): the comparison then measures the solver, not the width; "
+             f"solve the limit to an accuracy below {ESTIMATE_FRACTION * smallest:.2g} (mfpde solve --accuracy TOL)")
+
+
 def fit_rate(n: np.ndarray, err: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
     """Rate r in err ≈ C n^{−r} by least squares on logs, with a Student-t confidence interval."""
     from scipy import stats
@@ -354,8 +403,11 @@ def compare(limit, runs, limit_name=None, runs_name=None, *, force: bool = False
 
     The inputs are checked first (:func:`check_inputs`, with ``force``); ``limit_name`` and
     ``runs_name`` name them in its messages.  ``warn(message)`` (default :func:`warnings.warn`)
-    hears of a forced comparison, of the run times at which the limit is interpolated, and of
-    too few widths for a CI."""
+    hears of a forced comparison, of the run times at which the limit is interpolated, of
+    too few widths for a CI, and of the limit's own error: when its ``error_estimate_loss``
+    exceeds :data:`ESTIMATE_FRACTION` of the smallest per-width mean sup-time loss error
+    (``loss_error_mean``), or, once, when it has no usable estimate (:func:`limit_error_estimate`).
+    The estimate (NaN if none) is the result's attribute ``limit_error_estimate_loss``."""
     import xarray as xr
 
     warn = _warner(warn)
@@ -377,7 +429,9 @@ def compare(limit, runs, limit_name=None, runs_name=None, *, force: bool = False
         per_run["coupling_error"] = np.nanmax(np.stack([runs[k].values for k in blocks]).max(axis=0), axis=-1)
     lim_loss = _aligned(limit, runs, loss_name)
     per_run["loss_error"] = np.nanmax(np.abs(runs[loss_name].values - lim_loss[None, None]), axis=-1)
-    attrs = {"loss": loss_name, "expected_rate": 0.5, "max_interpolation_dt": gap}
+    estimate, why = limit_error_estimate(limit)
+    attrs = {"loss": loss_name, "expected_rate": 0.5, "max_interpolation_dt": gap,
+             "limit_error_estimate_loss": estimate}
     for key, e in per_run.items():
         what = f"sup over time of the {key.replace('_', ' ')}"
         out[key] = (("width", "replica"), e, {"long_name": f"{what} of each run", "units": "1"})
@@ -393,6 +447,8 @@ def compare(limit, runs, limit_name=None, runs_name=None, *, force: bool = False
         attrs[f"{key}_rate"] = r
         attrs[f"{key}_rate_ci_low"] = lo
         attrs[f"{key}_rate_ci_high"] = hi
+    _say_estimate(estimate, why, out["loss_error_mean"][1], widths, loss_name,
+                  _label(limit, limit_name, "the limit"), warn)
     return xr.Dataset(out, coords={"width": runs["width"].values, "replica": runs["replica"].values}, attrs=attrs)
 
 

@@ -7,7 +7,8 @@ work: an unknown key, a wrong type or an out-of-range value raises
 :class:`~mfpde.errors.ConfigError` naming the key and what is allowed.  Nothing from the
 file is evaluated (``tomllib`` only).  Imports the Problem-room modules, and — inside the
 functions that read ``[solver]``, never at import — the stepper registry
-(``mfpde.solvers.STEPPERS``: each stepper's own option schema).  Nothing in ``mfpde.solvers``
+(``mfpde.solvers.STEPPERS``: each stepper's own option schema), and inside :func:`state_size`
+the state layout (``mfpde.system.layout``) that the size guard counts.  Nothing in ``mfpde.solvers``
 imports this module back (the TOML writer lives in :mod:`mfpde.checks`).
 """
 from __future__ import annotations
@@ -232,6 +233,45 @@ def _schedules(t: Mapping, L: int) -> Schedules:
     return Schedules(tuple(w), tuple(b))
 
 
+STATE_NOTE_UNKNOWNS = 1_000_000   # a limit state of more unknowns than this gets a warning note (not a refusal)
+TENSOR_NOTE_NODES = 2 ** 16       # so does a hidden layer's tensor-product rule (>= 2 coordinates) of more nodes
+TENSOR_KINDS = ("gauss_hermite", "gauss_legendre", "gaussian_trapezoid", "tensor")   # products of per-coordinate rules
+
+
+def state_size(model: Model, sizes, omega_sizes=None) -> int:
+    """Unknowns of the limit's state (``mfpde.system.layout.Layout.size``: every w_1, b_l, W_l, v, b_out
+    entry) for hidden-layer rules of ``sizes`` nodes (tracers included) and initial-noise rules of
+    ``omega_sizes`` nodes (1 per layer without one; layer 1 first, always 1); nothing is allocated."""
+    from mfpde.system.layout import Layout
+
+    omega = [1] * model.L if omega_sizes is None else list(omega_sizes)
+    return Layout.build(model.input_dim, model.outputs, list(sizes), model.biases, model.output_bias, omega).size
+
+
+def size_note(model: Model, layers, omega_sizes=None) -> str | None:
+    """The warning note for a large discretization, or None (issue 16, guards; docs/config.md).
+
+    ``layers``: (config key, rule kind, nodes, coordinates) per hidden layer.  A note when the state
+    (:func:`state_size`) would exceed :data:`STATE_NOTE_UNKNOWNS` unknowns, or when a layer's rule is
+    a tensor product (a kind in :data:`TENSOR_KINDS`) over >= 2 coordinates with more than
+    :data:`TENSOR_NOTE_NODES` nodes (tracers included); it names the sizes and the budgets and suggests
+    a Sobol' rule or ``mfpde solve --accuracy TOL``.  Computed from the sizes only, before anything
+    is allocated."""
+    n = state_size(model, [q for _, _, q, _ in layers], omega_sizes)
+    found = []
+    if n > STATE_NOTE_UNKNOWNS:
+        found.append(f"the state would have {n:,} unknowns (budget {STATE_NOTE_UNKNOWNS:,})")
+    for l, (key, kind, q, k) in enumerate(layers, 1):
+        if kind in TENSOR_KINDS and k >= 2 and q > TENSOR_NOTE_NODES:
+            found.append(f"layer {l}'s rule ({key}) is a tensor product of {q:,} nodes over {k} coordinates "
+                         f"(budget {TENSOR_NOTE_NODES:,} = 2^16 nodes for a tensor-product rule)")
+    if not found:
+        return None
+    return (f"large discretization: {'; '.join(found)}: the solve will be slow and its file large. A Sobol' "
+            f"rule (kind = \"sobol\", e.g. size = 4096) has as many nodes as its size, whatever the number of "
+            f"coordinates; or let `mfpde solve --accuracy TOL` choose the rule sizes")
+
+
 def _count(v) -> int:
     """v if it is a positive integer, else 0 (a size estimate: the type checks come later, in mfpde.problem.data)."""
     return int(v) if checks.is_integer(v) and v > 0 else 0
@@ -354,6 +394,17 @@ def from_dict(raw: Mapping, source: str = "<dict>", base_dir: str | Path | None 
     n_state = sizes[0] * model.input_dim + sum(a * b * r for a, b, r in zip(sizes, sizes[1:], R[1:])) + sizes[-1] * model.outputs
     if n_state > checks.MAX_STATE:
         raise ConfigError("rules", f"the state would have {n_state:.3g} entries (> {checks.MAX_STATE:.0e}); use smaller rules")
+    if "iid" in raw:
+        iid_rules = raw["iid"].get("rules", {}) if isinstance(raw["iid"].get("rules", {}), Mapping) else {}
+        layers = [(f"iid.rules.layer_{l}" if f"layer_{l}" in iid_rules else "iid.rule", r.kind, r.size, r.dim)
+                  for l, r in enumerate(emb.rules, 1)]
+    else:
+        rt = checks.table(raw["rules"], "rules")
+        keys = [f"layer_{l}" if f"layer_{l}" in rt else "default" for l in range(1, model.L + 1)]
+        layers = [(f"rules.{k}", rt[k].get("kind"), p.size, p.dim) for k, p in zip(keys, plans)]
+    note = size_note(model, layers, R)
+    if note:
+        notes += (note,)
     if "iid" not in raw:
         rules = tuple(p.build() for p in plans)
         emb = Embedding(rules, init0.w_1, init0.W, init0.v, init0.b, init0.b_out, edge_rules)
