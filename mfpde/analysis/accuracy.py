@@ -132,12 +132,11 @@ def _sized(table) -> str:
 
 def unknowns(problem) -> int:
     """The state size of a problem's system, from its rules (nothing allocated)."""
-    from mfpde.system.layout import Layout
+    from mfpde.problem.config import state_size
 
     m, emb = problem.model, problem.embedding
     er = emb.edge_rules or (None,) * (m.L - 1)
-    return Layout.build(m.input_dim, m.outputs, [len(r.weights) for r in emb.rules], m.biases, m.output_bias,
-                        [1] + [1 if r is None else len(r.weights) for r in er]).size
+    return state_size(m, [len(r.weights) for r in emb.rules], [1] + [1 if r is None else len(r.weights) for r in er])
 
 
 # ---------------------------------------------------------------------------- the loop
