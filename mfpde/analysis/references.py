@@ -216,11 +216,12 @@ def with_time(raw: Mapping, value: float) -> dict:
 
 # ---------------------------------------------------------------------------- solving
 def solve(raw: Mapping, parameters: str = "none", base_dir=None):
-    """(Config, Solution) of a configuration table at its own settings (:func:`mfpde.solve`)."""
+    """(Config, Solution) of a configuration table at its own settings (:func:`mfpde.solve`; no
+    companion estimate: a refinement study is its own estimate)."""
     import mfpde
 
     c = mfpde.load(raw, source="<reference>", base_dir=base_dir)
-    return c, mfpde.solve(c, parameters=parameters, progress=False)
+    return c, mfpde.solve(c, parameters=parameters, progress=False, estimate=False)
 
 
 def _sup(a, b) -> float:
@@ -580,7 +581,7 @@ def build(name: str, directory: Path | str | None = None, say: Callable[[str], N
     ds = ds.merge(study.to_xarray(), combine_attrs="override")
     ds.attrs.update({
         "reference_name": name, "reference_covers": spec.covers, "config_source": text,
-        "error_estimate_loss": est["loss"], "error_estimate_loss_rule": est["loss_rule"],
+        "error_estimate_status": "ok", "error_estimate_loss": est["loss"], "error_estimate_loss_rule": est["loss_rule"],
         "error_estimate_loss_time": est["loss_time"], "error_estimate_loss_joint": est.get("loss_joint", math.nan),
         "error_estimate_yhat": est.get("yhat", math.nan), "error_estimate_yhat_rule": est.get("yhat_rule", math.nan),
         "error_estimate_yhat_time": est.get("yhat_time", math.nan),
