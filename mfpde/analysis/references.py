@@ -579,6 +579,8 @@ def build(name: str, directory: Path | str | None = None, say: Callable[[str], N
     if sol.system.size > MAX_STORED_PARAMETERS:   # keep the file small: observables only
         ds = ds.drop_vars([v for v in ds.data_vars if "state_time" in ds[v].dims] + ["state_time"], errors="ignore")
     ds = ds.merge(study.to_xarray(), combine_attrs="override")
+    for k in [k for k in ds.attrs if k.startswith("error_estimate_")]:   # the solve's (switched off) companion estimate
+        del ds.attrs[k]
     ds.attrs.update({
         "reference_name": name, "reference_covers": spec.covers, "config_source": text,
         "error_estimate_status": "ok", "error_estimate_loss": est["loss"], "error_estimate_loss_rule": est["loss_rule"],
