@@ -194,9 +194,10 @@ def load(config=None, /, *, base_dir: str | os.PathLike | None = None, source: s
             raise ConfigError("set", f"expected a mapping of dotted keys to values, got {type(set).__name__}")
         raw = copy.deepcopy(config.raw)
         solver, sgd, other = _apply(raw, overrides, set)
-        if other:   # a problem key changed: build it again (relative data paths against the file's folder)
+        if other:   # a problem key changed: build it again (relative data paths against the same folder)
             src = Path(config.source)
-            return cfg_mod.from_dict(raw, config.source, src.parent if src.is_file() else None)
+            return cfg_mod.from_dict(raw, config.source, config.base_dir if config.base_dir is not None else
+                                     (src.parent if src.is_file() else None))
         if not (solver or sgd):
             return config
         new = {}
@@ -267,10 +268,7 @@ def solve(config=None, /, *, base_dir=None, source: str | None = None, parameter
     from mfpde.analysis import estimate as est_mod
 
     if c.accuracy.estimate if estimate is None else bool(estimate):
-        src = Path(c.source)
-        sol.estimate = est_mod.estimate(c, sol, base_dir=base_dir if base_dir is not None else
-                                        (src.parent if src.is_file() else None),
-                                        progress=progress, say=say or (lambda line: None))
+        sol.estimate = est_mod.estimate(c, sol, base_dir=c.base_dir, progress=progress, say=say or (lambda line: None))
     else:
         sol.estimate = est_mod.off()
     return sol

@@ -280,10 +280,9 @@ def _solve_to(args, c, tol, out, say, report) -> int:
         + (f" (max_unknowns = {c.accuracy.max_unknowns})" if c.accuracy.max_unknowns else "")
         + (f" (max_seconds = {c.accuracy.max_seconds:g})" if c.accuracy.max_seconds else ""))
     t0 = time.perf_counter()
-    base = Path(args.config).parent if args.config else None
     try:
         res = accuracy.solve_to(c, tol, max_unknowns=c.accuracy.max_unknowns, max_seconds=c.accuracy.max_seconds,
-                                base_dir=base, progress=False if args.quiet else args.progress, say=say)
+                                progress=False if args.quiet else args.progress, say=say)
     except BlowUpError as exc:
         print(f"mfpde: error: {_one_line(exc)} (during the refinement for --accuracy)", file=sys.stderr)
         return EXIT_BLOWUP

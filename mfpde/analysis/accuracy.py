@@ -161,6 +161,7 @@ def solve_to(config, tol: float, *, max_unknowns: int | None = None, max_seconds
     import mfpde
 
     tol = checks.number(tol, "--accuracy", positive=True)
+    base_dir = config.base_dir if base_dir is None else base_dir
     t_start = time.perf_counter()
     raw = copy.deepcopy(dict(config.raw))
     raw.setdefault("accuracy", {})
@@ -170,7 +171,7 @@ def solve_to(config, tol: float, *, max_unknowns: int | None = None, max_seconds
     for it in range(1, MAX_ITERATIONS + 1):
         c = mfpde.load(raw, source=config.source, base_dir=base_dir)
         t0 = time.perf_counter()
-        sol = mfpde.solve(c, progress=progress, base_dir=base_dir)
+        sol = mfpde.solve(c, progress=progress)
         est = sol.estimate
         wall = time.perf_counter() - t0
         sizes = {name: _sized(_get(raw, path)) for name, path in groups(raw, L)}

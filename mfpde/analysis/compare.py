@@ -357,12 +357,16 @@ def limit_error_estimate(limit) -> tuple[float, str | None]:
     return float(v.item()), None
 
 
+def _the_limit(label: str) -> str:
+    return label if label.startswith("the limit") else f"the limit {label}"
+
+
 def _say_estimate(estimate: float, why, loss_error_mean: np.ndarray, widths: np.ndarray, loss_name: str,
                   L: str, warn) -> None:
     """Warn when the limit's estimated loss error exceeds :data:`ESTIMATE_FRACTION` of the smallest
     width error, or when the limit has no usable estimate (once)."""
     if why is not None:
-        warn(f"the limit {L}: {why}; cannot tell whether the limit's own discretization error is small "
+        warn(f"{_the_limit(L)}: {why}; cannot tell whether the limit's own discretization error is small "
              f"against the width errors (solve it with a current `mfpde solve`, or with --accuracy TOL)")
         return
     ok = np.isfinite(loss_error_mean)
@@ -372,7 +376,7 @@ def _say_estimate(estimate: float, why, loss_error_mean: np.ndarray, widths: np.
     smallest = float(loss_error_mean[i])
     if estimate > ESTIMATE_FRACTION * smallest:
         of = "" if loss_name == "loss_train" else " (of loss_train; the widths are compared on loss_test)"
-        warn(f"the limit {L} estimates its own loss error at {estimate:.3g} (error_estimate_loss{of}), more than "
+        warn(f"{_the_limit(L)} estimates its own loss error at {estimate:.3g} (error_estimate_loss{of}), more than "
              f"1/{1 / ESTIMATE_FRACTION:g} of the smallest width error it is compared with, {smallest:.3g} (the mean sup-time loss "
              f"error at width {int(widths[i])}): the comparison then measures the solver, not the width; "
              f"solve the limit to an accuracy below {ESTIMATE_FRACTION * smallest:.2g} (mfpde solve --accuracy TOL)")
@@ -448,7 +452,7 @@ def compare(limit, runs, limit_name=None, runs_name=None, *, force: bool = False
         attrs[f"{key}_rate_ci_low"] = lo
         attrs[f"{key}_rate_ci_high"] = hi
     _say_estimate(estimate, why, out["loss_error_mean"][1], widths, loss_name,
-                  _label(limit, limit_name, "the limit"), warn)
+                  _label(limit, limit_name, "the limit"), warn)   # the label is "'FILE'" or "the limit"
     return xr.Dataset(out, coords={"width": runs["width"].values, "replica": runs["replica"].values}, attrs=attrs)
 
 

@@ -109,6 +109,7 @@ class Config:
     sgd: SgdOptions = SgdOptions()
     notes: tuple[str, ...] = ()   # warnings about the problem (e.g. the i.i.d. degeneracy)
     accuracy: AccuracyOptions = AccuracyOptions()
+    base_dir: str | None = None   # the folder relative data paths were read against (companion solves reuse it)
 
 
 def _model(t: Mapping) -> Model:
@@ -430,7 +431,8 @@ def from_dict(raw: Mapping, source: str = "<dict>", base_dir: str | Path | None 
     accuracy = _accuracy(checks.table(raw.get("accuracy", {}), "accuracy"))
     problem = Problem(model, emb, sched, train, test, None if probes is None else np.asarray(probes),
                       config=copy.deepcopy(dict(raw)), name=name)
-    return Config(problem, solver, output, copy.deepcopy(dict(raw)), source, sgd, notes, accuracy)
+    return Config(problem, solver, output, copy.deepcopy(dict(raw)), source, sgd, notes, accuracy,
+                  None if base_dir is None else str(base_dir))
 
 
 def read_text(path: str | Path, what: str = "config") -> str:
