@@ -6,16 +6,18 @@ the target ``tol``, or a cap stops it:
 
 * **Where.**  The estimate has a rule part, a sampling part and a time part.  A part above
   ``tol / 2`` (the rule and sampling parts together) is refined; the others are kept.
-* **Which rules.**  Each rule group — the rule of every hidden layer (``rules.layer_l``, or
-  ``iid.rules.layer_l`` built from ``iid.rule``) and the training data's rule — gets an
-  *indicator*: the sup-time change of the train loss when that group alone is coarsened one
-  level (sizes × RATIO).  Only the groups whose indicator is at least ``SHARE`` of the largest
-  are refined, so a one-dimensional last layer is not refined with a d-dimensional first one.
-  With a single refinable group no indicator is solved.
-* **How much.**  With the observed per-level ratio ρ' of the estimate, the number of levels n
-  (1 to ``MAX_LEVELS``) predicted to bring the rule part below ``tol / 2`` (each further level
-  accelerates like the estimate's error model); the sizes of the chosen groups grow by
-  RATIO^(−n).  Sampled rules grow like their rate (N^−1/2).  The time step shrinks by the power
+* **Which rules.**  Each deterministic rule group — the rule of every hidden layer
+  (``rules.layer_l``, or ``iid.rules.layer_l`` built from ``iid.rule``) and the training data's
+  rule — gets its own estimate: two companions with that group alone coarsened (levels − 1 and
+  − 2), extrapolated at the group's own ratio (:func:`_group_estimates`).  The solve's rule
+  estimate becomes the larger of the uniform one and the sum of the groups' (groups refined
+  unevenly converge at their own rates, and one common ratio can hide a slow group).  Only the
+  groups with at least ``SHARE`` of the largest group estimate are refined, so a
+  one-dimensional last layer is not refined with a d-dimensional first one.  With a single
+  group the uniform estimate is that group's.
+* **How much.**  For each refined group, the number of levels n (1 to ``MAX_LEVELS``)
+  predicted by its ratio to bring its estimate below its share of ``tol / 2`` (each further
+  level accelerates like the estimate's error model); its sizes grow by RATIO^(−n).  Sampled rules grow like their rate (N^−1/2).  The time step shrinks by the power
   of two (the tolerances by the power of ten) that Richardson's estimate predicts.
 * **Caps.**  ``max_unknowns`` (the state size of the next solve) and ``max_seconds`` (the wall
   time so far plus the predicted next iteration) stop the loop *before* the solve that would
@@ -140,6 +142,60 @@ def unknowns(problem) -> int:
 
 
 # ---------------------------------------------------------------------------- the loop
+def _group_estimates(raw: Mapping, L: int, sol, source: str, base_dir) -> dict:
+    """Per-group rule estimates: for each deterministic rule group (when there are two or more),
+    two companions with that group alone coarsened (levels − 1, − 2) and :func:`E.extrapolate`:
+    {name: (sup-time estimate, ρ, per-time estimate)}.  Groups refined unevenly converge at their
+    own rates; one common ratio can extrapolate a slowly converging group's error away."""
+    import mfpde
+
+    main = np.asarray(sol.observable("loss_train"), float)
+    cands = []
+    for name, path in groups(raw, L):
+        found: dict = {}
+        E._rescale(_get(raw, path), 0, 0, name, found)
+        if found.get("deterministic") and not found.get("sampled"):
+            cands.append((name, path))
+    if len(cands) < 2:
+        return {}
+    out = {}
+    for name, path in cands:
+        curves, sizes = [], []
+        for k in (0, 1, 2):
+            found: dict = {}
+            table = E._rescale(_get(raw, path), k, 0, name, found)
+            sizes.append(max(found.get("sizes") or [1]))
+            if k == 0:
+                continue
+            if "too_small" in found:
+                break
+            r = copy.deepcopy(dict(raw))
+            r["accuracy"] = {**r.get("accuracy", {}), "estimate": False}
+            _put(r, path, table)
+            s = mfpde.solve(mfpde.load(E.companion(r)[0], source=f"{source} [{name} level -{k}]", base_dir=base_dir),
+                            progress=False, estimate=False, parameters="none")
+            curves.append(np.asarray(s.observable("loss_train"), float))
+        if len(curves) < 2:
+            continue
+        e, rho, _ = E.extrapolate(main, curves[0], curves[1],
+                                  tuple(sizes) if sizes[0] > sizes[1] > sizes[2] else None)
+        out[name] = (float(np.max(e)), rho, e)
+    return out
+
+
+def _merge(est, per_group: dict) -> None:
+    """The rule part becomes max(uniform estimate, Σ per-group estimates) per time; the loss estimate
+    follows (ŷ keeps the uniform estimate)."""
+    total = np.sum([g[2] for g in per_group.values()], axis=0)
+    rule = total if est.loss_rule is None else np.maximum(est.loss_rule, total)
+    est.loss_rule = rule
+    parts = [rule] + [p for p in (est.loss_sampling, est.loss_time) if p is not None]
+    est.loss = np.sum(parts, axis=0)
+    est.method += (" solve_to: the rule part is the larger of that and the sum of per-group estimates (each rule "
+                   "group coarsened alone, two levels, extrapolated at its own ratio); the ŷ estimate is the uniform one.")
+    est.companions += [f"{n} alone, levels -1 and -2" for n in per_group]
+
+
 def _levels_needed(e: float, target: float, rho: float) -> int:
     """Levels (RATIO steps) predicted to bring an error ``e`` with per-level ratio ρ below ``target``."""
     if not (e > target):
@@ -187,6 +243,14 @@ def solve_to(config, tol: float, *, max_unknowns: int | None = None, max_seconds
             + f", {sol.system.size} unknowns: estimate {entry['estimate']:.2e} (target {tol:.2e}), {wall:.1f} s")
         if est.status != "ok":
             return Result(sol, c, False, tol, history, f"the error estimate is {est.status}")
+        per_group = _group_estimates(raw, L, sol, config.source, base_dir)
+        if per_group:
+            _merge(est, per_group)
+            entry.update(estimate=est.sup_loss, estimate_rule=float(np.max(est.loss_rule)),
+                         groups={n: g[0] for n, g in per_group.items()})
+            say("mfpde: accuracy: per-group rule estimates (each group coarsened alone): "
+                + ", ".join(f"{n} {g[0]:.1e}" for n, g in per_group.items())
+                + f"; estimate {est.sup_loss:.2e}")
         if best is None or est.sup_loss < best[0].estimate.sup_loss:
             best = (sol, c)
         if est.sup_loss <= tol:
@@ -201,31 +265,21 @@ def solve_to(config, tol: float, *, max_unknowns: int | None = None, max_seconds
             cands = [(n, p) for n, p in groups(raw, L) if _refinable(_get(raw, p))]
             if not cands:
                 return Result(best[0], best[1], False, tol, history, "no rule can be refined (user rules)")
-            chosen = cands
-            if len(cands) > 1:
-                ind = {}
-                for name, path in cands:
-                    r = copy.deepcopy(raw)
-                    r["accuracy"] = {**r["accuracy"], "estimate": False}
-                    _put(r, path, E._rescale(_get(raw, path), 1, 0, name, {}))
-                    r = E.companion(r)[0]
-                    s = mfpde.solve(mfpde.load(r, source=config.source, base_dir=base_dir), progress=False,
-                                    estimate=False, parameters="none")
-                    ind[name] = float(np.max(np.abs(np.asarray(s.observable("loss_train")) -
-                                                    np.asarray(sol.observable("loss_train")))))
-                top = max(ind.values())
-                chosen = [(n, p) for n, p in cands if top == 0.0 or ind[n] >= SHARE * top]
-                entry["indicators"] = ind
-                say("mfpde: accuracy: indicators (loss change with one group coarsened): "
-                    + ", ".join(f"{n} {v:.1e}" for n, v in ind.items()))
-            if e_rule > 0.0:
-                n_lev = _levels_needed(e_rule, tol / 2, est.ratio)
-                factor = E.RATIO ** -n_lev
+            factors = {}
+            if per_group and sum(g[0] for g in per_group.values()) >= 0.5 * e_rule:
+                top = max(g[0] for g in per_group.values())
+                active = [n for n, g in per_group.items() if g[0] >= SHARE * top and g[0] > 0.0]
+                for n in active:   # each active group gets its share of the rule budget, at its own ratio
+                    lev = _levels_needed(per_group[n][0], tol / (2 * len(active)), per_group[n][1])
+                    factors[n] = E.RATIO ** -max(1, lev)
+            elif e_rule > 0.0:   # one group, or groups that act together: all alike, at the common ratio
+                factors = {n: E.RATIO ** -max(1, _levels_needed(e_rule, tol / 2, est.ratio)) for n, _ in cands}
             else:   # sampled rules only: error ∝ N^(-1/2)
-                factor = min(16.0, max(2.0, (2.0 * e_samp / tol) ** 2))
-            for name, path in chosen:
-                _put(new, path, _grow(_get(raw, path), factor))
-                changes.append(f"{name} x {factor:.3g}")
+                factors = {n: min(16.0, max(2.0, (2.0 * e_samp / tol) ** 2)) for n, _ in cands}
+            for name, path in cands:
+                if name in factors:
+                    _put(new, path, _grow(_get(raw, path), factors[name]))
+                    changes.append(f"{name} x {factors[name]:.3g}")
         if e_time > tol / 4:
             key = E._time_keys(sol.stepper)
             order = int(sol.stepper.get("order") or 1)
@@ -241,7 +295,7 @@ def solve_to(config, tol: float, *, max_unknowns: int | None = None, max_seconds
             return Result(best[0], best[1], False, tol, history, "no part of the estimate can be refined further")
         n_next = unknowns(mfpde.load(new, source=config.source, base_dir=base_dir).problem)
         elapsed = time.perf_counter() - t_start
-        predicted = (wall * (1 + len(entry.get("indicators", {})))) * (n_next / max(1, sol.system.size)) ** 1.5
+        predicted = (wall * (1 + 2 * len(entry.get("groups", {})))) * (n_next / max(1, sol.system.size)) ** 1.5
         if max_unknowns is not None and n_next > max_unknowns:
             return Result(best[0], best[1], False, tol, history,
                           f"the next refinement ({'; '.join(changes)}) has {n_next} unknowns > max_unknowns = {max_unknowns}")
