@@ -21,12 +21,14 @@ Methods (rule options of mfpde/problem/quadrature.py): the Gaussian trapezoid wi
 half-width 9 (today's default) and with ``half_width = "auto"``; Gauss–Hermite, plain and with a
 scale; the sinh-mapped trapezoid (``map = "sinh"``); the same kinds with unequal budgets per
 layer and per coordinate; Aitken extrapolation in the rule size (post-processing of three
-solves).  The wall time of the winner is compared with today's trapezoid-48 solve, interleaved
+solves); sweeps of the option values (half-width, Gauss–Hermite scale, sinh scale and
+half-width; layer 2 fixed at Gauss–Hermite 12); and a robustness check of selected rules trained
+to t = 100 against their own references.  The wall time of the winner is compared with today's trapezoid-48 solve, interleaved
 in the same run, median of 5.
 
 Writes ``validation/results/accuracy_per_unknown.json`` and
 ``docs/figures/accuracy_per_unknown.png``, and prints the Markdown tables of the docs section.
-Run (about 6 minutes on one core; the references another ~6 minutes the first time):
+Run (about 10 minutes on one core; the references another ~10 minutes the first time):
 
     NUMBA_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 .venv/bin/python -m validation.accuracy_per_unknown
 
@@ -127,6 +129,20 @@ def isolation(quick: bool) -> dict[str, list[tuple[dict, dict, dict]]]:
         "layer 1 per coordinate: sinh (Qa, Qb)": [((sinh(a), sinh(b)), gh(8), {"Qa": a, "Qb": b})
                                                   for a, b in ((24, 16), (16, 24), (24, 24), (20, 20))],
     }
+
+
+def sweeps(quick: bool) -> dict[str, list[tuple[dict, dict, dict]]]:
+    """Parameter sweeps of the layer-1 rule (layer 2: Gauss–Hermite 12, error ≲ 2e-10): the option values."""
+    if quick:
+        return {}
+    l2 = gh(12)
+    out = {"trapezoid half_width": [(trap(q, hw), l2, {"Q1": q, "half_width": hw})
+                                    for q in (16, 24, 32, 48, 64) for hw in (3.5, 4.0, 4.5, 5.0, 5.5, 6.0, 7.0, 9.0)],
+           "Gauss-Hermite scale": [(gh(q, sg), l2, {"Q1": q, "scale": sg})
+                                   for q in (16, 24, 32) for sg in (0.7, 0.85, 1.0, 1.25, 1.5, 2.0)],
+           "sinh scale, half_width": [(sinh(q, c, a), l2, {"Q1": q, "scale": c, "half_width": a})
+                                      for q in (12, 16, 24) for c in (0.5, 0.7, 1.0, 2.0, 3.0) for a in (5.0, 6.0, 7.0)]}
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,10 +257,10 @@ def run(quick: bool = False, say=print) -> dict:
     ref_err = min(checks.values(), key=lambda c: c["sup"])    # the closest independent rule bounds the reference's error
     out = {"config": str(CONFIG.relative_to(ROOT)), "reference": REFERENCE, "reference_check": ref_err,
            "reference_checks": checks,
-           "config_path_check": config_path_check(), "methods": {}, "isolation": {}}
+           "config_path_check": config_path_check(), "methods": {}, "isolation": {}, "sweeps": {}}
     say(f"config path vs rule replacement (trapezoid 24): {out['config_path_check']:.1e}")
     curves = {}
-    for group, table in (("methods", methods(quick)), ("isolation", isolation(quick))):
+    for group, table in (("methods", methods(quick)), ("isolation", isolation(quick)), ("sweeps", sweeps(quick))):
         for name, runs in table.items():
             rows = []
             for l1, l2, labels in runs:
@@ -362,6 +378,17 @@ def tables(out: dict) -> str:
         for r in rows:
             sizes = ", ".join(f"{k}={r[k]}" for k in ("Q1", "Q2", "Qa", "Qb") if k in r)
             lines.append(f"| {name} | {sizes} | {r['unknowns']:.3g} | {r['sup']:.1e} |")
+    for name, rows in out.get("sweeps", {}).items():
+        keys = [k for k in rows[0] if k not in ("Q1", "layer_1", "layer_2", "unknowns", "seconds", "sup", "t_sup",
+                                                 "t1", "t5", "t20")]
+        best = {}
+        for r in rows:
+            if r["Q1"] not in best or r["sup"] < best[r["Q1"]]["sup"]:
+                best[r["Q1"]] = r
+        lines += ["", f"| sweep: {name} | Q_1 | " + " | ".join(keys) + " | sup_t e |", "|---|---|" + "---|" * (len(keys) + 1)]
+        for r in rows:
+            mark = " (best)" if best[r["Q1"]] is r else ""
+            lines.append(f"| {name} | {r['Q1']} | " + " | ".join(f"{r[k]}" for k in keys) + f" | {r['sup']:.1e}{mark} |")
     if "late" in out:
         lines += ["", "| t_end = 100 | unknowns | e(t=20) | e(t=50) | e(t=100) | sup_t e | s |", "|---|---|---|---|---|---|---|"]
         for name, r in out["late"]["rules"].items():
