@@ -5,7 +5,9 @@ Every index space Ω_l and the data law carry a rule {(c_q, ω_q)} (SPEC §3): a
 that E f = Σ_q ω_q f(c_q) is ``rule.expect(f(rule.nodes))``.  Offered kinds, in
 :data:`RULE_KINDS` order: probabilists' Gauss–Hermite, Gauss–Legendre (uniform law), the
 Gaussian-weighted trapezoid rule of SPEC §3, tensor products, Smolyak sparse grids,
-scrambled Sobol' points, plain Monte Carlo and user-given nodes.  Zero-weight tracer nodes
+scrambled Sobol' points, plain Monte Carlo and user-given nodes.  The trapezoid rule can
+be sinh-mapped (``map = "sinh"``) or get a size-dependent half-width (``half_width = "auto"``),
+and Gauss–Hermite a node scale (``scale``): docs/convergence.md, "Late training".  Zero-weight tracer nodes
 (SPEC §4) are appended with :meth:`Rule.with_tracers`.  :func:`make_rule` validates a config
 table completely before building anything and :func:`rule_to_dict` gives back the table that
 rebuilds a rule exactly (provenance).  This module imports only numpy, scipy and
@@ -407,9 +409,7 @@ def _check_gauss_like(kind: str, spec: dict, key: str) -> _Plan:
     params = {"size": size, **law}
     if kind == "gaussian_trapezoid":
         params.update(_trapezoid_options(spec, key))
-    elif spec.get("scale") is not None:
-        if kind != "gauss_hermite":       # not reached (_ALLOWED), kept for safety
-            raise ConfigError(f"{key}.scale", f"is not an option of kind \"{kind}\".")
+    elif spec.get("scale") is not None:           # gauss_hermite only (_ALLOWED)
         params["scale"] = checks.number(spec["scale"], f"{key}.scale", low=GH_SCALE_RANGE[0], high=GH_SCALE_RANGE[1],
                                         hint=" (σ of the N(0, σ²) Gauss–Hermite nodes reweighted to N(0, 1))")
     k = _per_coordinate({"size": size, **law}, dim, key)
@@ -428,7 +428,7 @@ def _check_gauss_like(kind: str, spec: dict, key: str) -> _Plan:
         for j in range(k):
             args = [_entries(params[name], k)[j] for name in law_names]
             if kind == "gauss_hermite":
-                factors.append(_gauss_hermite_1d(sizes[j], *args, params.get("scale", 1.0)))
+                factors.append(_gauss_hermite_1d(sizes[j], *args, params.get("scale", 1.0), f"{key}.scale"))
             elif kind == "gauss_legendre":
                 factors.append(_gauss_legendre_1d(sizes[j], *args))
             else:
@@ -639,8 +639,9 @@ _CHECKS: dict[str, Callable[[dict, str], _Plan]] = {
 # Numerics
 # --------------------------------------------------------------------------------------------
 
-def _gauss_hermite_1d(n: int, mean: float, std: float, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    with np.errstate(under="ignore"):
+def _gauss_hermite_1d(n: int, mean: float, std: float, scale: float = 1.0,
+                      key: str = "scale") -> tuple[np.ndarray, np.ndarray]:
+    with np.errstate(under="ignore", over="ignore", invalid="ignore"):
         if n <= _EXACT_GAUSS_MAX:
             x, w = hermegauss(n)
         else:
@@ -652,7 +653,7 @@ def _gauss_hermite_1d(n: int, mean: float, std: float, scale: float = 1.0) -> tu
             w = w * np.exp(0.5 * x * x * (1.0 / (scale * scale) - 1.0))
         w = w / w.sum()
     if not np.all(np.isfinite(w)):
-        raise ConfigError("scale", f"Gauss–Hermite scale {scale} with {n} nodes overflows the reweighting; "
+        raise ConfigError(key, f"Gauss–Hermite scale {scale} with {n} nodes overflows the reweighting; "
                           f"use fewer nodes or a scale nearer 1.")
     return mean + std * x, w
 

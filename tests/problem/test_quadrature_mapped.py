@@ -179,6 +179,12 @@ def test_defaults_are_unchanged():
     assert "map=sinh" in sinh.describe()
 
 
+def test_gauss_hermite_scale_overflow_is_a_config_error():
+    # σ = 0.2 multiplies the weight at the largest node ξ ≈ √(4n) by e^{ξ²(1−σ²)/2} ≈ e^{1.9n}: inf for n = 2000
+    with pytest.raises(ConfigError, match=r"rule\.scale.*overflows the reweighting"):
+        quad.make_rule({"kind": "gauss_hermite", "size": 2000, "scale": 0.2})
+
+
 @pytest.mark.parametrize("spec, key, words", [
     ({"kind": "gaussian_trapezoid", "size": 8, "map": "cosh"}, "rule.map", "linear, sinh"),
     ({"kind": "gaussian_trapezoid", "size": 8, "scale": 2.0}, "rule.scale", "only used with map"),
