@@ -125,7 +125,8 @@ def _rule_for(features: list[Law], rule_spec: Mapping, key: str):
             extra.pop("scramble", None)
         table = {"kind": kind, "size": rule_spec.get("size", 1024), "dim": k, "law": fams.pop(), **extra}
         return qd.plan_rule(table, key, checks.MAX_LAYER_NODES, "a hidden layer's rule", size_key=f"{key}.size").build()
-    checks.check_keys(rule_spec, ("kind", "size", "half_width"), key, hint=" (a per-coordinate rule)")
+    options = {"gaussian_trapezoid": ("half_width", "map", "scale"), "gauss_hermite": ("scale",)}.get(kind, ())
+    checks.check_keys(rule_spec, ("kind", "size") + options, key, hint=" (a per-coordinate rule)")
     size = rule_spec.get("size", 32)
     parts = []
     for f in features:
@@ -135,8 +136,7 @@ def _rule_for(features: list[Law], rule_spec: Mapping, key: str):
             raise ConfigError(f"{key}.kind", "gauss_legendre integrates uniform laws; normal features need gauss_hermite or gaussian_trapezoid")
         else:
             t = {"kind": kind, "size": size, "mean": 0.0, "std": 1.0}
-            if kind == "gaussian_trapezoid" and "half_width" in rule_spec:
-                t["half_width"] = rule_spec["half_width"]
+            t.update({name: rule_spec[name] for name in options if name in rule_spec})
             parts.append(t)
     nodes = 1
     for _ in parts if checks.is_integer(size) and size > 1 else ():

@@ -123,6 +123,26 @@ def test_auto_half_width_in_an_iid_config():
     assert rule.size == 256 and np.abs(rule.nodes).max() == pytest.approx(a, rel=1e-14)
 
 
+def test_iid_rules_pass_the_map_and_scale_options_through():
+    # [iid] rule = sinh-mapped trapezoid per coordinate, layer 2 a scaled Gauss–Hermite: the layers' rules
+    # are exactly the tensor of the 1-D rules built directly (the options are not dropped on the way)
+    raw = {"model": {"input_dim": 2, "hidden": ["tanh", "tanh"], "loss": "squared"},
+           "iid": {"rule": {"kind": "gaussian_trapezoid", "size": 6, "map": "sinh", "scale": 1.5},
+                   "rules": {"layer_2": {"kind": "gauss_hermite", "size": 5, "scale": 0.7}}},
+           "data": {"train": {"kind": "teacher", "d": 2, "teacher": {"kind": "two_layer", "width": 2, "seed": 0},
+                              "sample": 8, "seed": 0}},
+           "solver": {"stepper": "euler", "dt": 0.1, "t_end": 0.1}}
+    r1, r2 = mfpde.load(raw).problem.embedding.rules
+    one = quad.gaussian_trapezoid(6, map="sinh", scale=1.5)
+    np.testing.assert_array_equal(np.sort(np.unique(r1.nodes[:, 0])), np.sort(one.nodes[:, 0]))
+    assert r1.size == 36
+    np.testing.assert_allclose(np.sort(r1.weights), np.sort(np.outer(one.weights, one.weights).ravel()), rtol=1e-14)
+    np.testing.assert_array_equal(r2.nodes, quad.gauss_hermite(5, scale=0.7).nodes)
+    bad = dict(raw, iid={**raw["iid"], "rules": {"layer_2": {"kind": "gauss_hermite", "size": 5, "map": "sinh"}}})
+    with pytest.raises(ConfigError, match="map"):
+        mfpde.load(bad)
+
+
 # --- Gauss-Hermite with a scale --------------------------------------------------------------
 
 def test_gauss_hermite_scale_one_is_the_plain_rule():
