@@ -450,7 +450,8 @@ class SingleIndexTanh:
 
     def __call__(self, X) -> np.ndarray:
         X = _as_inputs(X, self.d, self.name)
-        return np.tanh(self.scale * (X @ self.direction))[:, None]
+        with np.errstate(over="ignore"):   # |scale·<u, x>| beyond the float range: tanh(±inf) = ±1 exactly
+            return np.tanh(self.scale * (X @ self.direction))[:, None]
 
     def describe(self) -> str:
         return f"single_index_tanh(d={self.d}, scale={self.scale:g})"

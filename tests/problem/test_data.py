@@ -710,3 +710,14 @@ def test_load_rejects_non_string_path_and_keys(tmp_path, kwargs, key):
     with pytest.raises(ConfigError) as info:
         load(**kwargs)
     assert info.value.key == key
+
+
+def test_single_index_teacher_with_a_scale_near_the_float_limit_saturates_instead_of_overflowing():
+    # found by make fuzz (seed 4014710239): scale·<u, x> overflows to ±inf, and tanh(±inf) = ±1 exactly
+    import numpy as np
+
+    from mfpde.problem.data import SingleIndexTanh
+
+    with np.errstate(all="raise"):
+        y = SingleIndexTanh([1.0], 4.79175919445119e307)(np.array([[0.3], [-0.2], [0.0]]))
+    np.testing.assert_array_equal(y.ravel(), [1.0, -1.0, 0.0])
