@@ -463,21 +463,26 @@ class SingleIndexTanh:
 class TwoLayerTeacher:
     """Random two-layer teacher y_k(x) = (1/width) Σ_j a_jk σ(<w_j, x>).
 
-    w_j = r_j / √d with r_j ~ N(0, I_d), so <w_j, x> = O(1) for x ~ N(0, I_d); a_jk = √width ·
-    g_jk with g_jk ~ N(0, 1), so y = width^{-1/2} Σ_j g_jk σ(·) has variance E σ(<w, x>)² = O(1)
-    for every width (for tanh and unit Gaussian inputs, Var y ≈ 0.39).  Draw order from
-    ``numpy.random.default_rng(seed)``: r ``[width, d]``, then g ``[width, output_dim]``.
+    w_j = r_j / √k with r_j ~ N(0, I_k) on the first k = ``index_dim`` coordinates (default k = d;
+    zero beyond: a k-index target y = f*(Ux), U = the first k axes, SPEC §7), so <w_j, x> = O(1)
+    for x ~ N(0, I_d); a_jk = √width · g_jk with g_jk ~ N(0, 1), so y = width^{-1/2} Σ_j g_jk σ(·)
+    has variance E σ(<w, x>)² = O(1) for every width (for tanh and unit Gaussian inputs, Var y ≈
+    0.39).  Draw order from ``numpy.random.default_rng(seed)``: r ``[width, k]``, then g ``[width,
+    output_dim]`` (so k = d draws what it always drew).
     """
 
     name = "two_layer"
 
-    def __init__(self, d: int, width: int = 4, seed: int = 0, activation: str = "tanh", output_dim: int = 1):
+    def __init__(self, d: int, width: int = 4, seed: int = 0, activation: str = "tanh", output_dim: int = 1,
+                 index_dim: int | None = None):
         self.d, self.width = checks.integer(d, "teacher.d"), checks.integer(width, "teacher.width")
         self.K = checks.integer(output_dim, "teacher.output_dim")
         self.seed = checks.integer(seed, "teacher.seed", lo=0)
+        self.k = self.d if index_dim is None else checks.integer(index_dim, "teacher.index_dim", 1, self.d)
         self.activation = checks.choice(activation, sorted(_TEACHER_ACTIVATIONS), "teacher.activation", what="activation")
         rng = np.random.default_rng(self.seed)
-        self.w = rng.standard_normal((self.width, self.d)) / math.sqrt(self.d)
+        self.w = np.zeros((self.width, self.d))
+        self.w[:, :self.k] = rng.standard_normal((self.width, self.k)) / math.sqrt(self.k)
         self.a = math.sqrt(self.width) * rng.standard_normal((self.width, self.K))
         self.w.setflags(write=False)
         self.a.setflags(write=False)
@@ -488,11 +493,11 @@ class TwoLayerTeacher:
 
     def describe(self) -> str:
         return (f"two_layer(d={self.d}, width={self.width}, seed={self.seed}, "
-                f"activation={self.activation}, output_dim={self.K})")
+                f"activation={self.activation}, output_dim={self.K}" + (f", index_dim={self.k})" if self.k != self.d else ")"))
 
     def to_dict(self) -> dict:
         return {"kind": self.name, "width": self.width, "seed": self.seed,
-                "activation": self.activation, "output_dim": self.K}
+                "activation": self.activation, "output_dim": self.K, **({"index_dim": self.k} if self.k != self.d else {})}
 
 
 class CallableTeacher:
@@ -645,18 +650,21 @@ def _make_teacher(table, key: str, d: int):
     kind = checks.choice(table.get("kind"), TEACHER_KINDS, f"{key}.kind", what="teacher kind")
     if kind == "single_index_tanh":
         checks.check_keys(table, ("kind", "direction", "scale"), key)
+        if "direction" not in table:   # by rotation invariance of N(0, I_d), any unit direction: the first axis
+            return SingleIndexTanh(np.eye(1, d).ravel(), checks.get(table, "scale", key, checks.number, 1.0))
         u = checks.array(table.get("direction"), f"{key}.direction")
         if u.ndim != 1 or u.size != d:
             raise ConfigError(f"{key}.direction", f"must be a list of d = {d} numbers, got shape {u.shape}.")
         if not np.any(u != 0):
             raise ConfigError(f"{key}.direction", "must be non-zero.")
         return SingleIndexTanh(u, checks.get(table, "scale", key, checks.number, 1.0))
-    checks.check_keys(table, ("kind", "width", "seed", "activation", "output_dim"), key)
+    checks.check_keys(table, ("kind", "width", "seed", "activation", "output_dim", "index_dim"), key)
     activation = checks.choice(table.get("activation", "tanh"), sorted(_TEACHER_ACTIVATIONS),
                                f"{key}.activation", what="activation")
     return TwoLayerTeacher(d, checks.get(table, "width", key, checks.integer, 4),
                            checks.get(table, "seed", key, checks.integer, 0, lo=0), activation,
-                           checks.get(table, "output_dim", key, checks.integer, 1))
+                           checks.get(table, "output_dim", key, checks.integer, 1),
+                           checks.get(table, "index_dim", key, checks.integer, d, hi=d))
 
 
 _LAW_KEYS = {

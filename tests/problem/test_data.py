@@ -721,3 +721,34 @@ def test_single_index_teacher_with_a_scale_near_the_float_limit_saturates_instea
     with np.errstate(all="raise"):
         y = SingleIndexTanh([1.0], 4.79175919445119e307)(np.array([[0.3], [-0.2], [0.0]]))
     np.testing.assert_array_equal(y.ravel(), [1.0, -1.0, 0.0])
+
+
+def test_single_index_teacher_without_a_direction_uses_the_first_axis():
+    import numpy as np
+
+    from mfpde.problem.data import make_law
+
+    law = make_law({"kind": "teacher", "d": 5, "teacher": {"kind": "single_index_tanh", "scale": 2.0}}, "data.train")
+    X = np.random.default_rng(0).standard_normal((7, 5))
+    np.testing.assert_array_equal(law.teacher(X).ravel(), np.tanh(2.0 * X[:, 0]))
+
+
+def test_two_layer_teacher_with_an_index_dim_depends_on_the_first_k_coordinates_only():
+    import numpy as np
+    import pytest
+
+    from mfpde.errors import ConfigError
+    from mfpde.problem.data import TwoLayerTeacher, make_law
+
+    t = make_law({"kind": "teacher", "d": 6, "teacher": {"kind": "two_layer", "index_dim": 2, "seed": 3}},
+                 "data.train").teacher
+    X = np.random.default_rng(1).standard_normal((9, 6))
+    Y = X.copy()
+    Y[:, 2:] = np.random.default_rng(2).standard_normal((9, 4))          # change the other d − k coordinates
+    np.testing.assert_array_equal(t(X), t(Y))
+    # the k-index teacher on R^6 is the full teacher on R^2 (same draws): y = f*(Ux), U = the first 2 axes
+    np.testing.assert_allclose(t(X), TwoLayerTeacher(2, seed=3)(X[:, :2]), rtol=0, atol=1e-15)
+    # k = d draws what it always drew
+    np.testing.assert_array_equal(TwoLayerTeacher(3, seed=5, index_dim=3).w, TwoLayerTeacher(3, seed=5).w)
+    with pytest.raises(ConfigError, match="index_dim"):
+        make_law({"kind": "teacher", "d": 2, "teacher": {"kind": "two_layer", "index_dim": 3}}, "data.train")
