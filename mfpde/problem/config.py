@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import math
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Mapping
@@ -34,6 +34,7 @@ from mfpde.problem.schedules import make_schedule
 TOP_KEYS = ("name", "seed", "model", "rules", "init", "iid", "schedules", "data", "probes", "solver", "output", "sgd", "accuracy")
 SGD_KEYS = ("mode", "batch", "lr", "widths", "replicas", "statistics", "coupling")
 MODEL_KEYS = ("input_dim", "outputs", "hidden", "biases", "output_activation", "output_bias", "loss", "huber_delta",
+              "output_scale", "lazy_scaling",
               "edges")
 EDGE_RULE_DEFAULT = {"kind": "gauss_hermite", "size": 16}   # rule of the standardized initial noise ω (nonlinear edges)
 SOLVER_KEYS = ("stepper", "dt", "t_end", "save_every", "save_times", "bound",
@@ -138,8 +139,31 @@ def _model(t: Mapping) -> Model:
         edges = tuple(checks.string(x, f"model.edges[{i}]") for i, x in enumerate(e))
     else:
         edges = (checks.string(e, "model.edges"),) * (L - 1)
+    alpha = checks.get(t, "output_scale", "model", checks.number, 1.0, positive=True)
+    if not 1e-6 <= alpha <= 1e6:
+        raise ConfigError("model.output_scale", f"must lie in [1e-6, 1e6], got {alpha:g}")
     return Model(d, tuple(hidden), K, biases, checks.get(t, "output_activation", "model", checks.string, "identity"),
-                 checks.get(t, "output_bias", "model", checks.boolean, False), loss, delta, edges)
+                 checks.get(t, "output_bias", "model", checks.boolean, False), loss, delta, edges, alpha,
+                 checks.get(t, "lazy_scaling", "model", checks.boolean, False))
+
+
+def _output_scaling(model: Model, emb: Embedding, sched: Schedules) -> tuple[Embedding, Schedules]:
+    """The output scale α as an exact change of variables of the one canonical system.
+
+    ŷ = φ_{L+1}(α h_{L+1} + b_{L+1}) with h_{L+1} = E[v φ_L] equals the canonical output with
+    v' = α v.  Under the gradient flow dv/dt = −ξ_{L+1} ∂𝓛/∂v, v' obeys dv'/dt = −α² ξ_{L+1} ∂𝓛/∂v',
+    and every other parameter sees the same flow (the network depends on v only through αv).  So
+    the canonical system with v'(0) = α v^0 and ξ_{L+1} × α² *is* the α-scaled one; the stored
+    ``v`` is v' = α v.  ``lazy_scaling`` then multiplies every ξ (weights and biases, b_{L+1}
+    included) by 1/α².  α = 1 without lazy scaling returns the inputs unchanged."""
+    a = model.output_scale
+    if a == 1.0 and not model.lazy_scaling:
+        return emb, sched
+    lazy = 1.0 / (a * a) if model.lazy_scaling else 1.0
+    L = model.L
+    weights = tuple(s.scaled(lazy * (a * a if l == L else 1.0)) for l, s in enumerate(sched.weights))
+    biases = tuple(s.scaled(lazy) for s in sched.biases)
+    return replace(emb, v=emb.v.scaled(a)), Schedules(weights, biases)
 
 
 def _rules(t: Mapping, L: int) -> tuple:
@@ -412,6 +436,7 @@ def from_dict(raw: Mapping, source: str = "<dict>", base_dir: str | Path | None 
     elif any(r is not None for r in edge_rules):
         emb = Embedding(emb.rules, emb.w_1, emb.W, emb.v, emb.b, emb.b_out, edge_rules)
     sched = _schedules(checks.table(raw.get("schedules", {}), "schedules"), model.L)
+    emb, sched = _output_scaling(model, emb, sched)
     dt = checks.table(raw["data"], "data")
     checks.check_keys(dt, ("train", "test"), "data")
     if "train" not in dt:

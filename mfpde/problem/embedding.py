@@ -21,7 +21,7 @@ Imports numpy, scipy, mfpde.errors only.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -58,6 +58,11 @@ class InitFn:
     kind: str
     params: dict = field(default_factory=dict)
     fn: Callable | None = None  # kind == "python"
+    scale: float = 1.0          # values × scale (the output scale α on v, mfpde.problem.config._output_scaling)
+
+    def scaled(self, factor: float) -> "InitFn":
+        """The same initial function with its values × ``factor``."""
+        return replace(self, scale=self.scale * float(factor))
 
     @property
     def noise_std(self) -> float:
@@ -97,6 +102,8 @@ class InitFn:
             raise ConfigError(key, f"initial function kind {self.kind!r} is only allowed for W_l (a function of two nodes)")
         if val.shape != (Q, n):
             raise ConfigError(key, f"initial function gave shape {val.shape}, expected {(Q, n)}")
+        if self.scale != 1.0:
+            val = val * self.scale
         return val if width is not None else val[:, 0]
 
     def edge_values(self, nodes_prev: np.ndarray, nodes: np.ndarray, key: str) -> np.ndarray:

@@ -36,6 +36,8 @@ class Model:
     loss: str = "squared"
     huber_delta: float = 1.0
     edges: tuple[str, ...] | None = None      # edge maps σ_l of W_2..W_L (mfpde.problem.edges; None: all linear)
+    output_scale: float = 1.0                 # α: ŷ = φ_{L+1}(α h_{L+1} + b_{L+1}) (docs/config.md, lazy–rich)
+    lazy_scaling: bool = False                # every ξ × 1/α² (Chizat–Bach)
 
     def __post_init__(self):
         checks.integer(self.input_dim, "model.input_dim")

@@ -38,6 +38,15 @@ class Schedule:
         i = int(np.searchsorted(np.asarray(self.times), t, side="right"))
         return self.values[i]
 
+    def scaled(self, factor: float) -> "Schedule":
+        """ξ(t) × ``factor`` (the same kind: ξ0, or every piecewise value, scaled)."""
+        f = float(factor)
+        if f == 1.0:
+            return self
+        if self.kind == "piecewise":
+            return Schedule("piecewise", times=self.times, values=tuple(v * f for v in self.values))
+        return Schedule(self.kind, self.xi0 * f, self.tau, self.p)
+
     @property
     def frozen(self) -> bool:
         """True when ξ ≡ 0 on every t."""
