@@ -268,7 +268,8 @@ def solve(config=None, /, *, base_dir=None, source: str | None = None, parameter
     from mfpde.analysis import estimate as est_mod
 
     if c.accuracy.estimate if estimate is None else bool(estimate):
-        sol.estimate = est_mod.estimate(c, sol, base_dir=c.base_dir, progress=progress, say=say or (lambda line: None))
+        sol.estimate = est_mod.estimate(c, sol, base_dir=c.base_dir, progress=progress, groups=c.accuracy.groups,
+                                        say=say or (lambda line: None))
     else:
         sol.estimate = est_mod.off()
     return sol

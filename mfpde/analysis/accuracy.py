@@ -9,7 +9,7 @@ the target ``tol``, or a cap stops it:
 * **Which rules.**  Each deterministic rule group — the rule of every hidden layer
   (``rules.layer_l``, or ``iid.rules.layer_l`` built from ``iid.rule``) and the training data's
   rule — gets its own estimate: two companions with that group alone coarsened (levels − 1 and
-  − 2), extrapolated at the group's own ratio (:func:`_group_estimates`).  The solve's rule
+  − 2), extrapolated at the group's own ratio (:func:`mfpde.analysis.estimate.group_estimates`).  The solve's rule
   estimate becomes the larger of the uniform one and the sum of the groups' (groups refined
   unevenly converge at their own rates, and one common ratio can hide a slow group).  Only the
   groups with at least ``SHARE`` of the largest group estimate are refined, so a
@@ -56,46 +56,6 @@ class Result:
 
 
 # ---------------------------------------------------------------------------- rule groups
-def groups(raw: Mapping, L: int) -> list[tuple[str, tuple]]:
-    """(name, path in the raw table) of each refinable rule group: one per hidden layer, and the
-    training data's rule; the path of a layer names its own entry (created from ``default`` /
-    ``iid.rule`` when the layer has none)."""
-    out = []
-    if isinstance(raw.get("iid"), Mapping):
-        out += [(f"layer_{l}", ("iid", "rules", f"layer_{l}")) for l in range(1, L + 1)]
-    else:
-        out += [(f"layer_{l}", ("rules", f"layer_{l}")) for l in range(1, L + 1)]
-    d = raw.get("data", {})
-    if isinstance(d, Mapping) and isinstance(d.get("train"), Mapping) and isinstance(d["train"].get("rule"), Mapping):
-        out.append(("data.train", ("data", "train", "rule")))
-    return out
-
-
-def _get(raw: Mapping, path: tuple):
-    """The rule table at ``path``, falling back to the table a layer inherits."""
-    node = raw
-    for p in path:
-        if not isinstance(node, Mapping) or p not in node:
-            node = None
-            break
-        node = node[p]
-    if node is not None:
-        return node
-    if path[0] == "iid":
-        return raw["iid"].get("rule", {"kind": "gaussian_trapezoid", "size": 32})
-    if path[0] == "rules":
-        return raw["rules"].get("default")
-    return None
-
-
-def _put(raw: dict, path: tuple, table) -> None:
-    node = raw
-    for p in path[:-1]:
-        node[p] = dict(node.get(p, {}))
-        node = node[p]
-    node[path[-1]] = table
-
-
 def _grow(table, factor: float):
     """A copy of a rule table with its resolution × ``factor`` (> 1): sizes at least + 1, a Smolyak
     level + round(log2 factor) (at least + 1), a sampled rule's size × factor."""
@@ -142,60 +102,6 @@ def unknowns(problem) -> int:
 
 
 # ---------------------------------------------------------------------------- the loop
-def _group_estimates(raw: Mapping, L: int, sol, source: str, base_dir) -> dict:
-    """Per-group rule estimates: for each deterministic rule group (when there are two or more),
-    two companions with that group alone coarsened (levels − 1, − 2) and :func:`E.extrapolate`:
-    {name: (sup-time estimate, ρ, per-time estimate)}.  Groups refined unevenly converge at their
-    own rates; one common ratio can extrapolate a slowly converging group's error away."""
-    import mfpde
-
-    main = np.asarray(sol.observable("loss_train"), float)
-    cands = []
-    for name, path in groups(raw, L):
-        found: dict = {}
-        E._rescale(_get(raw, path), 0, 0, name, found)
-        if found.get("deterministic") and not found.get("sampled"):
-            cands.append((name, path))
-    if len(cands) < 2:
-        return {}
-    out = {}
-    for name, path in cands:
-        curves, sizes = [], []
-        for k in (0, 1, 2):
-            found: dict = {}
-            table = E._rescale(_get(raw, path), k, 0, name, found)
-            sizes.append(max(found.get("sizes") or [1]))
-            if k == 0:
-                continue
-            if "too_small" in found:
-                break
-            r = copy.deepcopy(dict(raw))
-            r["accuracy"] = {**r.get("accuracy", {}), "estimate": False}
-            _put(r, path, table)
-            s = mfpde.solve(mfpde.load(E.companion(r)[0], source=f"{source} [{name} level -{k}]", base_dir=base_dir),
-                            progress=False, estimate=False, parameters="none")
-            curves.append(np.asarray(s.observable("loss_train"), float))
-        if len(curves) < 2:
-            continue
-        e, rho, _ = E.extrapolate(main, curves[0], curves[1],
-                                  tuple(sizes) if sizes[0] > sizes[1] > sizes[2] else None)
-        out[name] = (float(np.max(e)), rho, e)
-    return out
-
-
-def _merge(est, per_group: dict) -> None:
-    """The rule part becomes max(uniform estimate, Σ per-group estimates) per time; the loss estimate
-    follows (ŷ keeps the uniform estimate)."""
-    total = np.sum([g[2] for g in per_group.values()], axis=0)
-    rule = total if est.loss_rule is None else np.maximum(est.loss_rule, total)
-    est.loss_rule = rule
-    parts = [rule] + [p for p in (est.loss_sampling, est.loss_time) if p is not None]
-    est.loss = np.sum(parts, axis=0)
-    est.method += (" solve_to: the rule part is the larger of that and the sum of per-group estimates (each rule "
-                   "group coarsened alone, two levels, extrapolated at its own ratio); the ŷ estimate is the uniform one.")
-    est.companions += [f"{n} alone, levels -1 and -2" for n in per_group]
-
-
 def _levels_needed(e: float, target: float, rho: float) -> int:
     """Levels (RATIO steps) predicted to bring an error ``e`` with per-level ratio ρ below ``target``."""
     if not (e > target):
@@ -221,7 +127,7 @@ def solve_to(config, tol: float, *, max_unknowns: int | None = None, max_seconds
     t_start = time.perf_counter()
     raw = copy.deepcopy(dict(config.raw))
     raw.setdefault("accuracy", {})
-    raw["accuracy"] = {**raw["accuracy"], "estimate": True}
+    raw["accuracy"] = {**raw["accuracy"], "estimate": True, "groups": False}   # the groups are done here
     L = config.problem.model.L
     best, history = None, []
     for it in range(1, MAX_ITERATIONS + 1):
@@ -230,7 +136,7 @@ def solve_to(config, tol: float, *, max_unknowns: int | None = None, max_seconds
         sol = mfpde.solve(c, progress=progress)
         est = sol.estimate
         wall = time.perf_counter() - t0
-        sizes = {name: _sized(_get(raw, path)) for name, path in groups(raw, L)}
+        sizes = {name: _sized(E.get_rule(raw, path)) for name, path in E.groups(raw, L)}
         step = {k: sol.stepper[k] for k in E._time_keys(sol.stepper)}
         entry = {"iteration": it, "rules": sizes, "time": step, "state_size": int(sol.system.size),
                  "estimate": est.sup_loss if est.status == "ok" else math.nan, "seconds": wall,
@@ -243,9 +149,9 @@ def solve_to(config, tol: float, *, max_unknowns: int | None = None, max_seconds
             + f", {sol.system.size} unknowns: estimate {entry['estimate']:.2e} (target {tol:.2e}), {wall:.1f} s")
         if est.status != "ok":
             return Result(sol, c, False, tol, history, f"the error estimate is {est.status}")
-        per_group = _group_estimates(raw, L, sol, config.source, base_dir)
+        per_group = E.group_estimates(raw, L, sol, config.source, base_dir)
         if per_group:
-            _merge(est, per_group)
+            E.merge_groups(est, per_group, "solve_to")
             entry.update(estimate=est.sup_loss, estimate_rule=float(np.max(est.loss_rule)),
                          groups={n: g[0] for n, g in per_group.items()})
             say("mfpde: accuracy: per-group rule estimates (each group coarsened alone): "
@@ -262,7 +168,7 @@ def solve_to(config, tol: float, *, max_unknowns: int | None = None, max_seconds
         e_samp = entry["estimate_sampling"] if math.isfinite(entry["estimate_sampling"]) else 0.0
         e_time = entry["estimate_time"] if math.isfinite(entry["estimate_time"]) else 0.0
         if e_rule + e_samp > tol / 2:
-            cands = [(n, p) for n, p in groups(raw, L) if _refinable(_get(raw, p))]
+            cands = [(n, p) for n, p in E.groups(raw, L) if _refinable(E.get_rule(raw, p))]
             if not cands:
                 return Result(best[0], best[1], False, tol, history, "no rule can be refined (user rules)")
             factors = {}
@@ -278,7 +184,7 @@ def solve_to(config, tol: float, *, max_unknowns: int | None = None, max_seconds
                 factors = {n: min(16.0, max(2.0, (2.0 * e_samp / tol) ** 2)) for n, _ in cands}
             for name, path in cands:
                 if name in factors:
-                    _put(new, path, _grow(_get(raw, path), factors[name]))
+                    E.put_rule(new, path, _grow(E.get_rule(raw, path), factors[name]))
                     changes.append(f"{name} x {factors[name]:.3g}")
         if e_time > tol / 4:
             key = E._time_keys(sol.stepper)

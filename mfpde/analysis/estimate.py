@@ -168,6 +168,101 @@ def _time_keys(stepper: Mapping) -> tuple[str, ...]:
     return ("rtol", "atol") if "rtol" in stepper else ("dt",)
 
 
+# ---------------------------------------------------------------------------- rule groups
+def groups(raw: Mapping, L: int) -> list[tuple[str, tuple]]:
+    """(name, path in the raw table) of each refinable rule group: one per hidden layer, and the
+    training data's rule; the path of a layer names its own entry (created from ``default`` /
+    ``iid.rule`` when the layer has none)."""
+    out = []
+    if isinstance(raw.get("iid"), Mapping):
+        out += [(f"layer_{l}", ("iid", "rules", f"layer_{l}")) for l in range(1, L + 1)]
+    else:
+        out += [(f"layer_{l}", ("rules", f"layer_{l}")) for l in range(1, L + 1)]
+    d = raw.get("data", {})
+    if isinstance(d, Mapping) and isinstance(d.get("train"), Mapping) and isinstance(d["train"].get("rule"), Mapping):
+        out.append(("data.train", ("data", "train", "rule")))
+    return out
+
+
+def get_rule(raw: Mapping, path: tuple):
+    """The rule table at ``path``, falling back to the table a layer inherits."""
+    node = raw
+    for p in path:
+        if not isinstance(node, Mapping) or p not in node:
+            node = None
+            break
+        node = node[p]
+    if node is not None:
+        return node
+    if path[0] == "iid":
+        return raw["iid"].get("rule", {"kind": "gaussian_trapezoid", "size": 32})
+    if path[0] == "rules":
+        return raw["rules"].get("default")
+    return None
+
+
+def put_rule(raw: dict, path: tuple, table) -> None:
+    node = raw
+    for p in path[:-1]:
+        node[p] = dict(node.get(p, {}))
+        node = node[p]
+    node[path[-1]] = table
+
+
+def group_estimates(raw: Mapping, L: int, sol, source: str, base_dir) -> dict:
+    """Per-group rule estimates: for each deterministic rule group (when there are two or more),
+    two companions with that group alone coarsened (levels − 1, − 2) and :func:`extrapolate`:
+    {name: (sup-time estimate, ρ, per-time estimate)}.  Groups refined unevenly converge at their
+    own rates; one common ratio can extrapolate a slowly converging group's error away."""
+    import mfpde
+
+    main = np.asarray(sol.observable("loss_train"), float)
+    cands = []
+    for name, path in groups(raw, L):
+        found: dict = {}
+        _rescale(get_rule(raw, path), 0, 0, name, found)
+        if found.get("deterministic") and not found.get("sampled"):
+            cands.append((name, path))
+    if len(cands) < 2:
+        return {}
+    out = {}
+    for name, path in cands:
+        curves, sizes = [], []
+        for k in (0, 1, 2):
+            found: dict = {}
+            table = _rescale(get_rule(raw, path), k, 0, name, found)
+            sizes.append(max(found.get("sizes") or [1]))
+            if k == 0:
+                continue
+            if "too_small" in found:
+                break
+            r = copy.deepcopy(dict(raw))
+            r["accuracy"] = {**r.get("accuracy", {}), "estimate": False}
+            put_rule(r, path, table)
+            s = mfpde.solve(mfpde.load(companion(r)[0], source=f"{source} [{name} level -{k}]", base_dir=base_dir),
+                            progress=False, estimate=False, parameters="none")
+            curves.append(np.asarray(s.observable("loss_train"), float))
+        if len(curves) < 2:
+            continue
+        e, rho, _ = extrapolate(main, curves[0], curves[1],
+                                  tuple(sizes) if sizes[0] > sizes[1] > sizes[2] else None)
+        out[name] = (float(np.max(e)), rho, e)
+    return out
+
+
+def merge_groups(est, per_group: dict, who: str = "groups") -> None:
+    """The rule part becomes max(uniform estimate, Σ per-group estimates) per time; the loss estimate
+    follows (ŷ keeps the uniform estimate)."""
+    total = np.sum([g[2] for g in per_group.values()], axis=0)
+    rule = total if est.loss_rule is None else np.maximum(est.loss_rule, total)
+    est.loss_rule = rule
+    parts = [rule] + [p for p in (est.loss_sampling, est.loss_time) if p is not None]
+    est.loss = np.sum(parts, axis=0)
+    est.method += (f" {who}: the rule part is the larger of that and the sum of per-group estimates (each rule "
+                   "group coarsened alone, two levels, extrapolated at its own ratio); the ŷ estimate is the uniform one.")
+    est.companions += [f"{n} alone, levels -1 and -2" for n in per_group]
+
+
 # ---------------------------------------------------------------------------- the estimate
 @dataclass
 class Estimate:
@@ -281,11 +376,13 @@ def richardson(coarse, fine, order: int, factor: float) -> np.ndarray:
     return np.abs(np.asarray(coarse, float) - np.asarray(fine, float)) / (factor ** order - 1.0)
 
 
-def estimate(config, solution, *, base_dir=None, progress: bool | None = False,
+def estimate(config, solution, *, base_dir=None, progress: bool | None = False, groups: bool = False,
              say: Callable[[str], None] = lambda s: None) -> Estimate:
     """The error estimate of ``solution``, the solve of ``config`` (a built Config), by companion
-    solves (module docstring).  A companion that blows up or is refused makes its part
-    unavailable (status ``"unavailable: …"``), never the solve."""
+    solves (module docstring).  ``groups`` adds the per-group rule estimates
+    (:func:`group_estimates`, two more companions per rule group; ``[accuracy] groups``).  A
+    companion that blows up or is refused makes its part unavailable (status ``"unavailable:
+    …"``), never the solve."""
     import mfpde
 
     t0 = time.perf_counter()
@@ -402,4 +499,15 @@ def estimate(config, solution, *, base_dir=None, progress: bool | None = False,
     if est.status == "ok":
         est.loss = np.sum(parts_loss, axis=0)
         est.yhat = np.sum(parts_y, axis=0) if main_y is not None else None
+        if groups:
+            t1 = time.perf_counter()
+            say("mfpde: error estimate: per-group companions (each rule group coarsened alone)")
+            try:
+                per = group_estimates(raw, config.problem.model.L, solution, src, base_dir)
+            except (BlowUpError, ConfigError) as exc:
+                est.notes.append(f"per-group estimates unavailable: {str(exc).splitlines()[0] if str(exc) else exc}")
+                per = {}
+            if per:
+                merge_groups(est, per, "[accuracy] groups")
+            est.seconds += time.perf_counter() - t1
     return est

@@ -43,7 +43,7 @@ SOLVER_KEYS = ("stepper", "dt", "t_end", "save_every", "save_times", "bound",
                "krylov_maxiter", "dense_max")
 # the kind and range of each stepper option is the stepper's own schema (STEPPERS[name].schema)
 OUTPUT_KEYS = ("path", "parameters")
-ACCURACY_KEYS = ("estimate", "target", "max_unknowns", "max_seconds")
+ACCURACY_KEYS = ("estimate", "groups", "target", "max_unknowns", "max_seconds")
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,8 @@ class AccuracyOptions:
     """The error estimate and solving to a target ([accuracy], docs/accuracy.md).
 
     ``estimate``: attach a discretization-error estimate to every solve (companion solves on
-    coarser rules and a longer step, :mod:`mfpde.analysis.estimate`); ``target``: solve to this
+    coarser rules and a longer step, :mod:`mfpde.analysis.estimate`); ``groups``: add the per-group
+    rule estimates (two companions per rule group); ``target``: solve to this
     sup-time train-loss error by refinement (``mfpde solve --accuracy``), within ``max_unknowns``
     state entries and ``max_seconds`` of wall time (None: no cap).
     """
@@ -85,6 +86,7 @@ class AccuracyOptions:
     target: float | None = None
     max_unknowns: int | None = None
     max_seconds: float | None = None
+    groups: bool = False
 
 
 @dataclass(frozen=True)
@@ -363,7 +365,8 @@ def _accuracy(t: Mapping) -> AccuracyOptions:
     target = checks.number(t["target"], "accuracy.target", positive=True) if "target" in t else None
     cap = checks.integer(t["max_unknowns"], "accuracy.max_unknowns", 1, checks.MAX_STATE) if "max_unknowns" in t else None
     secs = checks.number(t["max_seconds"], "accuracy.max_seconds", positive=True) if "max_seconds" in t else None
-    return AccuracyOptions(checks.get(t, "estimate", "accuracy", checks.boolean, True), target, cap, secs)
+    return AccuracyOptions(checks.get(t, "estimate", "accuracy", checks.boolean, True), target, cap, secs,
+                           checks.get(t, "groups", "accuracy", checks.boolean, False))
 
 
 def _sgd(t: Mapping) -> SgdOptions:

@@ -413,3 +413,24 @@ def test_show_prints_the_estimate_and_says_when_a_file_has_none(tiny_cfg, tmp_pa
     assert main(["show", str(tmp_path / "old.nc")]) == 0
     shown = capsys.readouterr().out
     assert "error estimate: none in this file" in shown and "loss_train ±" not in shown
+
+
+def test_accuracy_groups_sees_a_rule_group_left_coarse_that_the_uniform_estimate_extrapolates_away():
+    # the state solve_to reached in the case above after one uneven refinement: layer_1 29, layer_2 12,
+    # data GH 29.  Measured: uniform estimate 3.3e-7, per-group sum 1.5e-4, true error 4.9e-5.
+    def cfg(groups):
+        text = (tiny_toml("uneven").replace('default = { kind = "gaussian_trapezoid", size = 6 }',
+                                            'layer_1 = { kind = "gaussian_trapezoid", size = 29, half_width = 6.0 }\n'
+                                            'layer_2 = { kind = "gaussian_trapezoid", size = 12, half_width = 6.0 }')
+                .replace('"gauss_hermite", size = 6', '"gauss_hermite", size = 29'))
+        return tomllib.loads(text + f"[accuracy]\ngroups = {'true' if groups else 'false'}\n")
+    plain = mfpde.solve(cfg(False), parameters="none", progress=False)
+    grouped = mfpde.solve(cfg(True), parameters="none", progress=False)
+    ref = mfpde.solve(references.with_time(references.scale_rules(cfg(False), 2, 2), 0.025), estimate=False,
+                      parameters="none", progress=False)
+    true = _sup(L(plain), L(ref))
+    assert plain.estimate.sup_loss < true / 30                      # the failure mode (documented)
+    assert grouped.estimate.sup_loss >= true / 3                    # seen by the per-group estimates
+    assert grouped.estimate.sup_loss <= 3 * 3 * true                # and not absurdly large
+    assert "[accuracy] groups" in grouped.estimate.method
+    np.testing.assert_array_equal(L(plain), L(grouped))             # the solve itself is the same
