@@ -848,6 +848,10 @@ def _sphere_marginal_1d(n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
         if n == 1:
             return np.zeros(1), np.ones(1)
         return np.array([-1.0, 1.0]), np.array([0.5, 0.5])
+    if m == 2:                                          # Gauss–Chebyshev: cos((2i−1)π/(2n)), equal weights
+        x = np.cos((2.0 * np.arange(n, 0, -1) - 1.0) * math.pi / (2.0 * n))
+        x = 0.5 * (x - x[::-1])
+        return x, np.full(n, 1.0 / n)
     lam = (m - 2) / 2.0
     k = np.arange(n, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
