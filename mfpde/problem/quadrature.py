@@ -840,9 +840,10 @@ def _sphere_marginal_1d(n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
 
     Monic Gegenbauer recurrence, λ = (m−2)/2 (weight (1 − x²)^{λ−½}): α_k = 0 and
     β_k = k(k + 2λ − 1) / (4(k + λ)(k + λ − 1)) (Chihara, V.2; Abramowitz–Stegun 22.7.3 made
-    monic), written β_1 = 1/(2(λ + 1)) = 1/m = E[ζ²] so that λ = 0 (m = 2, Chebyshev:
-    β_1 = ½, β_k = ¼) needs no limit.  m = 1 (λ = −½): β_1 = 1 and β_2 = 0, the law is the
-    two atoms ±1.
+    monic), with β_1 = 1/(2(λ + 1)) = 1/m = E[ζ²] written out.  m = 2 (λ = 0, where the
+    formula is 0/0 at k = 1) is the arcsine law, built in closed form: nodes cos((2i−1)π/(2n)),
+    weights 1/n.  m = 1 (λ = −½): β_1 = 1 and β_2 = 0, the law is the two atoms ±1.  Nodes and
+    weights are symmetrized (ζ ↔ −ζ) exactly.
     """
     if m == 1:
         if n == 1:
