@@ -13,6 +13,7 @@ below.  The references are exact rationals (times √(2π) or √(2/π), 2 ulp) 
 """
 from __future__ import annotations
 
+import functools
 import math
 from fractions import Fraction
 
@@ -42,12 +43,16 @@ def _chi_moment(m: int, j: int) -> tuple[Fraction, float]:
     """
     if j % 2 == 0:
         return Fraction(math.prod(m + 2 * l for l in range(j // 2))), 1.0
+    first, c = _chi_mean(m)
+    return first * math.prod(m + 1 + 2 * l for l in range((j - 1) // 2)), c
+
+
+@functools.lru_cache(maxsize=None)
+def _chi_mean(m: int) -> tuple[Fraction, float]:
     p = m // 2
     if m % 2 == 0:
-        first, c = Fraction(p * math.comb(2 * p, p), 4 ** p), math.sqrt(2.0 * math.pi)
-    else:
-        first, c = Fraction(4 ** p, math.comb(2 * p, p)), math.sqrt(2.0 / math.pi)
-    return first * math.prod(m + 1 + 2 * l for l in range((j - 1) // 2)), c
+        return Fraction(p * math.comb(2 * p, p), 4 ** p), math.sqrt(2.0 * math.pi)
+    return Fraction(4 ** p, math.comb(2 * p, p)), math.sqrt(2.0 / math.pi)
 
 
 def _zeta_moment(m: int, j: int) -> Fraction:
