@@ -4,17 +4,18 @@ Every index space Ω_l and the data law carry a rule {(c_q, ω_q)} (SPEC §3): a
 :class:`Rule` with nodes ``[Q, k]`` and weights ``[Q]`` whose non-tracer weights sum to 1, so
 that E f = Σ_q ω_q f(c_q) is ``rule.expect(f(rule.nodes))``.  Offered kinds, in
 :data:`RULE_KINDS` order: probabilists' Gauss–Hermite, Gauss–Legendre (uniform law), the
-Gaussian-weighted trapezoid rule of SPEC §3, tensor products, Smolyak sparse grids,
-scrambled Sobol' points, plain Monte Carlo and user-given nodes, and the two 1-D laws of the
-symmetry-reduced limit (SPEC §7): ``chi`` (the radius |g| of g ~ N(0, I_m), a Gauss rule in r)
-and ``sphere_marginal`` (ζ = ⟨e, g⟩/|g|, Gauss–Jacobi).  The trapezoid rule can
+Gaussian-weighted trapezoid rule of SPEC §3, the two 1-D laws of the symmetry-reduced limit
+(SPEC §7: ``chi``, the radius |g| of g ~ N(0, I_m) by a Gauss rule in r, and ``sphere_marginal``,
+ζ = ⟨e, g⟩/|g| by Gauss–Jacobi), tensor products, Smolyak sparse grids, scrambled Sobol'
+points, plain Monte Carlo and user-given nodes.  The trapezoid rule can
 be sinh-mapped (``map = "sinh"``) or get a size-dependent half-width (``half_width = "auto"``),
 and Gauss–Hermite a node scale (``scale``): docs/convergence.md, "Late training".  Zero-weight tracer nodes
 (SPEC §4) are appended with :meth:`Rule.with_tracers`.  :func:`make_rule` validates a config
 table completely before building anything and :func:`rule_to_dict` gives back the table that
 rebuilds a rule exactly (provenance).  This module imports only numpy, scipy and
 ``mfpde.errors``; scipy.special and scipy.stats (0.3–0.5 s each) only where a rule needs them
-(Sobol' points, Gauss rules of more than 300 nodes), not at start-up.
+(Sobol' points, Gauss rules of more than 300 nodes), and scipy.linalg only for ``chi`` and
+``sphere_marginal``, not at start-up.
 """
 from __future__ import annotations
 
