@@ -4,15 +4,18 @@ Every index space Ω_l and the data law carry a rule {(c_q, ω_q)} (SPEC §3): a
 :class:`Rule` with nodes ``[Q, k]`` and weights ``[Q]`` whose non-tracer weights sum to 1, so
 that E f = Σ_q ω_q f(c_q) is ``rule.expect(f(rule.nodes))``.  Offered kinds, in
 :data:`RULE_KINDS` order: probabilists' Gauss–Hermite, Gauss–Legendre (uniform law), the
-Gaussian-weighted trapezoid rule of SPEC §3, tensor products, Smolyak sparse grids,
-scrambled Sobol' points, plain Monte Carlo and user-given nodes.  The trapezoid rule can
+Gaussian-weighted trapezoid rule of SPEC §3, the two 1-D laws of the symmetry-reduced limit
+(SPEC §7: ``chi``, the radius |g| of g ~ N(0, I_m) by a Gauss rule in r, and ``sphere_marginal``,
+ζ = ⟨e, g⟩/|g| by Gauss–Jacobi), tensor products, Smolyak sparse grids, scrambled Sobol'
+points, plain Monte Carlo and user-given nodes.  The trapezoid rule can
 be sinh-mapped (``map = "sinh"``) or get a size-dependent half-width (``half_width = "auto"``),
 and Gauss–Hermite a node scale (``scale``): docs/convergence.md, "Late training".  Zero-weight tracer nodes
 (SPEC §4) are appended with :meth:`Rule.with_tracers`.  :func:`make_rule` validates a config
 table completely before building anything and :func:`rule_to_dict` gives back the table that
 rebuilds a rule exactly (provenance).  This module imports only numpy, scipy and
 ``mfpde.errors``; scipy.special and scipy.stats (0.3–0.5 s each) only where a rule needs them
-(Sobol' points, Gauss rules of more than 300 nodes), not at start-up.
+(Sobol' points, Gauss rules of more than 300 nodes), and scipy.linalg only for ``chi`` and
+``sphere_marginal``, not at start-up.
 """
 from __future__ import annotations
 
@@ -31,12 +34,12 @@ from mfpde import checks
 from mfpde.errors import ConfigError
 
 __all__ = [
-    "RULE_KINDS", "Rule", "gauss_hermite", "gauss_legendre", "gaussian_trapezoid", "tensor",
-    "smolyak", "sobol", "monte_carlo", "user", "make_rule", "rule_to_dict",
+    "RULE_KINDS", "Rule", "gauss_hermite", "gauss_legendre", "gaussian_trapezoid", "chi",
+    "sphere_marginal", "tensor", "smolyak", "sobol", "monte_carlo", "user", "make_rule", "rule_to_dict",
 ]
 
-RULE_KINDS = ("gauss_hermite", "gauss_legendre", "gaussian_trapezoid", "tensor", "smolyak",
-              "sobol", "monte_carlo", "user")
+RULE_KINDS = ("gauss_hermite", "gauss_legendre", "gaussian_trapezoid", "chi", "sphere_marginal", "tensor",
+              "smolyak", "sobol", "monte_carlo", "user")
 # size limits: mfpde/checks.py (MAX_RULE_NODES, MAX_RULE_ENTRIES, MAX_GAUSS_SIZE, MAX_GRID_DIM, MAX_SOBOL_DIM)
 MAX_HALF_WIDTH = 37.0           # exp(-37**2/2) ~ 1e-297 is still a normal float
 TRAPEZOID_MAPS = ("linear", "sinh")
@@ -46,6 +49,9 @@ GH_SCALE_RANGE = (0.2, 5.0)     # gauss_hermite scale σ: reweighted rules outsi
 MERGE_TOL = 1e-12               # Smolyak: coincident-node tolerance (relative beyond |x| = 1)
 SMOLYAK_BASES = ("gauss_hermite", "gauss_legendre")
 LAWS = ("normal", "uniform")
+MAX_DOF = 1_000_000             # chi / sphere_marginal degrees of freedom m (d − k up to 10⁶)
+MAX_CHI_SIZE = 64               # chi nodes: beyond, the discretized Stieltjes step loses digits for small m
+MAX_SPHERE_SIZE = 1_000         # sphere_marginal nodes (closed-form recurrence: stable far beyond)
 _EXACT_GAUSS_MAX = 300          # numpy's Golub-Welsch rules are used up to this size
 _SOBOL_BITS = 30
 
@@ -59,6 +65,8 @@ _ALLOWED = {
     "sobol": ("size", "dim", "law", "seed", "scramble", "mean", "std", "low", "high"),
     "monte_carlo": ("size", "dim", "law", "seed", "mean", "std", "low", "high"),
     "user": ("nodes", "weights"),
+    "chi": ("size", "dof", "scale"),
+    "sphere_marginal": ("size", "dof"),
 }
 
 
@@ -217,6 +225,32 @@ def gaussian_trapezoid(n, mean=0.0, std=1.0, half_width=None, *, dim: int | None
                                          "dim": dim, "map": map, "scale": scale})
 
 
+def chi(n: int, dof: int, *, scale: float | None = None) -> Rule:
+    """Gauss rule in r for the χ law with ``dof`` = m degrees of freedom (r = |g|, g ~ N(0, I_m)).
+
+    The density ∝ r^{m−1} e^{−r²/2} on [0, ∞); the ``n`` nodes and weights (sum 1) integrate
+    every polynomial in r of degree ≤ 2n−1 exactly (up to rounding), odd degrees included —
+    unlike a generalized Gauss–Laguerre rule in s = r²/2 (or the positive half of a symmetric
+    generalized Gauss–Hermite rule, the same rule), which is exact only for polynomials in r².
+    ``scale`` = σ (> 0) multiplies the nodes: the law of σ·χ_m (e.g. β⁰ = |P⊥w_1| for
+    w_1 ~ N(0, σ² I)).  m = 1 is the half-normal law; for large m the nodes lie at √(m−1) ± O(1).
+    1 ≤ n ≤ 64, 1 ≤ m ≤ 10⁶.  SPEC §7: the rule of β⁰ and of the data radius r.
+    """
+    return _build("chi", {"size": n, "dof": dof, "scale": scale})
+
+
+def sphere_marginal(n: int, dof: int) -> Rule:
+    """Gauss rule for ζ = ⟨e, g⟩/|g| (g ~ N(0, I_m), e a unit vector): the 1-D marginal of S^{m−1}.
+
+    The density ∝ (1 − ζ²)^{(m−3)/2} on [−1, 1]; exact to degree 2n−1.  m = 1: the two atoms
+    ±1 with weight ½ (for every n ≥ 2: the law itself; n = 1 gives the node 0, the 1-point Gauss
+    rule); m = 2: the arcsine law (Gauss–Chebyshev of the first kind); m ≥ 3: Gauss–Jacobi with
+    α = β = (m−3)/2 (Gegenbauer λ = (m−2)/2).  For large m, ζ√m → N(0, 1).  1 ≤ n ≤ 1000,
+    1 ≤ m ≤ 10⁶.  SPEC §7: the direction variable of a layer-1 pre-activation ⟨a, z⟩ + β r ζ.
+    """
+    return _build("sphere_marginal", {"size": n, "dof": dof})
+
+
 def tensor(*rules: Rule) -> Rule:
     """Product rule: nodes are the Cartesian product (first rule varying slowest), weights multiply.
 
@@ -278,6 +312,7 @@ def make_rule(spec: Mapping, key: str = "rule") -> Rule:
     gauss_hermite: size, mean, std, dim, scale; gauss_legendre: size, low, high, dim;
     gaussian_trapezoid: size, mean, std, half_width (a number or "auto"), dim, map
     ("linear" or "sinh"), scale (map "sinh" only); tensor: rules (list of tables);
+    chi: size, dof, scale; sphere_marginal: size, dof;
     smolyak: dim, level, base, mean/std or low/high; sobol: size, dim, law, seed, scramble,
     mean/std or low/high; monte_carlo: size, dim, law, seed, mean/std or low/high;
     user: nodes, weights.  Everything is validated before any node is computed; errors are
@@ -623,6 +658,29 @@ def _check_user(spec: dict, key: str) -> _Plan:
     return _Plan(q, k, lambda: Rule(nodes, weights, "user", {"size": q, "dim": k}))
 
 
+def _check_reduction(kind: str, spec: dict, key: str) -> _Plan:
+    """chi / sphere_marginal: ``size`` n, ``dof`` m (and ``scale`` for chi); one coordinate."""
+    high = MAX_CHI_SIZE if kind == "chi" else MAX_SPHERE_SIZE
+    size = checks.integer(checks.required(spec, "size", key, "the number of nodes, e.g. 16"), f"{key}.size", 1, high)
+    dof = checks.integer(checks.required(spec, "dof", key, "the degrees of freedom m = d − k, e.g. 99"),
+                         f"{key}.dof", 1, MAX_DOF)
+    params = {"size": size, "dof": dof}
+    if spec.get("scale") is not None:                        # chi only (_ALLOWED)
+        params["scale"] = checks.number(spec["scale"], f"{key}.scale", positive=True,
+                                        hint=" (σ: the nodes of σ·χ_m)")
+    nodes = min(size, 2) if kind == "sphere_marginal" and dof == 1 else size
+
+    def build() -> Rule:
+        if kind == "chi":
+            x, w = _chi_1d(size, dof)
+            x = x * params.get("scale", 1.0)
+        else:
+            x, w = _sphere_marginal_1d(size, dof)
+        return Rule(x[:, None], w, kind, params)
+
+    return _Plan(nodes, 1, build)
+
+
 _CHECKS: dict[str, Callable[[dict, str], _Plan]] = {
     "gauss_hermite": lambda spec, key: _check_gauss_like("gauss_hermite", spec, key),
     "gauss_legendre": lambda spec, key: _check_gauss_like("gauss_legendre", spec, key),
@@ -632,6 +690,8 @@ _CHECKS: dict[str, Callable[[dict, str], _Plan]] = {
     "sobol": lambda spec, key: _check_sampled("sobol", spec, key),
     "monte_carlo": lambda spec, key: _check_sampled("monte_carlo", spec, key),
     "user": _check_user,
+    "chi": lambda spec, key: _check_reduction("chi", spec, key),
+    "sphere_marginal": lambda spec, key: _check_reduction("sphere_marginal", spec, key),
 }
 
 
@@ -666,6 +726,145 @@ def _gauss_legendre_1d(n: int, low: float, high: float) -> tuple[np.ndarray, np.
 
         x, w = special.roots_legendre(n)
     return low + (high - low) * (x + 1.0) / 2.0, w / w.sum()
+
+
+def _gauss_from_recurrence(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The n-point Gauss rule of the monic recurrence p_{k+1} = (x − α_k) p_k − β_{k+1} p_{k−1}.
+
+    ``alpha`` [n], ``beta`` [n] (β_1 … β_{n−1} in beta[1:]; beta[0] unused).  Golub–Welsch:
+    nodes are the eigenvalues of the Jacobi matrix (LAPACK, absolute error ~ eps·‖J‖), then one
+    Newton step on the orthonormal q_n; weights are the Christoffel numbers 1/Σ_{k<n} q_k(x)²
+    (relatively accurate also for tiny weights, unlike squared eigenvector entries), with a
+    running rescaling so that q_k never overflows; normalised to sum 1.
+    """
+    n = len(alpha)
+    if n == 1:
+        return np.array([float(alpha[0])]), np.ones(1)
+    from scipy.linalg import eigh_tridiagonal
+
+    off = np.sqrt(beta[1:n])
+    x = eigh_tridiagonal(alpha, off, eigvals_only=True)
+    big, tiny = 1e100, 1e-100
+    for newton in (True, False):
+        q_prev, q = np.zeros_like(x), np.ones_like(x)
+        dq_prev, dq = np.zeros_like(x), np.zeros_like(x)
+        total, log_scale = np.ones_like(x), np.zeros_like(x)
+        for k in range(n):
+            s_next = off[k] if k < n - 1 else 1.0      # q_n is needed only up to a constant
+            s_prev = off[k - 1] if k else 0.0
+            q_next = ((x - alpha[k]) * q - s_prev * q_prev) / s_next
+            dq_next = (q + (x - alpha[k]) * dq - s_prev * dq_prev) / s_next
+            q_prev, q, dq_prev, dq = q, q_next, dq, dq_next
+            if k < n - 1:
+                total += q * q
+            over = np.abs(q) > big
+            if np.any(over):
+                f = np.where(over, tiny, 1.0)
+                q, q_prev, dq, dq_prev, total = q * f, q_prev * f, dq * f, dq_prev * f, total * f * f
+                log_scale += np.where(over, -2.0 * math.log(tiny), 0.0)
+        if newton:
+            x = x - q / dq
+    log_w = -np.log(total) - log_scale
+    with np.errstate(under="ignore"):
+        w = np.exp(log_w - log_w.max())
+    return x, w / w.sum()
+
+
+def _log1p_minus_x(x: np.ndarray) -> np.ndarray:
+    """log(1 + x) − x without cancellation for small |x| (x > −1).
+
+    With y = x/(2+x), log(1+x) = 2·atanh(y) and 2y − x = −x²/(2+x), so log(1+x) − x =
+    −x²/(2+x) + 2·Σ_{k≥1} y^{2k+1}/(2k+1); the series is summed for |y| ≤ ½ (27 terms reach
+    2^{-54}), elsewhere the direct difference has no cancellation.
+    """
+    y = x / (2.0 + x)
+    out = np.log1p(x) - x
+    small = np.abs(y) <= 0.5
+    ys, xs = y[small], x[small]
+    y2 = ys * ys
+    term, series = ys * y2, np.zeros_like(ys)
+    for k in range(1, 28):
+        series += term / (2 * k + 1)
+        term = term * y2
+    out[small] = -xs * xs / (2.0 + xs) + 2.0 * series
+    return out
+
+
+def _chi_1d(n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss rule in r for the weight r^{m−1} e^{−r²/2} on [0, ∞) (the χ_m law).
+
+    Its recurrence has no closed form (a semi-classical weight; the symmetric generalized
+    Hermite recurrence β_k = k + (m−1)·[k odd] for |x|^{m−1} e^{−x²/2} — Chihara, *An
+    Introduction to Orthogonal Polynomials*, V.2, rescaled x → x√2 — gives a rule exact only
+    for even polynomials in r), so it is computed by Gautschi's discretized Stieltjes
+    procedure (*Orthogonal Polynomials: Computation and Approximation*, 2004, §2.2.3–2.2.4):
+    u = r − r_0 about the mode r_0 = √(m−1) is discretized on [max(−r_0, −h), h],
+    h = 4√n + 8 (beyond every node's reach), by 24-point Gauss–Legendre panels of length
+    1/(1 + √n/8); the Lanczos form v_k = √w·q_k keeps every vector of unit norm (no overflow),
+    with one re-orthogonalization against v_k per step.  The log-density relative to the mode,
+    (m−1)·(log1p(u/r_0) − u/r_0) + ((m−1)/r_0 − r_0)·u − u²/2, is free of the cancellation of
+    (m−1)·log r − r²/2 at large m.
+    """
+    r0 = math.sqrt(m - 1)
+    h = 4.0 * math.sqrt(n) + 8.0
+    low = -min(r0, h)
+    panels = max(1, math.ceil((h - low) * (1.0 + math.sqrt(n) / 8.0)))
+    t, wt = leggauss(24)
+    edges = np.linspace(low, h, panels + 1)
+    half, mid = (edges[1:] - edges[:-1]) / 2.0, (edges[1:] + edges[:-1]) / 2.0
+    u = (mid[:, None] + half[:, None] * t).ravel()
+    panel_w = (half[:, None] * wt).ravel()
+    if m == 1:
+        log_density = -0.5 * u * u
+    else:
+        log_density = (m - 1) * _log1p_minus_x(u / r0) + ((m - 1) / r0 - r0) * u - 0.5 * u * u
+    with np.errstate(under="ignore"):
+        v = np.sqrt(panel_w) * np.exp(0.5 * (log_density - log_density.max()))
+    v = v / math.sqrt(float(np.dot(v, v)))
+    alpha, beta = np.zeros(n), np.zeros(n)
+    v_prev, s_prev = np.zeros_like(v), 0.0
+    for k in range(n):
+        alpha[k] = float(np.dot(u * v, v))
+        if k == n - 1:
+            break
+        nxt = (u - alpha[k]) * v - s_prev * v_prev
+        nxt -= float(np.dot(nxt, v)) * v
+        beta[k + 1] = float(np.dot(nxt, nxt))
+        s_prev = math.sqrt(beta[k + 1])
+        v_prev, v = v, nxt / s_prev
+    x, w = _gauss_from_recurrence(alpha, beta)
+    return r0 + x, w
+
+
+def _sphere_marginal_1d(n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss rule for the density ∝ (1 − ζ²)^{(m−3)/2} on [−1, 1] (see :func:`sphere_marginal`).
+
+    Monic Gegenbauer recurrence, λ = (m−2)/2 (weight (1 − x²)^{λ−½}): α_k = 0 and
+    β_k = k(k + 2λ − 1) / (4(k + λ)(k + λ − 1)) (Chihara, V.2; Abramowitz–Stegun 22.7.3 made
+    monic), with β_1 = 1/(2(λ + 1)) = 1/m = E[ζ²] written out.  m = 2 (λ = 0, where the
+    formula is 0/0 at k = 1) is the arcsine law, built in closed form: nodes cos((2i−1)π/(2n)),
+    weights 1/n.  m = 1 (λ = −½): β_1 = 1 and β_2 = 0, the law is the two atoms ±1.  Nodes and
+    weights are symmetrized (ζ ↔ −ζ) exactly.
+    """
+    if m == 1:
+        if n == 1:
+            return np.zeros(1), np.ones(1)
+        return np.array([-1.0, 1.0]), np.array([0.5, 0.5])
+    if m == 2:                                          # Gauss–Chebyshev: cos((2i−1)π/(2n)), equal weights
+        x = np.cos((2.0 * np.arange(n, 0, -1) - 1.0) * math.pi / (2.0 * n))
+        x = 0.5 * (x - x[::-1])
+        return x, np.full(n, 1.0 / n)
+    lam = (m - 2) / 2.0
+    k = np.arange(n, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        beta = k * (k + 2.0 * lam - 1.0) / (4.0 * (k + lam) * (k + lam - 1.0))
+    beta[0] = 0.0
+    if n > 1:
+        beta[1] = 1.0 / m
+    x, w = _gauss_from_recurrence(np.zeros(n), beta)
+    x = 0.5 * (x - x[::-1])                             # exact symmetry ζ ↔ −ζ
+    w = 0.5 * (w + w[::-1])
+    return x, w
 
 
 def _auto_half_width(n: int) -> float:
