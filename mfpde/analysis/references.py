@@ -48,7 +48,8 @@ from mfpde import checks
 from mfpde.errors import ConfigError, MfpdeError, StoreError
 
 MANIFEST = "MANIFEST.sha256"
-SIZED_KINDS = ("gauss_hermite", "gauss_legendre", "gaussian_trapezoid", "sobol", "monte_carlo")
+SIZED_KINDS = ("gauss_hermite", "gauss_legendre", "gaussian_trapezoid", "chi", "sphere_marginal", "sobol",
+               "monte_carlo")
 TOL_FACTOR = 10.0       # verify tolerance = max(TOL_FACTOR × stored estimate, TOL_FLOOR)
 TOL_FLOOR = 1e-9
 MAX_STORED_PARAMETERS = 10_000   # store the final parameters only for states this small

@@ -372,8 +372,8 @@ def test_make_rule_builds_documented_examples():
 
 
 def test_rule_kinds_lists_every_kind_in_order():
-    assert quad.RULE_KINDS == ("gauss_hermite", "gauss_legendre", "gaussian_trapezoid", "tensor",
-                               "smolyak", "sobol", "monte_carlo", "user")
+    assert quad.RULE_KINDS == ("gauss_hermite", "gauss_legendre", "gaussian_trapezoid", "chi", "sphere_marginal",
+                               "tensor", "smolyak", "sobol", "monte_carlo", "user")
 
 
 GH = {"kind": "gauss_hermite", "size": 4}
