@@ -212,34 +212,35 @@ def _axpy(s: State, h: float, d: State) -> State:
     return {k: s[k] + h * d[k] for k in s}
 
 
-def euler(system: ReducedSystem, state: State, dt: float, steps: int,
-          callback: Callable[[int, State], None] | None = None) -> State:
-    """``steps`` explicit Euler steps θ ← θ + dt·rhs(θ); ``callback(n, θ_n)`` after each step (and n = 0)."""
+def _integrate(system: ReducedSystem, state: State, dt: float, steps: int, step,
+               callback: Callable[[int, State], None] | None) -> State:
     s = {k: v.copy() for k, v in state.items()}
     if callback is not None:
         callback(0, s)
     for n in range(1, steps + 1):
-        s = _axpy(s, dt, system.rhs(s))
+        s = step(s)
         if callback is not None:
             callback(n, s)
     return s
+
+
+def euler(system: ReducedSystem, state: State, dt: float, steps: int,
+          callback: Callable[[int, State], None] | None = None) -> State:
+    """``steps`` explicit Euler steps θ ← θ + dt·rhs(θ); ``callback(n, θ_n)`` after each step (and n = 0)."""
+    return _integrate(system, state, dt, steps, lambda s: _axpy(s, dt, system.rhs(s)), callback)
 
 
 def rk4(system: ReducedSystem, state: State, dt: float, steps: int,
         callback: Callable[[int, State], None] | None = None) -> State:
     """``steps`` classical RK4 steps; ``callback`` as for :func:`euler`."""
-    s = {k: v.copy() for k, v in state.items()}
-    if callback is not None:
-        callback(0, s)
-    for n in range(1, steps + 1):
+    def step(s):
         k1 = system.rhs(s)
         k2 = system.rhs(_axpy(s, dt / 2, k1))
         k3 = system.rhs(_axpy(s, dt / 2, k2))
         k4 = system.rhs(_axpy(s, dt, k3))
-        s = {k: s[k] + dt / 6 * (k1[k] + 2 * k2[k] + 2 * k3[k] + k4[k]) for k in s}
-        if callback is not None:
-            callback(n, s)
-    return s
+        return {k: s[k] + dt / 6 * (k1[k] + 2 * k2[k] + 2 * k3[k] + k4[k]) for k in s}
+
+    return _integrate(system, state, dt, steps, step, callback)
 
 
 # ---------------------------------------------------------------------- folding (d − k = 1)
