@@ -38,6 +38,7 @@ import numpy as np
 
 from mfpde import checks
 from mfpde.analysis import estimate as E
+from mfpde.analysis import references
 from mfpde.errors import ConfigError
 
 SHARE = 0.1            # refine the rule groups whose indicator is at least this share of the largest
@@ -56,24 +57,6 @@ class Result:
 
 
 # ---------------------------------------------------------------------------- rule groups
-def _grow(table, factor: float):
-    """A copy of a rule table with its resolution × ``factor`` (> 1): sizes at least + 1, a Smolyak
-    level + round(log2 factor) (at least + 1), a sampled rule's size × factor."""
-    if not isinstance(table, Mapping):
-        return table
-    t = dict(table)
-    kind = t.get("kind", "gaussian_trapezoid")
-    if checks.is_one_of(kind, E.DETERMINISTIC + E.SAMPLED):
-        size = t.get("size", 32 if kind == "gaussian_trapezoid" else 16)
-        grow = lambda n: max(n + 1, int(math.ceil(n * factor))) if checks.is_integer(n) else n
-        t["size"] = [grow(n) for n in size] if isinstance(size, list) else grow(size)
-    elif checks.is_one_of(kind, ("tensor",)) and isinstance(t.get("rules"), list):
-        t["rules"] = [_grow(r, factor) for r in t["rules"]]
-    elif checks.is_one_of(kind, ("smolyak",)):
-        t["level"] = int(t.get("level", 1)) + max(1, int(round(math.log2(factor))))
-    return t
-
-
 def _refinable(table) -> bool:
     found: dict = {}
     E._rescale(table, 0, 0, "", found)
@@ -184,7 +167,7 @@ def solve_to(config, tol: float, *, max_unknowns: int | None = None, max_seconds
                 factors = {n: min(16.0, max(2.0, (2.0 * e_samp / tol) ** 2)) for n, _ in cands}
             for name, path in cands:
                 if name in factors:
-                    E.put_rule(new, path, _grow(E.get_rule(raw, path), factors[name]))
+                    E.put_rule(new, path, references.scale_rule(E.get_rule(raw, path), factors[name], name, grow=True))
                     changes.append(f"{name} x {factors[name]:.3g}")
         if e_time > tol / 4:
             key = E._time_keys(sol.stepper)

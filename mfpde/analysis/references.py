@@ -109,30 +109,35 @@ def default_dir() -> Path:
 
 
 # ---------------------------------------------------------------------------- refining configs
-def _scale_size(size, factor: float, key: str):
+def _scale_size(size, factor: float, key: str, grow: bool = False):
     if isinstance(size, list):
-        return [_scale_size(s, factor, key) for s in size]
+        return [_scale_size(s, factor, key, grow) for s in size]
     if isinstance(size, bool) or not isinstance(size, int):
         raise ConfigError(key, f"expected an integer rule size, got {size!r}")
+    if grow:   # a refinement that always refines: at least one node more
+        return max(size + 1, int(math.ceil(size * factor)))
     return max(1, int(round(size * factor)))
 
 
-def _scale_rule(table, factor: float, key: str):
-    """A copy of a rule table with every node count scaled by ``factor`` (Smolyak: level + log2 f)."""
+def scale_rule(table, factor: float, key: str, grow: bool = False):
+    """A copy of a rule table with every node count scaled by ``factor`` (Smolyak: level + log2 f);
+    ``grow`` (factor > 1, ``mfpde solve --accuracy``): sizes rounded up and at least + 1, a Smolyak
+    level at least + 1."""
     if not isinstance(table, Mapping):
         raise ConfigError(key, "expected a rule table")
     t = dict(table)
     kind = t.get("kind", "gaussian_trapezoid")
     if checks.is_one_of(kind, SIZED_KINDS):
-        t["size"] = _scale_size(t.get("size", 32), factor, f"{key}.size")
+        t["size"] = _scale_size(t.get("size", 32), factor, f"{key}.size", grow)
     elif checks.is_one_of(kind, ("tensor",)):
         rules = t.get("rules", [])
         if not isinstance(rules, list):
             raise ConfigError(f"{key}.rules", "expected a list of rule tables")
-        t["rules"] = [_scale_rule(r, factor, f"{key}.rules[{i}]") for i, r in enumerate(rules)]
+        t["rules"] = [scale_rule(r, factor, f"{key}.rules[{i}]", grow) for i, r in enumerate(rules)]
     elif checks.is_one_of(kind, ("smolyak",)):
         level = checks.integer(t.get("level", 1), f"{key}.level")
-        t["level"] = max(1, level + int(round(math.log2(factor))))
+        step = int(round(math.log2(factor)))
+        t["level"] = level + max(1, step) if grow else max(1, level + step)
     return t   # user rules cannot be refined: kept as they are
 
 
@@ -174,16 +179,16 @@ def scale_rules(raw: Mapping, index_factor: float = 1.0, data_factor: float = 1.
     r = copy.deepcopy(dict(raw))
     if "iid" in r:
         iid = r["iid"] = dict(r["iid"])
-        iid["rule"] = _scale_rule(iid.get("rule", {"kind": "gaussian_trapezoid", "size": 32}), index_factor, "iid.rule")
+        iid["rule"] = scale_rule(iid.get("rule", {"kind": "gaussian_trapezoid", "size": 32}), index_factor, "iid.rule")
         if "rules" in iid:
-            iid["rules"] = {k: _scale_rule(v, index_factor, f"iid.rules.{k}") for k, v in iid["rules"].items()}
+            iid["rules"] = {k: scale_rule(v, index_factor, f"iid.rules.{k}") for k, v in iid["rules"].items()}
     elif "rules" in r:
-        r["rules"] = {k: _scale_rule(v, index_factor, f"rules.{k}") for k, v in r["rules"].items()}
+        r["rules"] = {k: scale_rule(v, index_factor, f"rules.{k}") for k, v in r["rules"].items()}
     for p in ("train", "test"):
         part = r.get("data", {}).get(p)
         if isinstance(part, Mapping) and "rule" in part:
             r["data"][p] = dict(part)
-            r["data"][p]["rule"] = _scale_rule(part["rule"], data_factor, f"data.{p}.rule")
+            r["data"][p]["rule"] = scale_rule(part["rule"], data_factor, f"data.{p}.rule")
     return r
 
 
