@@ -99,6 +99,41 @@ class Schedules:
 
 
 @dataclass(frozen=True)
+class Reduction:
+    """SPEC §7: the exact symmetry reduction of the first layer for isotropic Gaussian inputs.
+
+    With x ~ N(0, s² I_d), y = f*(Ux) (U = the first ``k`` coordinate axes) and an isotropic
+    Gaussian first-layer law, a data point enters through (z = Ux ∈ R^k, r = |P⊥x|) and a layer-1
+    neuron through (a = U w_1 ∈ R^k, β = |P⊥ w_1|); each (neuron, data point) pair carries one more
+    variable ζ = ⟨e, P⊥x⟩/r ~ the 1-D marginal of the uniform law on S^{d−k−1} (``zeta``, a 1-D
+    rule with nodes ζ_j and weights ρ_j).  The reduced problem's ``model.input_dim`` is k + 1:
+    data columns are (z_1 … z_k, r), w_1 columns are (a_1 … a_k, β), and
+
+        h_1(x, i, j) = Σ_c a_ic z_c + β_i r ζ_j + b_1,i,   φ̄_1(x, i) = Σ_j ρ_j φ_1(h_1(x, i, j)),
+
+    φ̄_1 takes the place of φ_1(h_1) in every later layer; the drifts of a, β are
+    −ξ_1 E[δ̄ z] and −ξ_1 E[δ̄_ζ r] with δ̄ = G Σ_j ρ_j φ'_1 and δ̄_ζ = G Σ_j ρ_j ζ_j φ'_1
+    (G: the back-propagated signal into neuron i at x).  Everything after layer 1 is unchanged.
+    """
+
+    d: int                  # the true input dimension
+    k: int                  # index dimension (columns of U); model.input_dim = k + 1
+    zeta: Any               # mfpde.problem.quadrature.Rule, 1-D, of ζ (dof d − k)
+    kind: str = "isotropic_gaussian"
+
+    def reduce(self, X) -> np.ndarray:
+        """Inputs x ∈ R^d [M, d] → their reduced coordinates (z, r) [M, k + 1] (exact: the
+        reduced limit's output depends on x only through them)."""
+        X = np.asarray(X, dtype=float)
+        if X.ndim != 2 or X.shape[1] != self.d:
+            raise ConfigError("probes", f"inputs must have shape [M, {self.d}], got {list(X.shape)}")
+        return np.concatenate([X[:, :self.k], np.linalg.norm(X[:, self.k:], axis=1)[:, None]], axis=1)
+
+    def to_dict(self) -> dict:
+        return {"reduction": self.kind, "reduced_d": self.d, "reduced_k": self.k, "zeta_size": int(self.zeta.size)}
+
+
+@dataclass(frozen=True)
 class Problem:
     model: Model
     embedding: Embedding
@@ -108,9 +143,13 @@ class Problem:
     probes: np.ndarray | None = None            # [P, d]
     config: dict = field(default_factory=dict)  # the resolved configuration (provenance)
     name: str = "problem"
+    reduction: Reduction | None = None          # SPEC §7 first-layer reduction (None: none)
 
     def __post_init__(self):
         L = self.model.L
+        if self.reduction is not None and self.model.input_dim != self.reduction.k + 1:
+            raise ConfigError("iid.reduction", f"a reduced problem has input_dim = k + 1 = {self.reduction.k + 1}, "
+                              f"got {self.model.input_dim}")
         if len(self.embedding.rules) != L:
             raise ConfigError("rules", f"needs one rule per hidden layer ({L}), got {len(self.embedding.rules)}")
         if len(self.embedding.W) != L - 1:
