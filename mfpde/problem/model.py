@@ -120,14 +120,35 @@ class Reduction:
     k: int                  # index dimension (columns of U); model.input_dim = k + 1
     zeta: Any               # mfpde.problem.quadrature.Rule, 1-D, of ζ (dof d − k)
     kind: str = "isotropic_gaussian"
+    U: Any = None           # [k, d] orthonormal rows spanning the target's directions (None: the first k axes)
 
     def reduce(self, X) -> np.ndarray:
-        """Inputs x ∈ R^d [M, d] → their reduced coordinates (z, r) [M, k + 1] (exact: the
-        reduced limit's output depends on x only through them)."""
+        """Inputs x ∈ R^d [M, d] → their reduced coordinates (z = Ux, r = |P⊥x|) [M, k + 1] (exact:
+        the reduced limit's output depends on x only through them)."""
         X = np.asarray(X, dtype=float)
         if X.ndim != 2 or X.shape[1] != self.d:
             raise ConfigError("probes", f"inputs must have shape [M, {self.d}], got {list(X.shape)}")
-        return np.concatenate([X[:, :self.k], np.linalg.norm(X[:, self.k:], axis=1)[:, None]], axis=1)
+        if self.U is None:
+            return np.concatenate([X[:, :self.k], np.linalg.norm(X[:, self.k:], axis=1)[:, None]], axis=1)
+        U = np.asarray(self.U, dtype=float)
+        out = np.empty((X.shape[0], self.k + 1))
+        step = max(1, 1_000_000 // self.d)
+        for m0 in range(0, X.shape[0], step):   # blocks: the projection P⊥x is [block, d]
+            x = X[m0:m0 + step]
+            z = x @ U.T
+            out[m0:m0 + step, :self.k] = z
+            out[m0:m0 + step, self.k] = np.linalg.norm(x - z @ U, axis=1)
+        return out
+
+    def lift(self, Z) -> np.ndarray:
+        """Points x = Uᵀz ∈ R^d [M, d] of reduced index coordinates z [M, k] (r = 0): where a
+        k-index target f*(Ux) is evaluated."""
+        Z = np.asarray(Z, dtype=float).reshape(-1, self.k)
+        if self.U is None:
+            X = np.zeros((Z.shape[0], self.d))
+            X[:, :self.k] = Z
+            return X
+        return Z @ np.asarray(self.U, dtype=float)
 
     def to_dict(self) -> dict:
         return {"reduction": self.kind, "reduced_d": self.d, "reduced_k": self.k, "zeta_size": int(self.zeta.size)}
