@@ -310,4 +310,4 @@ def train(config=None, width=None, /, *, replica: int = 0, base_dir=None, source
         from mfpde.problem.data import make_law
 
         law = make_law(c.raw["data"]["train"], "data.train")
-    return finite.train(c.problem, width, finite.TrainOptions.from_config(c), replica=replica, law=law, **run_opts)
+    return finite.train(c.finite_problem, width, finite.TrainOptions.from_config(c), replica=replica, law=law, **run_opts)

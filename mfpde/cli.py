@@ -205,6 +205,8 @@ def _solve(args) -> int:
     overrides = {"stepper": args.stepper, "dt": args.dt, "t_end": args.t_end}   # None: not given
     # built once, data included, --set first; no file: the embedded default
     c = mfpde.load(args.config or None, set=_set(args), **overrides)
+    for line in c.info:
+        print(f"mfpde: {line}", file=sys.stderr)
     for note in c.notes:
         print(f"mfpde: warning: {note}", file=sys.stderr)
     if args.output is not None:

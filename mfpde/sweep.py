@@ -302,7 +302,7 @@ def _check_sgd(c: cfg_mod.Config) -> None:
         law = make_law(c.raw["data"]["train"], "data.train")
     lr = float(sgd.lr or c.solver.dt)
     for n in sgd.widths:
-        finite.check_arguments(c.problem, n, mode=sgd.mode, batch=sgd.batch, lr=lr, t_end=c.solver.t_end, law=law,
+        finite.check_arguments(c.finite_problem, n, mode=sgd.mode, batch=sgd.batch, lr=lr, t_end=c.solver.t_end, law=law,
                                record_times=record_times(c))
 
 

@@ -153,7 +153,7 @@ def ensemble(c: cfg_mod.Config, store: Path, widths, replicas: int, *, mode: str
             for r in range(replica_offset, replica_offset + replicas):
                 ss = seed(n, r) if seed is not None else None
                 try:
-                    run = finite.train(c.problem, n, mode=mode, batch=batch, lr=eps, t_end=t_end, record_times=times,
+                    run = finite.train(c.finite_problem, n, mode=mode, batch=batch, lr=eps, t_end=t_end, record_times=times,
                                        replica=r, law=law, statistics=statistics, seed=ss, fixed_nodes=fixed_nodes)
                 except BlowUpError as exc:
                     run = exc.partial

@@ -63,6 +63,8 @@ ATTRS = ("error_estimate_status", "error_estimate_loss", "error_estimate_yhat", 
 
 
 # ---------------------------------------------------------------------------- companion configurations
+REDUCED_RULES = ("radius_rule", "zeta_rule")   # [iid] rules of the SPEC §7 reduction (mfpde.problem.reduction)
+
 def _coarse_size(n: int, k: int) -> int:
     """Size of level k (0 = as given): round(n·RATIO^k), strictly below level k − 1, at least MIN_SIZE.
 
@@ -121,6 +123,7 @@ def _rule_places(raw: Mapping):
         out.append((("iid", "rule"), iid.get("rule", {"kind": "gaussian_trapezoid", "size": 32})))
         if isinstance(iid.get("rules"), Mapping):
             out += [(("iid", "rules", name), v) for name, v in iid["rules"].items()]
+        out += [(("iid", name), iid[name]) for name in REDUCED_RULES if isinstance(iid.get(name), Mapping)]
     if isinstance(raw.get("rules"), Mapping):
         out += [(("rules", name), v) for name, v in raw["rules"].items()]
     data = raw.get("data")
@@ -128,6 +131,8 @@ def _rule_places(raw: Mapping):
         for part in ("train", "test"):
             if isinstance(data.get(part), Mapping) and isinstance(data[part].get("rule"), Mapping):
                 out.append((("data", part, "rule"), data[part]["rule"]))
+            if isinstance(data.get(part), Mapping) and isinstance(data[part].get("radius_rule"), Mapping):
+                out.append((("data", part, "radius_rule"), data[part]["radius_rule"]))
     return out
 
 
@@ -178,9 +183,13 @@ def groups(raw: Mapping, L: int) -> list[tuple[str, tuple]]:
         out += [(f"layer_{l}", ("iid", "rules", f"layer_{l}")) for l in range(1, L + 1)]
     else:
         out += [(f"layer_{l}", ("rules", f"layer_{l}")) for l in range(1, L + 1)]
+    if isinstance(raw.get("iid"), Mapping):   # the SPEC §7 reduction's own rules (written out when it applies)
+        out += [(f"iid.{name}", ("iid", name)) for name in REDUCED_RULES if isinstance(raw["iid"].get(name), Mapping)]
     d = raw.get("data", {})
     if isinstance(d, Mapping) and isinstance(d.get("train"), Mapping) and isinstance(d["train"].get("rule"), Mapping):
         out.append(("data.train", ("data", "train", "rule")))
+    if isinstance(d, Mapping) and isinstance(d.get("train"), Mapping) and isinstance(d["train"].get("radius_rule"), Mapping):
+        out.append(("data.train.radius", ("data", "train", "radius_rule")))
     return out
 
 

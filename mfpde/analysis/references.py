@@ -159,13 +159,17 @@ def index_rule_tables(raw: Mapping) -> dict[str, Mapping]:
         iid = raw["iid"]
         out = {"iid.rule": iid.get("rule", {"kind": "gaussian_trapezoid", "size": 32})}
         out.update({f"iid.rules.{k}": v for k, v in iid.get("rules", {}).items()})
+        out.update({f"iid.{k}": iid[k] for k in ("radius_rule", "zeta_rule") if isinstance(iid.get(k), Mapping)})
         return out
     return {f"rules.{k}": v for k, v in raw.get("rules", {}).items()}
 
 
 def data_rule_tables(raw: Mapping) -> dict[str, Mapping]:
-    return {f"data.{p}.rule": raw["data"][p]["rule"] for p in ("train", "test")
-            if isinstance(raw.get("data", {}).get(p), Mapping) and "rule" in raw["data"][p]}
+    out = {f"data.{p}.rule": raw["data"][p]["rule"] for p in ("train", "test")
+           if isinstance(raw.get("data", {}).get(p), Mapping) and "rule" in raw["data"][p]}
+    out.update({f"data.{p}.radius_rule": raw["data"][p]["radius_rule"] for p in ("train", "test")
+                if isinstance(raw.get("data", {}).get(p), Mapping) and isinstance(raw["data"][p].get("radius_rule"), Mapping)})
+    return out
 
 
 def largest_size(tables: Mapping[str, Mapping]) -> int | None:
@@ -182,6 +186,9 @@ def scale_rules(raw: Mapping, index_factor: float = 1.0, data_factor: float = 1.
         iid["rule"] = scale_rule(iid.get("rule", {"kind": "gaussian_trapezoid", "size": 32}), index_factor, "iid.rule")
         if "rules" in iid:
             iid["rules"] = {k: scale_rule(v, index_factor, f"iid.rules.{k}") for k, v in iid["rules"].items()}
+        for k in ("radius_rule", "zeta_rule"):   # the SPEC §7 reduction's rules (written out when it applies)
+            if isinstance(iid.get(k), Mapping):
+                iid[k] = scale_rule(iid[k], index_factor, f"iid.{k}")
     elif "rules" in r:
         r["rules"] = {k: scale_rule(v, index_factor, f"rules.{k}") for k, v in r["rules"].items()}
     for p in ("train", "test"):
@@ -189,6 +196,8 @@ def scale_rules(raw: Mapping, index_factor: float = 1.0, data_factor: float = 1.
         if isinstance(part, Mapping) and "rule" in part:
             r["data"][p] = dict(part)
             r["data"][p]["rule"] = scale_rule(part["rule"], data_factor, f"data.{p}.rule")
+            if isinstance(part.get("radius_rule"), Mapping):
+                r["data"][p]["radius_rule"] = scale_rule(part["radius_rule"], data_factor, f"data.{p}.radius_rule")
     return r
 
 

@@ -89,7 +89,7 @@ def run_ensemble(c: cfg_mod.Config, out: str | Path, *, widths=None, replicas=No
         law = make_law(c.raw["data"]["train"], "data.train")
     opts = finite.TrainOptions.from_config(c, mode=mode, batch=batch, lr=lr, coupling=coupling)
     for n in widths:   # everything is checked before the store is touched (record times on the step grid too)
-        opts.check(c.problem, n, law)
+        opts.check(c.finite_problem, n, law)
     from mfpde.store.paths import check_output
 
     out = check_output(out, kind="runs", overwrite=not resume, key="out")   # resume=False replaces whatever is there
@@ -113,9 +113,9 @@ def run_ensemble(c: cfg_mod.Config, out: str | Path, *, widths=None, replicas=No
             f"{len(todo) * steps} steps; {mode} mode, lr = {lr:g}, widths {', '.join(map(str, widths))}")
         from mfpde.finite.sgd import n_weights
 
-        say("mfpde: weights per network: " + ", ".join(f"width {n}: {n_weights(c.problem, n)}" for n in widths))
+        say("mfpde: weights per network: " + ", ".join(f"width {n}: {n_weights(c.finite_problem, n)}" for n in widths))
         if estimate and todo:
-            secs, k, big = estimate_seconds(c.problem, opts, [n for n, _ in todo], law)
+            secs, k, big = estimate_seconds(c.finite_problem, opts, [n for n, _ in todo], law)
             say(f"mfpde: estimated wall time {secs:.3g} s{f' (≈ {secs / 60:.1f} min)' if secs >= 120 else ''} (an estimate: {k} timed SGD steps of width {big}, "
                 f"scaled by steps and weights{'; without the coupling solves' if coupling else ''})")
         bar = inner = None
@@ -142,7 +142,7 @@ def run_ensemble(c: cfg_mod.Config, out: str | Path, *, widths=None, replicas=No
             if ck.exists() and resume:
                 say(f"mfpde: continuing width {n} replica {r} from its checkpoint {ck}")
             try:
-                run = finite.train(c.problem, n, opts, replica=r, law=law, checkpoint=ck if use_ck else None,
+                run = finite.train(c.finite_problem, n, opts, replica=r, law=law, checkpoint=ck if use_ck else None,
                                    checkpoint_every=checkpoint_every, resume=resume, progress=hook)
             except BlowUpError as exc:
                 run = exc.partial

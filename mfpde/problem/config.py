@@ -17,6 +17,7 @@ import copy
 import math
 import tomllib
 from dataclasses import dataclass, replace
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Mapping
@@ -28,11 +29,11 @@ from mfpde import checks
 from mfpde.problem import embedding
 from mfpde.problem import quadrature
 from mfpde.errors import ConfigError
-from mfpde.problem.model import Embedding, Model, Problem, Schedules
+from mfpde.problem.model import Embedding, Model, Problem, Reduction, Schedules
 from mfpde.problem.schedules import make_schedule
 
 TOP_KEYS = ("name", "seed", "model", "rules", "init", "iid", "schedules", "data", "probes", "solver", "output", "sgd", "accuracy")
-SGD_KEYS = ("mode", "batch", "lr", "widths", "replicas", "statistics", "coupling")
+SGD_KEYS = ("mode", "batch", "lr", "widths", "replicas", "statistics", "coupling", "sample")
 MODEL_KEYS = ("input_dim", "outputs", "hidden", "biases", "output_activation", "output_bias", "loss", "huber_delta",
               "output_scale", "lazy_scaling",
               "edges")
@@ -100,6 +101,7 @@ class SgdOptions:
     replicas: int = 4
     statistics: bool = True
     coupling: bool = False
+    sample: int | None = None     # reduced problems: the finite networks' d-dimensional training sample (SPEC §7)
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,19 @@ class Config:
     notes: tuple[str, ...] = ()   # warnings about the problem (e.g. the i.i.d. degeneracy)
     accuracy: AccuracyOptions = AccuracyOptions()
     base_dir: str | None = None   # the folder relative data paths were read against (companion solves reuse it)
+    info: tuple[str, ...] = ()    # what was chosen for the user (e.g. the SPEC §7 reduction), printed before work
+
+    @cached_property
+    def finite_problem(self) -> Problem:
+        """The problem finite networks train on: the problem itself, or for a reduced problem
+        (SPEC §7) its unreduced twin on real d-dimensional inputs and weights
+        (:func:`mfpde.problem.reduction.unreduced_raw`; ``[sgd] sample`` sets its training sample)."""
+        if self.problem.reduction is None:
+            return self.problem
+        from mfpde.problem.reduction import unreduced_raw
+
+        raw = unreduced_raw(self.raw, self.sgd.sample)
+        return replace(from_dict(raw, self.source, self.base_dir).problem, config=copy.deepcopy(dict(self.raw)))
 
 
 def _model(t: Mapping) -> Model:
@@ -380,7 +395,8 @@ def _sgd(t: Mapping) -> SgdOptions:
     widths = tuple(checks.integer(x, "sgd.widths", 1, checks.MAX_WIDTH) for x in w)
     return SgdOptions(mode, batch, lr, widths, checks.get(t, "replicas", "sgd", checks.integer, 4, hi=checks.MAX_REPLICAS),
                       checks.get(t, "statistics", "sgd", checks.boolean, True),
-                      checks.get(t, "coupling", "sgd", checks.boolean, False))
+                      checks.get(t, "coupling", "sgd", checks.boolean, False),
+                      checks.get(t, "sample", "sgd", checks.integer, None, hi=checks.MAX_DATA) if "sample" in t else None)
 
 
 def from_dict(raw: Mapping, source: str = "<dict>", base_dir: str | Path | None = None) -> Config:
@@ -405,10 +421,22 @@ def from_dict(raw: Mapping, source: str = "<dict>", base_dir: str | Path | None 
     seed = checks.get(raw, "seed", "", checks.integer, 0, lo=0, hi=checks.MAX_SEED)
     model = _model(checks.table(raw["model"], "model"))
     notes: tuple[str, ...] = ()
+    red_plan = reduction = None
     if "iid" in raw:
+        from mfpde.problem import reduction as red_mod
         from mfpde.problem.iid import make_iid
 
-        emb, note_list = make_iid(checks.table(raw["iid"], "iid"), model)
+        checks.table(raw["iid"], "iid")
+        red_plan = red_mod.plan(raw, model.input_dim)
+        if red_plan is not None:   # SPEC §7: the first layer on (a⁰, β⁰), the data on (z, r), ζ per pair
+            raw = red_mod.resolved(raw, red_plan)
+            d_true = model.input_dim
+            model = replace(model, input_dim=red_plan.k + 1)
+            reduction = Reduction(d_true, red_plan.k, red_mod.zeta(red_plan), U=red_plan.U)
+            emb, note_list = make_iid(checks.table(raw["iid"], "iid"), model, d=d_true,
+                                      coord_rules={red_plan.k: red_mod.radius_coordinate(red_plan)})
+        else:
+            emb, note_list = make_iid(checks.table(raw["iid"], "iid"), model)
         notes = tuple(note_list)
         sizes = [r.size for r in emb.rules]
     else:
@@ -447,20 +475,35 @@ def from_dict(raw: Mapping, source: str = "<dict>", base_dir: str | Path | None 
     for part in ("train", "test"):
         if part in dt:
             _check_data_size(checks.table(dt[part], f"data.{part}"), f"data.{part}")
-    train = data_mod.make_data(checks.table(dt["train"], "data.train"), "data.train", seed, base_dir=base_dir)
-    test = data_mod.make_data(checks.table(dt["test"], "data.test"), "data.test", seed, base_dir=base_dir) if "test" in dt else None
-    if "probes" in raw and isinstance(raw["probes"], Mapping) and _count(raw["probes"].get("size")) * model.input_dim > checks.MAX_DATA:
-        raise ConfigError("probes.size", f"{raw['probes']['size']} probe points in dimension {model.input_dim} is "
+    def data_part(part):
+        spec = checks.table(dt[part], f"data.{part}")
+        if reduction is not None and part in red_plan.data_radius:
+            return red_mod.data_set(red_plan, spec, f"data.{part}", reduction)
+        ds = data_mod.make_data(spec, f"data.{part}", seed, base_dir=base_dir)
+        return ds if reduction is None else red_mod.reduce_set(ds, reduction)
+
+    train = data_part("train")
+    test = data_part("test") if "test" in dt else None
+    d_in = model.input_dim if reduction is None else reduction.d   # probes are points of R^d
+    if "probes" in raw and isinstance(raw["probes"], Mapping) and _count(raw["probes"].get("size")) * d_in > checks.MAX_DATA:
+        raise ConfigError("probes.size", f"{raw['probes']['size']} probe points in dimension {d_in} is "
                           f"more than {checks.MAX_DATA:.0e} numbers")
-    probes = data_mod.probes(raw["probes"], model.input_dim, "probes") if "probes" in raw else None
+    probes = data_mod.probes(raw["probes"], d_in, "probes") if "probes" in raw else None
     solver = _solver(checks.table(raw.get("solver", {}), "solver"))
     output = _output(checks.table(raw.get("output", {}), "output"))
     sgd = _sgd(checks.table(raw.get("sgd", {}), "sgd"))
+    if sgd.sample is not None and reduction is None:
+        raise ConfigError("sgd.sample", "is the d-dimensional training sample of the finite networks of a reduced problem "
+                          "(SPEC §7); this configuration is not reduced: its networks train on data.train")
+    if sgd.coupling and reduction is not None:
+        raise ConfigError("sgd.coupling", "tracer coupling needs the networks' features as nodes of the limit's rules; a "
+                          "reduced limit (SPEC §7) has no nodes on R^d: set coupling = false")
     accuracy = _accuracy(checks.table(raw.get("accuracy", {}), "accuracy"))
     problem = Problem(model, emb, sched, train, test, None if probes is None else np.asarray(probes),
-                      config=copy.deepcopy(dict(raw)), name=name)
+                      config=copy.deepcopy(dict(raw)), name=name, reduction=reduction)
+
     return Config(problem, solver, output, copy.deepcopy(dict(raw)), source, sgd, notes, accuracy,
-                  None if base_dir is None else str(base_dir))
+                  None if base_dir is None else str(base_dir), () if red_plan is None else (red_plan.line,))
 
 
 def read_text(path: str | Path, what: str = "config") -> str:

@@ -671,7 +671,7 @@ _LAW_KEYS = {
     "teacher": ("kind", "d", "teacher", "input_std"),
     "gaussian_classes": ("kind", "d", "tau_pos", "tau_neg", "p_pos"),
 }
-_HOW_KEYS = ("rule", "sample", "seed")
+_HOW_KEYS = ("rule", "sample", "seed", "radius_rule")   # radius_rule: the SPEC §7 reduction (mfpde.problem.reduction)
 
 
 def make_law(spec: Mapping, key: str):
@@ -733,6 +733,9 @@ def make_data(spec: Mapping, key: str, rng_seed: int, base_dir=None) -> DataSet:
         return finite_set(X, Y, name, w, source=f"arrays from config table {key} ({X.shape[0]} points)")
 
     law = make_law(spec, key)
+    if "radius_rule" in spec:   # the reduced data set is built by mfpde.problem.reduction.data_set
+        raise ConfigError(f"{key}.radius_rule", "is the rule of r = |P⊥x| of the isotropic-Gaussian reduction "
+                          "(SPEC §7), which does not apply to this configuration; remove it")
     has_rule, has_sample = "rule" in spec, "sample" in spec
     if has_rule == has_sample:
         raise ConfigError(f"{key}.rule", "give exactly one of rule = {...} (quadrature) or sample = N (i.i.d. draws).")

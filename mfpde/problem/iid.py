@@ -107,8 +107,9 @@ class MiddleLaw:
     std: float = 1.0
 
 
-def _rule_for(features: list[Law], rule_spec: Mapping, key: str):
-    """Rule on the standard variables of ``features`` (all random), tensor or joint."""
+def _rule_for(features: list[Law], rule_spec: Mapping, key: str, coord_rules: Mapping | None = None):
+    """Rule on the standard variables of ``features`` (all random), tensor or joint; ``coord_rules``
+    {i: rule table} replaces coordinate i's 1-D rule (the χ radius of the SPEC §7 reduction)."""
     rule_spec = checks.table(rule_spec, key)
     kind = checks.choice(rule_spec.get("kind", "gaussian_trapezoid"), PER_COORDINATE + JOINT, f"{key}.kind",
                          what="rule kind for an i.i.d. embedding")
@@ -138,6 +139,8 @@ def _rule_for(features: list[Law], rule_spec: Mapping, key: str):
             t = {"kind": kind, "size": size, "mean": 0.0, "std": 1.0}
             t.update({name: rule_spec[name] for name in options if name in rule_spec})
             parts.append(t)
+    for i, t in (coord_rules or {}).items():
+        parts[i] = dict(t)
     nodes = 1
     for _ in parts if checks.is_integer(size) and size > 1 else ():
         nodes *= size
@@ -160,8 +163,12 @@ def _feature_init(law: Law, start: int, width: int | None) -> E.InitFn:
 
 
 def iid_embedding(model, *, w_1: Law, v: Law, W: list[MiddleLaw] | tuple = (), b: list[Law | None] | tuple = (),
-                  b_out: float = 0.0, rule: Mapping | None = None, rules: Mapping | None = None, key: str = "iid"):
-    """The reduced embedding of an i.i.d.-initialized network (SPEC §4); returns (Embedding, warnings)."""
+                  b_out: float = 0.0, rule: Mapping | None = None, rules: Mapping | None = None, key: str = "iid",
+                  coord_rules: Mapping | None = None):
+    """The reduced embedding of an i.i.d.-initialized network (SPEC §4); returns (Embedding, warnings).
+
+    ``coord_rules`` {i: rule table} replaces the 1-D rule of layer 1's standard coordinate i
+    (SPEC §7: coordinate k is β⁰/σ ~ χ_{d−k}, see :mod:`mfpde.problem.reduction`)."""
     from mfpde.problem.activations import get as get_act
     from mfpde.problem.model import Embedding
 
@@ -196,7 +203,7 @@ def iid_embedding(model, *, w_1: Law, v: Law, W: list[MiddleLaw] | tuple = (), b
         coords = [f for _, f, w in random_feats for _ in range(w)]
         lkey = f"{key}.rules.layer_{l + 1}" if f"layer_{l + 1}" in rules else f"{key}.rule"
         spec = rules.get(f"layer_{l + 1}", rule)
-        rule_list.append(_rule_for(coords, spec, lkey))
+        rule_list.append(_rule_for(coords, spec, lkey, coord_rules if l == 0 else None))
         start = 0
         for n, f, w in layers[l]:
             inits[n] = _feature_init(f, start, w)
@@ -266,10 +273,12 @@ def _m2_note(model, layers, W) -> str | None:
             f"activation breaks the symmetry.")
 
 
-def make_iid(spec: Mapping, model, key: str = "iid"):
-    """(Embedding, warnings) from an ``[iid]`` config table; validated."""
-    checks.check_keys(spec, ("rule", "rules", "w_1", "v", "W", "b", "b_out"), key)
-    d = model.input_dim
+def make_iid(spec: Mapping, model, key: str = "iid", *, d: int | None = None, coord_rules: Mapping | None = None):
+    """(Embedding, warnings) from an ``[iid]`` config table; validated.  ``d`` is the true input
+    dimension (default model.input_dim; a reduced problem's model has k + 1 inputs) and
+    ``coord_rules`` goes to :func:`iid_embedding` (SPEC §7 reduction, :mod:`mfpde.problem.reduction`)."""
+    checks.check_keys(spec, ("rule", "rules", "w_1", "v", "W", "b", "b_out", "reduction", "radius_rule", "zeta_rule"), key)
+    d = model.input_dim if d is None else int(d)
     w_1 = make_law(spec.get("w_1"), f"{key}.w_1", Law("normal", 0.0, 1.0 / math.sqrt(d)))
     v = make_law(spec.get("v"), f"{key}.v", Law("normal", 0.0, 1.0))
     Wspec = spec.get("W", [])
@@ -295,4 +304,5 @@ def make_iid(spec: Mapping, model, key: str = "iid"):
         raise ConfigError(f"{key}.rules", "expected a table layer_l = {kind, size}")
     checks.check_keys(rules, tuple(f"layer_{l}" for l in range(1, model.L + 1)), f"{key}.rules")
     b_out = checks.get(spec, "b_out", key, checks.number, 0.0)
-    return iid_embedding(model, w_1=w_1, v=v, W=W, b=b or (), b_out=b_out, rule=spec.get("rule"), rules=rules, key=key)
+    return iid_embedding(model, w_1=w_1, v=v, W=W, b=b or (), b_out=b_out, rule=spec.get("rule"), rules=rules, key=key,
+                         coord_rules=coord_rules)

@@ -184,10 +184,11 @@ class Problem:
                 raise ConfigError(key, f"inputs have dimension {ds.X.shape[1]} but model.input_dim = {self.model.input_dim}")
             if ds.Y.shape[1] != self.model.outputs:
                 raise ConfigError(key, f"targets have {ds.Y.shape[1]} columns but model.outputs = {self.model.outputs}")
-        if self.probes is not None:
+        if self.probes is not None:   # points of the true input space (R^d of a reduced problem)
             p = np.asarray(self.probes, dtype=float)
-            if p.ndim != 2 or p.shape[1] != self.model.input_dim:
-                raise ConfigError("probes", f"probe points must have shape [P, {self.model.input_dim}], got {list(p.shape)}")
+            d = self.model.input_dim if self.reduction is None else self.reduction.d
+            if p.ndim != 2 or p.shape[1] != d:
+                raise ConfigError("probes", f"probe points must have shape [P, {d}], got {list(p.shape)}")
         er = self.embedding.edge_rules
         if er and len(er) != L - 1:
             raise ConfigError("rules", f"needs one initial-weight rule (or none) per middle weight W_2..W_L ({L - 1}), got {len(er)}")

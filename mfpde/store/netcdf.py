@@ -195,6 +195,7 @@ def to_xarray(sol):
         **stats,
         "state_size": int(system.size),
         **est_attrs,
+        **(prob.reduction.to_dict() if getattr(prob, "reduction", None) is not None else {}),
     }
     return conventions(xr.Dataset(data_vars, coords=coords, attrs=attrs))
 
