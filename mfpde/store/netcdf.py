@@ -323,6 +323,10 @@ def summary(ds) -> str:
     else:
         lines.append(f"  status: {ds.attrs.get('status', '?')}  stepper: {ds.attrs.get('stepper', '?')}")
         lines.append(f"  rules: {ds.attrs.get('rules', '?')}")
+        if ds.attrs.get("reduction"):
+            lines.append(f"  reduction: {ds.attrs['reduction']} (SPEC §7): d = {ds.attrs.get('reduced_d', '?')}, "
+                         f"k = {ds.attrs.get('reduced_k', '?')}, ζ rule of {ds.attrs.get('zeta_size', '?')} nodes; "
+                         f"w_1 columns are (a_1..a_k, β), data columns (z_1..z_k, r)")
         if "loss_train" in ds.data_vars:
             lines.append(estimate_line(ds))
     lines.append("  dims: " + ", ".join(f"{k}={v}" for k, v in ds.sizes.items()))
