@@ -281,3 +281,13 @@ def test_linearize_must_be_a_bool_and_refuses_checkpoints(tmp_path):
         mfpde.load(shallow(linearize="yes"))
     with pytest.raises(ConfigError, match="checkpoint"):
         mfpde.solve(shallow(linearize=True), checkpoint=tmp_path / "c.ck")
+
+
+def test_blocked_kernels_equal_the_one_block_kernels():
+    """Θ accumulated in blocks of Jacobian rows (a small cap) is the same sum of products."""
+    system = System(mfpde.load(deep()).problem)
+    X = np.array([[0.3, -0.8], [1.1, 0.4], [-0.6, 0.9], [0.2, 0.2], [-1.0, -0.3]])
+    one = lin_mod.gram(system, system.y0, X, cols=3)
+    blocked = lin_mod.gram(system, system.y0, X, cols=3, cap=2 * system.size)   # 2 points per block
+    for name in one:
+        np.testing.assert_allclose(blocked[name], one[name], rtol=1e-13, atol=1e-15, err_msg=name)
