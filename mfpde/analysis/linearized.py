@@ -50,6 +50,7 @@ from mfpde.system import kernels
 from mfpde.system.laws import block_masses
 
 CAP = 1 << 23            # numbers in one block of Jacobian rows (8.4e6 doubles = 64 MiB)
+MAX_KERNEL = 50_000_000  # numbers in the stored kernels Θ_b(all points, training points) (400 MB)
 REGIME = "linearized"
 check_stepper = check_linearized_stepper   # one home: mfpde.problem.config (the [solver] validation)
 
@@ -231,6 +232,11 @@ class LinearizedSystem:
         X = np.concatenate([X for _, X in parts])
         self.M = len(parts[0][1])
         self.K = K
+        n_blocks = len(system.layout.entries)
+        if len(X) * K * self.M * K * n_blocks > MAX_KERNEL:
+            raise ConfigError("solver.linearize", f"the tangent kernels on {len(X)} points x {self.M} training points "
+                              f"x {K}² outputs x {n_blocks} parameter blocks would hold more than {MAX_KERNEL:.0e} "
+                              "numbers; use fewer training, test or probe points")
         self.Y = np.asarray(p.train.Y, float)
         self.rho = np.asarray(p.train.weights, float)
         self.X_train = np.ascontiguousarray(parts[0][1])

@@ -179,7 +179,8 @@ def to_xarray(sol):
     stats = {f"stats_{k}": (int(v) if isinstance(v, (int, np.integer)) else float(v)) for k, v in sol.stats.items()}
     attrs = {
         "Conventions": CONVENTIONS,
-        "title": f"mfpde {'linearized (NTK)' if regime == 'linearized' else 'mean-field'} limit solution: {prob.name}",
+        "title": f"mfpde mean-field limit solution: {prob.name}",   # also the file-kind marker (store.paths): kept
+                                                                      # for linearized solves, told apart by `regime`
         "regime": regime,
         "config": to_toml(prob.config) if prob.config else "",
         "stepper": json.dumps(sol.stepper),
