@@ -259,17 +259,19 @@ class LinearizedSystem:
     def _c(self, c: np.ndarray) -> np.ndarray:
         return c.reshape(max(1, self.G), self.M * self.K)
 
-    def predict_all(self, c: np.ndarray) -> np.ndarray:
-        """ŷ_lin at every point (train, test, probes) [P, K]."""
+    def predict_all(self, c: np.ndarray, rows: slice | None = None) -> np.ndarray:
+        """ŷ_lin at every point (train, test, probes) [P, K], or at the points ``rows``."""
+        rows = slice(None) if rows is None else rows
+        r = slice(None if rows.start is None else rows.start * self.K, None if rows.stop is None else rows.stop * self.K)
         cc = self._c(c)
-        out = self.yhat0.ravel().copy()
+        out = self.yhat0.ravel()[r].copy()
         for g, grp in enumerate(self.groups):
-            out -= grp.theta @ cc[g]
+            out -= grp.theta[r] @ cc[g]
         return out.reshape(-1, self.K)
 
     def rhs(self, t: float, c: np.ndarray, dc: np.ndarray | None = None) -> np.ndarray:
         """dc_g/dt = f_g(t) ρ ∂loss(ŷ_lin) on the training points."""
-        yl = self.predict_all(c)[self.slices["train"]] if self.G else self.yhat0[self.slices["train"]]
+        yl = self.predict_all(c, self.slices["train"])
         g = (self.rho[:, None] * loss_grad(self.loss, self.Y, yl)).ravel()
         out = np.empty(self.size) if dc is None else dc
         o = self._c(out)
