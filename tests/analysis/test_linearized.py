@@ -136,8 +136,8 @@ def test_ntk_at_t0_equals_the_closed_form_of_a_one_hidden_layer_network(act):
     sw, sv = 0.8, 1.2
     if act == "erf":
         # Gaussian-weighted trapezoid, 48 nodes per coordinate on [−9, 9] (h = 18/47): the integrands
-        # are entire with Gaussian decay, e.g. e^{−a²−b²}·e^{−|u|²/2} = e^{−c|u|²} with c ≤ 1/2 + 2σ_w²·1.44 = 2.34
-        # ≤ 2.4, whose trapezoid error is ≈ 2e^{−π²/(c h²)} ≈ 1.4e-12 (Trefethen & Weideman 2014, §5);
+        # are entire with Gaussian decay, e.g. e^{−a²−b²}·e^{−|u|²/2} = e^{−c|u|²} with
+        # c ≤ 1/2 + 2σ_w²·max|x|² = 2.34, whose trapezoid error is ≈ 2e^{−π²/(c h²)} ≈ 1.4e-12 (Trefethen & Weideman 2014, §5);
         # truncation e^{−81/2} ≈ 3e-18; rounding over 4608 nodes ≈ 1e-13. Tolerance 1e-11.
         rule = {"kind": "tensor", "rules": [{"kind": "gaussian_trapezoid", "size": 48, "dim": 2},
                                             {"kind": "gauss_hermite", "size": 2}]}
