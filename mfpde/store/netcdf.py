@@ -119,6 +119,7 @@ def to_xarray(sol):
     system = sol.system
     prob = system.problem
     L = prob.model.L
+    regime = getattr(system, "regime", "mean_field")   # "linearized": mfpde.analysis.linearized
     times = np.asarray(sol.times, dtype=float)
     coords: dict = {"time": ("time", times, {"long_name": TIME_LABEL, "units": "1"})}
     for l in range(1, L + 1):
@@ -178,7 +179,9 @@ def to_xarray(sol):
     stats = {f"stats_{k}": (int(v) if isinstance(v, (int, np.integer)) else float(v)) for k, v in sol.stats.items()}
     attrs = {
         "Conventions": CONVENTIONS,
-        "title": f"mfpde mean-field limit solution: {prob.name}",
+        "title": f"mfpde mean-field limit solution: {prob.name}",   # also the file-kind marker (store.paths): kept
+                                                                      # for linearized solves, told apart by `regime`
+        "regime": regime,
         "config": to_toml(prob.config) if prob.config else "",
         "stepper": json.dumps(sol.stepper),
         "rules": json.dumps([r.describe() if hasattr(r, "describe") else type(r).__name__ for r in system.rules]),
