@@ -55,7 +55,11 @@ class System:
 
     def __init__(self, problem: Problem, *, parallel: bool | None = None, fuse: bool | None = None):
         """``parallel`` / ``fuse`` force the kernels' compile-time variant (default: chosen from the
-        problem's size, :func:`mfpde.system.kernels.variant`); results agree to rounding."""
+        problem's size, :func:`mfpde.system.kernels.variant`); results agree to rounding.
+
+        A problem with ``problem.reduction`` (SPEC §7, :class:`mfpde.problem.model.Reduction`) gets the
+        reduced first layer: data columns (z, r), w_1 columns (a, β), and the ζ rule summed inside φ̄_1
+        (``fuse`` does not apply to it; ``rhs_reference`` transcribes it too)."""
         self.problem = problem
         m = problem.model
         emb = problem.embedding
@@ -67,7 +71,7 @@ class System:
         self.edge_nodes = [np.zeros(1) if r is None else np.asarray(r.nodes, dtype=float)[:, 0] for r in er]
         self.edge_weights = [np.ones(1) if r is None else np.asarray(r.weights, dtype=float) for r in er]
         self.layout = Layout.build(m.input_dim, m.outputs, [len(w) for w in self.weights], m.biases, m.output_bias,
-                                   [1] + [len(w) for w in self.edge_weights])
+                                   [1] + [len(w) for w in self.edge_weights], reduced=problem.reduction is not None)
         self.act_codes = [activations.get(a).code for a in m.activations]
         self.out_code = activations.get(m.output_activation).code
         self.loss = m.loss_spec

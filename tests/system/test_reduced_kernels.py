@@ -22,7 +22,7 @@ from mfpde.problem import data, embedding, quadrature
 from mfpde.problem.model import Embedding, Model, Problem, Reduction, Schedules
 from mfpde.problem.schedules import Schedule
 from mfpde.solvers import integrate, make
-from mfpde.system import jvp, kernels
+from mfpde.system import kernels
 from mfpde.system.reduced_reference import ReducedRules, ReducedSystem, rk4
 from mfpde.system.system import System
 
@@ -174,6 +174,8 @@ def test_rk4_steps_equal_reduced_reference_rk4(L):
 
 def test_reduced_system_checks_its_zeta_rule_and_radii():
     prob, _, _ = _case(3, 1, 1, False, "tanh")
+    sy = System(prob)
+    assert sy.layout.dims()["w_1"] == ("node_1", "reduced_input")       # (a, β), not the probes' input_dim
     bad = Problem(prob.model, prob.embedding, prob.schedules, prob.train,
                   reduction=Reduction(7, 1, quadrature.user([[0.0, 1.0]], [1.0])))
     with pytest.raises(ConfigError, match="one-dimensional"):
