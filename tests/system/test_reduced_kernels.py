@@ -186,3 +186,39 @@ def test_reduced_system_checks_its_zeta_rule_and_radii():
                   reduction=prob.reduction)
     with pytest.raises(ConfigError, match="radius"):
         System(neg)
+
+
+def test_frozen_first_layer_moves_nothing_below_layer_2():
+    """ξ_1 = ξ^b_1 = 0: no backward pass reaches layer 1 (kernels' lowest moving layer); w_1 and b_1
+    drifts are exactly 0 and the others still equal the oracle's (its ξ_1 = 0 too)."""
+    prob, ref, _ = _case(77, 2, 1, True, "tanh")
+    zero = Schedule("constant", 0.0)
+    sched = Schedules((zero,) + prob.schedules.weights[1:], (zero,) + prob.schedules.biases[1:])
+    sy = System(Problem(prob.model, prob.embedding, sched, prob.train, reduction=prob.reduction))
+    ref0 = ReducedSystem(ref.rules, ("tanh", "tanh"), xi=(0.0,) + ref.xi[1:], xi_b1=0.0)
+    dy = sy.views(sy.rhs(0.0, sy.y0.copy()))
+    np.testing.assert_array_equal(dy["w_1"], 0.0)
+    np.testing.assert_array_equal(dy["b_1"], 0.0)
+    ds, got = ref0.rhs(_as_state(sy, sy.views(sy.y0))), _as_state(sy, dy)
+    for key in ("W_2", "v"):
+        assert _rel(got[key], ds[key]) <= 1e-13 and np.linalg.norm(ds[key]) > 1e-4, key
+
+
+def test_deeper_and_nonlinear_edge_networks_match_the_reference_transcription():
+    """L = 3 with a tanh_product edge map on W_3 (outside the oracle's L ≤ 2): the compiled drift equals
+    ``rhs_reference`` (numpy, SPEC §2 with the reduced layer 1); same sums, other order → 1e-13."""
+    rng = np.random.default_rng(5)
+    prob, _, _ = _case(91, 2, 1, True, "tanh")
+    emb = prob.embedding
+    W3 = rng.uniform(-1, 1, (Q2, 3))
+    rules = emb.rules + (quadrature.user(rng.uniform(-1, 1, (3, 1)), rng.uniform(0.5, 1.5, 3)),)
+    emb3 = Embedding(rules, w_1=emb.w_1, W=emb.W + (embedding.python(lambda a, b: W3.copy()),), v=emb.v, b=emb.b + (None,))
+    model = Model(input_dim=2, activations=("tanh",) * 3, biases=(True, False, True), edges=("linear", "tanh_product"))
+    sched = Schedules.constant(3, 0.9, 0.6)
+    sy = System(Problem(model, emb3, sched, prob.train, reduction=prob.reduction))
+    assert sy.variant[kernels.EDGES] is True and sy.variant[kernels.RED] is True
+    y = sy.y0 + 0.2 * np.cos(np.arange(sy.size) * 0.9)
+    y[sy.layout.offset("w_1"):sy.layout.offset("w_1") + 2 * Q1].reshape(Q1, 2)[:, 1] **= 2
+    got, want = sy.views(sy.rhs(0.2, y.copy())), sy.views(sy.rhs_reference(0.2, y.copy()))
+    for key in want:
+        assert _rel(got[key], want[key]) <= 1e-13 and np.linalg.norm(want[key]) > 1e-5, key
