@@ -204,7 +204,7 @@ def _edge_back(P, Hd, A, W, rho, dW, G, code, drift, back):
 # so a small problem with linear edges never compiles the parallel or general-edge passes and a
 # first solve compiles in seconds (issue 15).  The flags are chosen by :func:`variant`.
 PAR, EDGES, SHALLOW, FUSE0, ACTS, RED = range(6)
-RED_EDGE = -1   # layer 1's edge field in ``lay``: the reduced first layer of SPEC §7 (see :func:`_reduced`)
+RED_EDGE = -1   # layer 1's edge field in ``lay``: the reduced first layer of SPEC §7 (see :func:`_red_forward_rows`)
 N_BUILTIN = 7   # activation codes 0..6 (mfpde.problem.activations); flag 7 = any user activation
 ROW_GROUP = 2048   # elements per call of the activation kernels (16 KB per array: L1-resident)
 FUSE_D = 16   # first layers with d ≤ FUSE_D compute X·w₁ᵀ in their elementwise pass (no GEMM, no H array)
