@@ -224,7 +224,10 @@ class LinearizedSystem:
         if p.test is not None:
             parts.append(("test", np.asarray(p.test.X, float)))
         if p.probes is not None and len(p.probes):
-            parts.append(("probe", np.asarray(p.probes, float).reshape(len(p.probes), -1)))
+            probes = np.asarray(p.probes, float).reshape(len(p.probes), -1)   # points of R^d
+            if p.reduction is not None:   # SPEC §7: the kernels take their (z, r) form
+                probes = p.reduction.reduce(probes)
+            parts.append(("probe", probes))
         self.slices, start = {}, 0
         for name, X in parts:
             self.slices[name] = slice(start, start + len(X))

@@ -413,6 +413,8 @@ def jacobian(t, y, J, sysargs, jwork, ubuf, col):
 
 def supported(system) -> tuple[bool, str]:
     """(True, "") when the analytic JVP covers ``system``; else (False, why) — use the FD JVP."""
+    if getattr(system, "reduction", None) is not None:
+        return False, "the reduced first layer (SPEC §7) is not in the analytic JVP (finite differences used)"
     lay = system.lay
     general = getattr(kernels, "_general_edge", None)
     if general is not None:

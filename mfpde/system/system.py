@@ -165,19 +165,24 @@ class System:
     # ------------------------------------------------------------------ observables
     def evaluate(self, y: np.ndarray, X, Y, rho) -> tuple[float, float, np.ndarray]:
         """(loss, classification error, ŷ [M, K]) of state y on weighted data."""
-        key = (id(X), X.shape[0])
+        # cached per data set: the same X with other targets or weights (predict on training inputs)
+        # is another entry, never the cached one (which would report that set's loss as the train loss)
+        key = (id(X), id(Y), id(rho))
         args = self._evals.get(key)
-        if args is None or args[0] is not X:
-            a = self.make_args(X, Y, rho)
-            args = (X, a)
+        if args is None or args[0] is not X or args[1] is not Y or args[2] is not rho:
+            if len(self._evals) > 16:
+                self._evals.clear()
+            args = (X, Y, rho, self.make_args(X, Y, rho))
             self._evals[key] = args
-        a = args[1]
+        a = args[3]
         yhat = np.empty((a.X.shape[0], self.layout.outputs))
         loss, err = kernels.evaluate(y, a, yhat)
         return float(loss), float(err), yhat
 
     def predict(self, y: np.ndarray, X) -> np.ndarray:
-        """ŷ(x) for the rows of X."""
+        """ŷ(x) for the rows of X, in the kernels' input coordinates: points of R^d, or for a reduced
+        problem (SPEC §7) their (z, r) form (``problem.reduction.reduce``; :meth:`observe` does it for
+        the probes)."""
         X = np.ascontiguousarray(X, dtype=float)
         Y = np.zeros((X.shape[0], self.layout.outputs))
         if self.loss.name == "logistic":
@@ -194,7 +199,9 @@ class System:
         if p.test is not None:
             out["loss_test"], out["error_test"], _ = self.evaluate(y, p.test.X, p.test.Y, p.test.weights)
         if p.probes is not None and len(p.probes):
-            out["yhat_probe"] = self.predict(y, p.probes)
+            if getattr(self, "_probe_inputs", None) is None:   # the probes are points of R^d; reduced once
+                self._probe_inputs = p.probes if self.reduction is None else self.reduction.reduce(p.probes)
+            out["yhat_probe"] = self.predict(y, self._probe_inputs)
         return out
 
 
