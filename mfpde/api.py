@@ -246,17 +246,38 @@ def solve(config=None, /, *, base_dir=None, source: str | None = None, parameter
     atomically every ``checkpoint_every``-th save time; with ``resume`` an existing one is
     continued bit for bit), ``trackers`` (more :class:`mfpde.solvers.Tracker` objects) and
     ``on_start(system, stepper)``, called once the save times are checked against the
-    stepper and before the first step.  A blow-up raises :class:`~mfpde.errors.BlowUpError`
+    stepper and before the first step.  With ``[solver] linearize = true`` the linearized (NTK)
+    limit around the initial state is solved instead (:mod:`mfpde.analysis.linearized`; same
+    observables and dataset schema, ``regime = "linearized"``; ``on_start`` receives the System
+    whose linearization is solved; no checkpoints).  A blow-up raises :class:`~mfpde.errors.BlowUpError`
     with the partial Solution in ``partial``.
     """
     from mfpde.problem.config import SOLVER_KEYS
 
     c = _load_for("mfpde.solve", config, SOLVER_KEYS, overrides, base_dir, source, set)
-    from mfpde import solvers
     from mfpde.system.system import System
 
     s = c.solver
     system = System(c.problem)
+    if s.linearize:
+        sol = _solve_linearized(c, system, parameters, progress, checkpoint, resume, trackers, on_start)
+    else:
+        sol = _solve_mean_field(c, system, parameters, progress, checkpoint, checkpoint_every, resume, trackers, on_start)
+    from mfpde.analysis import estimate as est_mod
+
+    # a linearized solve's companions are linearized too (the estimate solves the same configuration)
+    if c.accuracy.estimate if estimate is None else bool(estimate):
+        sol.estimate = est_mod.estimate(c, sol, base_dir=c.base_dir, progress=progress, groups=c.accuracy.groups,
+                                        say=say or (lambda line: None))
+    else:
+        sol.estimate = est_mod.off()
+    return sol
+
+
+def _solve_mean_field(c, system, parameters, progress, checkpoint, checkpoint_every, resume, trackers, on_start):
+    from mfpde import solvers
+
+    s = c.solver
     stepper = solvers.make(s.stepper, system, **s.stepper_options())
     stepper.check_times(solvers.save_times(s.t_end, every=s.save_every, times=s.save_times))   # before any work
     if on_start is not None:
@@ -265,14 +286,25 @@ def solve(config=None, /, *, base_dir=None, source: str | None = None, parameter
                             parameters=c.output.parameters if parameters is None else parameters,
                             trackers=trackers, progress=progress, checkpoint=checkpoint,
                             checkpoint_every=checkpoint_every, resume=resume)
-    from mfpde.analysis import estimate as est_mod
-
-    if c.accuracy.estimate if estimate is None else bool(estimate):
-        sol.estimate = est_mod.estimate(c, sol, base_dir=c.base_dir, progress=progress, groups=c.accuracy.groups,
-                                        say=say or (lambda line: None))
-    else:
-        sol.estimate = est_mod.off()
     return sol
+
+
+def _solve_linearized(c, system, parameters, progress, checkpoint, resume, trackers, on_start):
+    """``[solver] linearize = true``: the linearized (NTK) limit around θ_0 (mfpde.analysis.linearized)."""
+    from mfpde import solvers
+    from mfpde.analysis import linearized
+
+    if checkpoint is not None or resume:
+        raise ConfigError("checkpoint", "is not supported with solver.linearize = true (the linearized solve is "
+                          "cheap: run it again)")
+    s = c.solver
+    solvers.base.check_fixed_step(s.dt, solvers.save_times(s.t_end, every=s.save_every, times=s.save_times))
+    lin = linearized.LinearizedSystem(system)      # the tangent kernels: M·K backward passes
+    stepper = linearized.LinearizedRK(lin, s.stepper, s.dt, s.bound)
+    if on_start is not None:
+        on_start(system, stepper)
+    return linearized.finish(lin, stepper, s, parameters=c.output.parameters if parameters is None else parameters,
+                             trackers=trackers, progress=progress)
 
 
 def _train_options() -> tuple[str, ...]:

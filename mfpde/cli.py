@@ -225,7 +225,8 @@ def _solve(args) -> int:
         fixed = not stepper.adaptive
         step = f"dt = {c.solver.dt}" if fixed else f"rtol = {getattr(stepper, 'rtol', '?')}, atol = {getattr(stepper, 'atol', '?')}"
         say(f"mfpde: solving {c.problem.name!r}: L = {c.problem.model.L}, nodes per layer = "
-            f"{list(system.layout.sizes)}, state size = {system.size}, {c.solver.stepper} {step}, t_end = {c.solver.t_end}")
+            f"{list(system.layout.sizes)}, state size = {system.size}, {c.solver.stepper} {step}, t_end = {c.solver.t_end}"
+            + (" — the linearized (NTK) limit ([solver] linearize)" if c.solver.linearize else ""))
         if not args.quiet:
             from mfpde.system.stiffness import assess, method_for
 

@@ -41,7 +41,7 @@ EDGE_RULE_DEFAULT = {"kind": "gauss_hermite", "size": 16}   # rule of the standa
 SOLVER_KEYS = ("stepper", "dt", "t_end", "save_every", "save_times", "bound",
                "rtol", "atol", "dt0", "dt_min", "dt_max", "max_rejections", "fixed_dt",
                "linear_solver", "jacobian", "newton_tol", "newton_maxiter", "theta_refresh", "krylov_rtol",
-               "krylov_maxiter", "dense_max")
+               "krylov_maxiter", "dense_max", "linearize")
 # the kind and range of each stepper option is the stepper's own schema (STEPPERS[name].schema)
 OUTPUT_KEYS = ("path", "parameters")
 ACCURACY_KEYS = ("estimate", "groups", "target", "max_unknowns", "max_seconds")
@@ -56,6 +56,7 @@ class SolverOptions:
     save_times: tuple[float, ...] | None = None
     bound: float = 1e12
     adaptive: tuple[tuple[str, float], ...] = ()   # rtol, atol, dt0, … for adaptive steppers
+    linearize: bool = False   # solve the linearized (NTK) limit around θ_0 (mfpde.analysis.linearized)
 
     def stepper_options(self) -> dict:
         """Keyword options for ``mfpde.solvers.make`` (only those the stepper accepts)."""
@@ -333,6 +334,17 @@ def _check_data_size(t: Mapping, key: str) -> None:
                               f"more than {checks.MAX_DATA:.0e} weights")
 
 
+def check_linearized_stepper(name: str) -> None:
+    """ConfigError naming ``solver.stepper`` unless ``name`` is a fixed-step explicit tableau: the
+    linearized limit (``linearize = true``, mfpde.analysis.linearized) is stepped with its tableau."""
+    from mfpde.solvers import TABLEAUX
+
+    if name not in TABLEAUX:
+        raise ConfigError("solver.stepper", f"linearize = true steps the function-space ODE with a fixed-step "
+                          f"explicit tableau ({', '.join(TABLEAUX)}); {name!r} is not one (adaptive and implicit "
+                          "steppers are not supported for the linearized limit)")
+
+
 def _solver(t: Mapping) -> SolverOptions:
     checks.check_keys(t, SOLVER_KEYS, "solver")
     from mfpde.solvers import STEPPERS
@@ -360,13 +372,16 @@ def _solver(t: Mapping) -> SolverOptions:
     # (solvers.base.Option): the one definition of its kind and range, also used by the stepper itself
     cls = STEPPERS[stepper]
     adaptive = []
+    linearize = checks.get(t, "linearize", "solver", checks.boolean, False)
+    if linearize:
+        check_linearized_stepper(stepper)
     for k in SOLVER_KEYS:
-        if k in ("stepper", "dt", "t_end", "save_every", "save_times", "bound") or k not in t:
+        if k in ("stepper", "dt", "t_end", "save_every", "save_times", "bound", "linearize") or k not in t:
             continue
         if k not in cls.schema:
             raise ConfigError(f"solver.{k}", f"is not an option of stepper {stepper!r}; it accepts: {', '.join(cls.options)}")
         adaptive.append((k, cls.check_option(k, t[k])))
-    return SolverOptions(stepper, dt, t_end, every, times, bound, tuple(adaptive))
+    return SolverOptions(stepper, dt, t_end, every, times, bound, tuple(adaptive), linearize)
 
 
 def _output(t: Mapping) -> OutputOptions:

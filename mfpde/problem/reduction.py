@@ -269,6 +269,8 @@ def unreduced_raw(raw: Mapping, sample: int | None = None) -> dict:
     d = int(r["model"]["input_dim"])
     n = SGD_SAMPLE_DEFAULT if sample is None else int(sample)
     n = max(1, min(n, checks.MAX_DATA // max(d, 1)))
+    if isinstance(r.get("sgd"), Mapping):
+        r["sgd"] = {k: v for k, v in r["sgd"].items() if k != "sample"}   # used here
     r["data"] = dict(r["data"])
     for part in ("train", "test"):
         t = r["data"].get(part)

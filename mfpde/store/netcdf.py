@@ -119,6 +119,7 @@ def to_xarray(sol):
     system = sol.system
     prob = system.problem
     L = prob.model.L
+    regime = getattr(system, "regime", "mean_field")   # "linearized": mfpde.analysis.linearized
     times = np.asarray(sol.times, dtype=float)
     coords: dict = {"time": ("time", times, {"long_name": TIME_LABEL, "units": "1"})}
     for l in range(1, L + 1):
@@ -178,7 +179,9 @@ def to_xarray(sol):
     stats = {f"stats_{k}": (int(v) if isinstance(v, (int, np.integer)) else float(v)) for k, v in sol.stats.items()}
     attrs = {
         "Conventions": CONVENTIONS,
-        "title": f"mfpde mean-field limit solution: {prob.name}",
+        "title": f"mfpde mean-field limit solution: {prob.name}",   # also the file-kind marker (store.paths): kept
+                                                                      # for linearized solves, told apart by `regime`
+        "regime": regime,
         "config": to_toml(prob.config) if prob.config else "",
         "stepper": json.dumps(sol.stepper),
         "rules": json.dumps([r.describe() if hasattr(r, "describe") else type(r).__name__ for r in system.rules]),
@@ -323,6 +326,10 @@ def summary(ds) -> str:
     else:
         lines.append(f"  status: {ds.attrs.get('status', '?')}  stepper: {ds.attrs.get('stepper', '?')}")
         lines.append(f"  rules: {ds.attrs.get('rules', '?')}")
+        if ds.attrs.get("reduction"):
+            lines.append(f"  reduction: {ds.attrs['reduction']} (SPEC §7): d = {ds.attrs.get('reduced_d', '?')}, "
+                         f"k = {ds.attrs.get('reduced_k', '?')}, ζ rule of {ds.attrs.get('zeta_size', '?')} nodes; "
+                         f"w_1 columns are (a_1..a_k, β), data columns (z_1..z_k, r)")
         if "loss_train" in ds.data_vars:
             lines.append(estimate_line(ds))
     lines.append("  dims: " + ", ".join(f"{k}={v}" for k, v in ds.sizes.items()))

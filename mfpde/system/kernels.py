@@ -11,11 +11,14 @@ out_bias, off_v, off_bout]`` then per hidden layer ``[Q, act, bias, off_W, off_b
 R, off_ρ]``: ``edge`` is the edge-map code of :mod:`mfpde.problem.edges` (0 = linear) and R the size of
 the initial-weight rule whose weights ρ sit at ``omega[off_ρ:off_ρ + R]`` (``docs/edges.md``);
 a layer with a nonlinear edge or R > 1 takes the elementwise passes :func:`_edge_forward` and
-:func:`_edge_back` instead of the BLAS products.
+:func:`_edge_back` instead of the BLAS products.  Layer 1's edge field ``RED_EDGE`` marks SPEC §7's
+reduced first layer: its R is then the size J of the ζ rule, whose weights ρ_j sit at
+``omega[off_ρ:off_ρ + J]`` and nodes ζ_j right after (:func:`_red_forward_rows`).
 Work buffer per hidden layer: H, A = φ(H), P = φ'(H), S = A·ω, G (δ), each [M, Q] (none for
 the fused one-hidden-layer path); then H_out, G_out, Ŷ, each [M, K]; then a scratch region
 (transposes, per-thread accumulators and row buffers, :func:`work_size`).  After
-``backward_drift`` the buffers H, P are overwritten.
+``backward_drift`` the buffers H, P are overwritten.  A reduced first layer keeps
+A = Σ_j ρ_j φ(h), P = Σ_j ρ_j φ'(h) and, in its H, Σ_j ρ_j ζ_j φ'(h).
 
 Compile-time variants.  ``sysargs`` (:class:`mfpde.system.system.SysArgs`: lay, omega, X, Y,
 rho, sched, sched_flat, lossp, work, fns, variant) is the one tuple every stepper passes
@@ -196,11 +199,12 @@ def _edge_back(P, Hd, A, W, rho, dW, G, code, drift, back):
 
 
 # ------------------------------------------------------------------ compile-time variants
-# The kernels specialize at compile time on ``SysArgs.variant`` = (par, edges, shallow, fuse0),
+# The kernels specialize at compile time on ``SysArgs.variant`` = (par, edges, shallow, fuse0, acts, red),
 # each ``None`` (off) or ``True`` (on): Numba compiles only the code a problem's variant reaches,
 # so a small problem with linear edges never compiles the parallel or general-edge passes and a
 # first solve compiles in seconds (issue 15).  The flags are chosen by :func:`variant`.
-PAR, EDGES, SHALLOW, FUSE0, ACTS = range(5)
+PAR, EDGES, SHALLOW, FUSE0, ACTS, RED = range(6)
+RED_EDGE = -1   # layer 1's edge field in ``lay``: the reduced first layer of SPEC §7 (see :func:`_red_forward_rows`)
 N_BUILTIN = 7   # activation codes 0..6 (mfpde.problem.activations); flag 7 = any user activation
 ROW_GROUP = 2048   # elements per call of the activation kernels (16 KB per array: L1-resident)
 FUSE_D = 16   # first layers with d ≤ FUSE_D compute X·w₁ᵀ in their elementwise pass (no GEMM, no H array)
@@ -217,7 +221,11 @@ def variant(lay, M: int, parallel: bool | None = None, fuse: bool | None = None)
     * fuse0: d ≤ FUSE_D: the first hidden layer's X·w₁ᵀ, bias, φ, φ' and its drift are fused;
     * acts: one flag per built-in activation code (and one for user activations): identity and
       tanh only when the model uses no other built-in, else all of them (two sets, so that few
-      variants exist; each built-in has its own vectorized block kernel).
+      variants exist; each built-in has its own vectorized block kernel);
+    * red: the first layer is SPEC §7's reduced layer (layer 1's edge field is ``RED_EDGE``):
+      its forward and drift are the row passes :func:`_red_forward` / :func:`_red_drift` (fused by
+      construction: fuse0 and shallow are off, ``fuse`` is ignored; an L = 1 reduced system takes
+      the deep path).
 
     ``parallel`` / ``fuse`` force the first and the last two flags (tests compare the variants).
     """
@@ -229,7 +237,9 @@ def variant(lay, M: int, parallel: bool | None = None, fuse: bool | None = None)
     else:
         par = 1 if parallel else None
     edges = any(int(lay[HEADER + PER * i + 6]) != 0 or int(lay[HEADER + PER * i + 7]) > 1 for i in range(1, L))
-    f = d <= FUSE_D if fuse is None else bool(fuse)
+    red = int(lay[HEADER + 6]) == RED_EDGE
+    # a reduced first layer has one fused row pass of its own: fuse0 (and so shallow) does not apply
+    f = (d <= FUSE_D if fuse is None else bool(fuse)) and not red
     shallow = L == 1 and f
     codes = {int(lay[HEADER + PER * i + 1]) for i in range(L)} | {int(lay[4])}
     # two activation sets: identity and tanh only (the common case: the default and most
@@ -238,7 +248,7 @@ def variant(lay, M: int, parallel: bool | None = None, fuse: bool | None = None)
     common = builtin <= {act.IDENTITY, act.TANH}
     acts = tuple(True if (c in (act.IDENTITY, act.TANH) or not common) else None for c in range(N_BUILTIN)) + \
         (True if any(c >= N_BUILTIN for c in codes) else None,)
-    return (par,) + tuple(True if x else None for x in (edges, shallow, f)) + (acts,)
+    return (par,) + tuple(True if x else None for x in (edges, shallow, f)) + (acts, True if red else None)
 
 
 # the project's Numba flags (mfpde._jit.njit) for overload implementations
@@ -318,14 +328,31 @@ def work_size(lay, M: int, var: tuple, threads: int) -> int:
     K = int(lay[2])
     Q0 = int(lay[HEADER])
     blocks = 0 if var[SHALLOW] else sum(5 * M * int(lay[HEADER + PER * i]) for i in range(L))
-    return blocks + 3 * M * K + 2 * K + _extra_size(Q0, d, K, threads)
+    return blocks + 3 * M * K + 2 * K + _extra_size(Q0, d, K, threads, _red_scratch.py_func(lay))
 
 
 @njit(inline="always")
-def _extra_size(Q0, d, K, T):
+def _extra_size(Q0, d, K, T, rs):
     # transposes w₁ᵀ [d, Q0], (ω v)ᵀ and vᵀ [K, Q0]; per thread: accumulators [d + 1 + K, Q0],
-    # row buffers h, a, p [3, Q0], φ'_out and ∂loss scratch [2, K]
-    return Q0 * (d + 2 * K) + T * _chunk_size(Q0, d, K)
+    # row buffers h, a, p [3, Q0], φ'_out and ∂loss scratch [2, K], and rs more for a reduced
+    # first layer (:func:`_red_scratch`)
+    return Q0 * (d + 2 * K) + T * (_chunk_size(Q0, d, K) + rs)
+
+
+@njit(inline="always")
+def _red_group(Q, J):
+    """ζ nodes per call of the activation kernel in the reduced first layer (≈ ROW_GROUP elements)."""
+    return min(J, max(1, ROW_GROUP // Q))
+
+
+@njit(inline="always")
+def _red_scratch(lay):
+    """Per-thread scratch of the reduced first layer's forward rows (0 if not reduced): the row's
+    base Σ a z + b and β r [2, Q1], and h, φ, φ' of a group of ζ nodes [3, G·Q1]."""
+    if lay[HEADER + 6] != RED_EDGE:
+        return 0
+    Q = lay[HEADER]
+    return (3 * _red_group(Q, lay[HEADER + 7]) + 2) * Q
 
 
 @njit(inline="always")
@@ -671,6 +698,152 @@ def _first_drift_parallel(G, P, X, accs):
 _first_drift_par_sw = _static_switch(_first_drift_parallel)
 
 
+# ------------------------------------------------------------------ reduced first layer (SPEC §7)
+# Data columns (z_1..z_k, r), w₁ columns (a_1..a_k, β), ζ rule (ζ_j, ρ_j) at
+# omega[off_ρ:off_ρ + J] (ρ) and omega[off_ρ + J:off_ρ + 2J] (ζ), J = layer 1's R field:
+#     h(m, q, j) = Σ_c a_qc z_mc + b_q + β_q r_m ζ_j,
+#     A = Σ_j ρ_j φ(h),  P = Σ_j ρ_j φ'(h),  H ← Pζ = Σ_j ρ_j ζ_j φ'(h)   (H of layer 1 is free),
+# so every later layer reads A (and S = A·ω) as it reads φ(h_1) of a plain layer.  M·Q·J
+# activations per pass, never an [M, Q, J] array.
+@njit
+def _red_forward_rows(r0, r1, X, wT, H, A, P, S, b, w, zeta, zrho, code, fns, acts, scr):
+    """Rows r0..r1−1 of the reduced first layer's forward pass (see above), with the per-thread
+    scratch ``scr`` (:func:`_red_scratch`): base Σ_c a z + b and β r per row, then groups of ζ
+    nodes through the activation kernel (≈ ROW_GROUP elements per call)."""
+    d, Q = wT.shape
+    k = d - 1
+    J = zeta.shape[0]
+    G = _red_group(Q, J)
+    base = scr[:Q]
+    brz = scr[Q:2 * Q]
+    hb = scr[2 * Q:(2 + G) * Q]
+    ab = scr[(2 + G) * Q:(2 + 2 * G) * Q]
+    pb = scr[(2 + 2 * G) * Q:(2 + 3 * G) * Q]
+    f = _unpack_fns(fns)
+    for m in range(r0, r1):
+        # the same arithmetic as _activate_first_rows on the k columns z (J = 1, ζ = 0 gives its h)
+        if b.shape[0] > 0:
+            for q in range(Q):
+                base[q] = b[q]
+        else:
+            for q in range(Q):
+                base[q] = 0.0
+        for c in range(k):
+            x = X[m, c]
+            wc = wT[c]
+            for q in range(Q):
+                base[q] += x * wc[q]
+        r = X[m, k]
+        wb = wT[k]
+        for q in range(Q):
+            brz[q] = r * wb[q]
+        am = A[m]
+        pm = P[m]
+        zm = H[m]
+        for q in range(Q):
+            am[q] = 0.0
+            pm[q] = 0.0
+            zm[q] = 0.0
+        for j0 in range(0, J, G):
+            nj = min(G, J - j0)
+            for jj in range(nj):
+                zj = zeta[j0 + jj]
+                o = jj * Q
+                for q in range(Q):
+                    hb[o + q] = base[q] + brz[q] * zj
+            pair_block(acts, code, hb[:nj * Q], ab[:nj * Q], pb[:nj * Q], f)
+            for jj in range(nj):
+                rj = zrho[j0 + jj]
+                rz = rj * zeta[j0 + jj]
+                o = jj * Q
+                for q in range(Q):
+                    am[q] += rj * ab[o + q]
+                    pm[q] += rj * pb[o + q]
+                    zm[q] += rz * pb[o + q]
+        s = S[m]
+        for q in range(Q):
+            s[q] = am[q] * w[q]
+
+
+@njit(parallel=True)
+def _red_forward_parallel(n, X, wT, H, A, P, S, b, w, zeta, zrho, code, fns, acts, ex, cs):
+    M = H.shape[0]
+    f = _pack_fns(fns)
+    for c in prange(n):
+        _red_forward_rows(c * M // n, (c + 1) * M // n, X, wT, H, A, P, S, b, w, zeta, zrho, code, f, acts,
+                          ex[c * cs:(c + 1) * cs])
+
+
+_red_forward_par_sw = _static_switch(_red_forward_parallel)
+
+
+@njit
+def _red_forward(par, T, X, wT, H, A, P, S, b, w, zeta, zrho, code, fns, acts, ex, cs):
+    """The reduced first layer's forward pass; rows in T chunks (one scratch each) when large."""
+    M = H.shape[0]
+    if par is not None and H.size * zeta.shape[0] >= _par_min(par) and min(T, M) > 1:
+        _red_forward_par_sw(par, min(T, M), X, wT, H, A, P, S, b, w, zeta, zrho, code, fns, acts, ex, cs)
+    else:
+        _red_forward_rows(0, M, X, wT, H, A, P, S, b, w, zeta, zrho, code, fns, acts, ex[:cs])
+
+
+@njit
+def _red_drift_rows(r0, r1, G, P, Pz, X, acc):
+    """Rows r0..r1−1 of the reduced first-layer drift: δ = G·P, δζ = G·Pζ (in place of G, Pζ);
+    acc[c] += δ z_c (c < k), acc[k] += δζ r, acc[k + 1] += δ (the arithmetic of
+    :func:`_first_drift_rows` on the z columns)."""
+    Q = G.shape[1]
+    d = X.shape[1]
+    k = d - 1
+    for m in range(r0, r1):
+        g = G[m]
+        p = P[m]
+        pz = Pz[m]
+        for q in range(Q):
+            pz[q] = g[q] * pz[q]
+            g[q] = g[q] * p[q]
+        for c in range(k):
+            x = X[m, c]
+            ac = acc[c]
+            for q in range(Q):
+                ac[q] += g[q] * x
+        r = X[m, k]
+        ak = acc[k]
+        for q in range(Q):
+            ak[q] += pz[q] * r
+        ab = acc[d]
+        for q in range(Q):
+            ab[q] += g[q]
+
+
+@njit(parallel=True)
+def _red_drift_parallel(G, P, Pz, X, accs):
+    M = G.shape[0]
+    n = accs.shape[0]
+    for c in prange(n):
+        accs[c, :, :] = 0.0
+        _red_drift_rows(c * M // n, (c + 1) * M // n, G, P, Pz, X, accs[c])
+    for c in range(1, n):
+        accs[0] += accs[c]
+
+
+_red_drift_par_sw = _static_switch(_red_drift_parallel)
+
+
+@njit
+def _red_drift(par, G, P, Pz, X, accs):
+    """The reduced first layer's drift sums into accs[0] [d + 1, Q] (accs.shape[0] chunks)."""
+    if par is not None and accs.shape[0] > 1:
+        _red_drift_par_sw(par, G, P, Pz, X, accs)
+    else:
+        accs[0, :, :] = 0.0
+        _red_drift_rows(0, G.shape[0], G, P, Pz, X, accs[0])
+
+
+_red_forward_sw = _static_switch(_red_forward)
+_red_drift_sw = _static_switch(_red_drift)
+
+
 @njit
 def _colsum(P, out):
     M, Q = P.shape
@@ -689,7 +862,7 @@ def _threads(work, lay, M, shallow):
     K = lay[2]
     Q0 = lay[HEADER]
     n = work.shape[0] - (_blocks_size(lay, M, shallow) + 3 * M * K + 2 * K) - Q0 * (d + 2 * K)
-    return max(1, n // _chunk_size(Q0, d, K))
+    return max(1, n // (_chunk_size(Q0, d, K) + _red_scratch(lay)))
 
 
 @njit(inline="always")
@@ -721,7 +894,18 @@ def forward(y, args):
         S = _buf(work, off + 3 * M * Q, M, Q)
         b = y[ob:ob + Q] if hasb else y[0:0]
         w = omega[oo:oo + Q]
-        if i == 0 and var[FUSE0] is not None:
+        if i == 0 and var[RED] is not None:
+            W = y[oW:oW + Q * d].reshape((Q, d))
+            ex = _extra(work, lay, M, False)
+            wT = ex[:d * Q].reshape((d, Q))
+            for q in range(Q):
+                for j in range(d):
+                    wT[j, q] = W[q, j]
+            ecode, J, orho = _edge(lay, 0)
+            _red_forward_sw(var[RED], var[PAR], T, X, wT, H, A, P, S, b, w, omega[orho + J:orho + 2 * J],
+                            omega[orho:orho + J], code, fns, var[ACTS], ex[d * Q:],
+                            _chunk_size(Q, d, K) + _red_scratch(lay))
+        elif i == 0 and var[FUSE0] is not None:
             W = y[oW:oW + Q * d].reshape((Q, d))
             wT = _extra(work, lay, M, False)[:d * Q].reshape((d, Q))
             for q in range(Q):
@@ -845,6 +1029,8 @@ def backward_drift(t, y, dy, args):
         xib = schedule_at(sched, sched_flat, L + 1 + i, t) if hasb else 0.0
         general = _general_edge(lay, i)
         ecode, R, orho = _edge(lay, i)
+        if i == 0:
+            R = 1   # layer 1's R field is the ζ rule's size when reduced (w₁ is [Q, d] always)
         dW = dy[oW:oW + R * Qp * Q].reshape((R * Qp, Q))
         if i < lowest:
             dW[:, :] = 0.0
@@ -856,12 +1042,15 @@ def backward_drift(t, y, dy, args):
         H = _buf(work, oi, M, Q)
         P = _buf(work, oi + 2 * M * Q, M, Q)
         G = _buf(work, oi + 4 * M * Q, M, Q)
-        if i == 0 and var[FUSE0] is not None:
+        if i == 0 and (var[FUSE0] is not None or var[RED] is not None):
             # fused first-layer drift: δ = G·φ', Σ_m δ x_m and Σ_m δ accumulated per thread
+            # (reduced: δ = G·Σρφ', δζ = G·Σρζφ' from P and H, see _red_drift_rows)
             T0 = min(T, M) if var[PAR] is not None and G.size >= _par_min(var[PAR]) else 1
             ex = _extra(work, lay, M, False)
             accs = ex[d * Q:d * Q + T0 * (d + 1) * Q].reshape((T0, d + 1, Q))
-            if var[PAR] is not None and T0 > 1:
+            if var[RED] is not None:
+                _red_drift_sw(var[RED], var[PAR], G, P, H, X, accs)
+            elif var[PAR] is not None and T0 > 1:
                 _first_drift_par_sw(var[PAR], G, P, X, accs)
             else:
                 accs[0, :, :] = 0.0

@@ -2,7 +2,9 @@
 
 Order: ``w_1`` [Q1, d], ``b_1`` [Q1] (if biased), ``W_2`` [Q1, Q2], ``b_2``, …, ``W_L``,
 ``b_L``, ``v`` [QL, K], ``b_out`` [K] (if biased).  Names match SPEC §2 (``w_1``, ``W_l``,
-``v``, ``b_l``, ``b_out`` = b_{L+1}).  A middle weight with an extra initial-weight index
+``v``, ``b_l``, ``b_out`` = b_{L+1}).  A reduced first layer (SPEC §7, ``reduced=True``) has
+``w_1`` [Q1, k + 1] with dims (``node_1``, ``reduced_input``): columns (a_1 … a_k, β), not the
+d-dimensional input of the probes (``input_dim``).  A middle weight with an extra initial-weight index
 (nonlinear edges, ``docs/edges.md``) is ``W_l`` [R_l, Q_{l−1}, Q_l] with dims
 (``omega_l``, ``node_{l−1}``, ``node_l``).  Imports numpy and mfpde.system.kernels constants only.
 """
@@ -26,7 +28,10 @@ class Layout:
     entries: tuple[tuple[str, int, tuple[int, ...], tuple[str, ...]], ...]  # name, offset, shape, dims
 
     @classmethod
-    def build(cls, input_dim: int, outputs: int, sizes, biases, output_bias: bool, omega_sizes=None) -> "Layout":
+    def build(cls, input_dim: int, outputs: int, sizes, biases, output_bias: bool, omega_sizes=None,
+              reduced: bool = False) -> "Layout":
+        """The layout of a network; ``reduced``: layer 1 is SPEC §7's reduced layer (w_1's second dim
+        is then named ``reduced_input``)."""
         entries = []
         L = len(sizes)
         omega_sizes = (1,) * L if omega_sizes is None else tuple(int(r) for r in omega_sizes)
@@ -40,7 +45,7 @@ class Layout:
         for l in range(1, L + 1):
             Q = sizes[l - 1]
             if l == 1:
-                add("w_1", (Q, input_dim), ("node_1", "input_dim"))
+                add("w_1", (Q, input_dim), ("node_1", "reduced_input" if reduced else "input_dim"))
             elif omega_sizes[l - 1] > 1:
                 add(f"W_{l}", (omega_sizes[l - 1], sizes[l - 2], Q), (f"omega_{l}", f"node_{l - 1}", f"node_{l}"))
             else:

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
+from mfpde.errors import ConfigError
 from mfpde.problem import activations
 
 from mfpde.system import kernels
@@ -40,7 +41,7 @@ class SysArgs(NamedTuple):
     lossp: np.ndarray        # [loss code, loss parameter]
     work: np.ndarray         # RHS work buffer (kernels.work_size)
     fns: tuple               # user activation functions (activations.user_functions)
-    variant: tuple           # compile-time variant (kernels.variant): (par, edges, shallow, fuse0, acts)
+    variant: tuple           # compile-time variant (kernels.variant): (par, edges, shallow, fuse0, acts, red)
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -54,7 +55,11 @@ class System:
 
     def __init__(self, problem: Problem, *, parallel: bool | None = None, fuse: bool | None = None):
         """``parallel`` / ``fuse`` force the kernels' compile-time variant (default: chosen from the
-        problem's size, :func:`mfpde.system.kernels.variant`); results agree to rounding."""
+        problem's size, :func:`mfpde.system.kernels.variant`); results agree to rounding.
+
+        A problem with ``problem.reduction`` (SPEC §7, :class:`mfpde.problem.model.Reduction`) gets the
+        reduced first layer: data columns (z, r), w_1 columns (a, β), and the ζ rule summed inside φ̄_1
+        (``fuse`` does not apply to it; ``rhs_reference`` transcribes it too)."""
         self.problem = problem
         m = problem.model
         emb = problem.embedding
@@ -66,13 +71,21 @@ class System:
         self.edge_nodes = [np.zeros(1) if r is None else np.asarray(r.nodes, dtype=float)[:, 0] for r in er]
         self.edge_weights = [np.ones(1) if r is None else np.asarray(r.weights, dtype=float) for r in er]
         self.layout = Layout.build(m.input_dim, m.outputs, [len(w) for w in self.weights], m.biases, m.output_bias,
-                                   [1] + [len(w) for w in self.edge_weights])
+                                   [1] + [len(w) for w in self.edge_weights], reduced=problem.reduction is not None)
         self.act_codes = [activations.get(a).code for a in m.activations]
         self.out_code = activations.get(m.output_activation).code
         self.loss = m.loss_spec
         self.edge_codes = [0] + [edge_maps.code(e) for e in m.edges]
         self.lay = self.layout.lay_array(self.act_codes, self.out_code, self.loss.code, self.edge_codes)
         self.omega = np.ascontiguousarray(np.concatenate(self.weights + [np.ones(1)] + self.edge_weights))
+        # SPEC §7 reduced first layer: layer 1's edge field = kernels.RED_EDGE, its R field = J and
+        # its off_ρ field point at the ζ rule, appended to ω as ρ_1..ρ_J then ζ_1..ζ_J
+        self.reduction = problem.reduction
+        if self.reduction is not None:
+            self.zeta_nodes, self.zeta_weights = _zeta_rule(self.reduction, problem)
+            J = self.zeta_nodes.shape[0]
+            self.lay[kernels.HEADER + 6:kernels.HEADER + 9] = (kernels.RED_EDGE, J, self.omega.shape[0])
+            self.omega = np.ascontiguousarray(np.concatenate([self.omega, self.zeta_weights, self.zeta_nodes]))
         self.sched, self.sched_flat = schedules.pack(list(problem.schedules.weights) + list(problem.schedules.biases))
         self.lossp = np.array([float(self.loss.code), self.loss.param])
         self.y0 = self.initial_state()
@@ -185,6 +198,21 @@ class System:
         return out
 
 
+def _zeta_rule(red, problem: Problem) -> tuple[np.ndarray, np.ndarray]:
+    """(ζ_j [J], ρ_j [J]) of a reduction, checked: a 1-D rule on [−1, 1]; data radii r ≥ 0."""
+    nodes = np.asarray(red.zeta.nodes, dtype=float)
+    weights = np.asarray(red.zeta.weights, dtype=float)
+    if nodes.ndim != 2 or nodes.shape[1] != 1 or weights.shape != (nodes.shape[0],) or nodes.shape[0] < 1:
+        raise ConfigError("iid.reduction", f"the ζ rule must be one-dimensional, got nodes of shape {list(nodes.shape)}")
+    if not (np.all(np.isfinite(nodes)) and np.all(np.abs(nodes) <= 1.0) and np.all(np.isfinite(weights))):
+        raise ConfigError("iid.reduction", "the ζ rule's nodes must lie in [-1, 1] and its weights be finite")
+    k = red.k
+    for ds, key in ((problem.train, "data.train"), (problem.test, "data.test")):
+        if ds is not None and np.any(np.asarray(ds.X)[:, k] < 0):
+            raise ConfigError(key, f"a reduced problem's input column {k} is the radius r = |P⊥x|; got a negative value")
+    return np.ascontiguousarray(nodes[:, 0]), np.ascontiguousarray(weights)
+
+
 def _edge_terms(system: System, V: dict, l: int, a_prev: np.ndarray):
     """(W [R, Q_{l−1}, Q_l], ρ [R], σ, ∂_W σ, ∂_a σ each [M, R, Q_{l−1}, Q_l]) of middle layer l."""
     W = V[f"W_{l}"]
@@ -195,12 +223,24 @@ def _edge_terms(system: System, V: dict, l: int, a_prev: np.ndarray):
 
 
 def reference_forward(system: System, y: np.ndarray, X: np.ndarray):
-    """Numpy forward pass: lists of pre-activations H_l and activations, and H_out."""
+    """Numpy forward pass: lists of pre-activations H_l and activations, and H_out (a reduced first
+    layer: H_1 = h_1 [M, Q1, J] at every ζ node and A_1 = Σ_j ρ_j φ_1(h_1), SPEC §7)."""
     m = system.problem.model
     V = system.views(y)
     Hs, As = [], []
     a_prev = None
     for l in range(1, m.L + 1):
+        if l == 1 and system.reduction is not None:
+            # SPEC §7: h_1(x, i, j) = ⟨a_i, z⟩ + β_i r ζ_j + b_1,i [M, Q1, J]; φ̄_1 = Σ_j ρ_j φ_1(h_1)
+            k = system.reduction.k
+            w1 = V["w_1"]
+            h = (X[:, :k] @ w1[:, :k].T)[:, :, None] + (X[:, k:] * w1[:, k])[:, :, None] * system.zeta_nodes
+            if m.biases[0]:
+                h = h + V["b_1"][None, :, None]
+            a_prev = activations.get(m.activations[0]).pair(h)[0] @ system.zeta_weights
+            Hs.append(h)
+            As.append(a_prev)
+            continue
         if l == 1:
             h = X @ V["w_1"].T
         elif m.edges[l - 2] != "linear" or V[f"W_{l}"].ndim == 3:
@@ -247,10 +287,29 @@ def reference_drift(system: System, t: float, y: np.ndarray, X, Y, rho) -> np.nd
     dy["v"] = -sw[L](t) * (As[L - 1].T @ (rho[:, None] * d_out))  # −ξ E_Z[δ_{L+1} φ_L(h_L)]
     if m.output_bias:
         dy["b_out"] = -sb[L](t) * (rho @ d_out)
-    delta_l = (d_out @ V["v"].T) * activations.get(m.activations[L - 1]).pair(Hs[L - 1])[1]   # δ_L
+    red = system.reduction
+
+    def times_dphi(l, back):
+        # δ_l = back · φ'_l(h_l); a reduced first layer keeps G = back (its φ' carries ζ, below)
+        if l == 1 and red is not None:
+            return back
+        return back * activations.get(m.activations[l - 1]).pair(Hs[l - 1])[1]
+
+    delta_l = times_dphi(L, d_out @ V["v"].T)   # δ_L
     for l in range(L, 0, -1):
         general = l > 1 and (m.edges[l - 2] != "linear" or V[f"W_{l}"].ndim == 3)
-        if l == 1:
+        if l == 1 and red is not None:
+            # SPEC §7: δ_1(x, i, j) = G φ_1'(h_1(x, i, j)); ȧ = −ξ_1 E[δ_1 z], β̇ = −ξ_1 E[δ_1 r ζ]
+            k = red.k
+            d1 = delta_l[:, :, None] * activations.get(m.activations[0]).pair(Hs[0])[1]   # [M, Q1, J]
+            dbar = d1 @ system.zeta_weights                                              # E_ζ δ_1
+            dzeta = d1 @ (system.zeta_weights * system.zeta_nodes)                       # E_ζ δ_1 ζ
+            dw = np.empty_like(V["w_1"])
+            dw[:, :k] = -sw[0](t) * ((rho[:, None] * dbar).T @ X[:, :k])
+            dw[:, k] = -sw[0](t) * ((rho * X[:, k]) @ dzeta)
+            dy["w_1"] = dw
+            delta_l = dbar   # the bias drift below: −ξ^b_1 E[δ_1]
+        elif l == 1:
             dy["w_1"] = -sw[0](t) * ((rho[:, None] * delta_l).T @ X)
         elif general:
             # ∂_t W_l(ω, c, c') = −ξ_l E_Z[δ_l(Z, c') ∂_W σ_l(W_l(ω, c, c'), φ(h_{l−1}(X, c)))]
@@ -263,7 +322,7 @@ def reference_drift(system: System, t: float, y: np.ndarray, X, Y, rho) -> np.nd
             dy[f"b_{l}"] = -sb[l - 1](t) * (rho @ delta_l)
         if general:   # δ_{l−1} = E_ω E_{C_l}[δ_l ∂_a σ_l(W_l(ω, c_{l−1}, C_l), φ_{l−1})] φ'_{l−1}
             back = np.einsum("r,k,mk,mrqk->mq", rw, system.weights[l - 1], delta_l, dsa)
-            delta_l = back * activations.get(m.activations[l - 2]).pair(Hs[l - 2])[1]
+            delta_l = times_dphi(l - 1, back)
         elif l > 1:   # δ_{l−1} = E_{C_l}[δ_l W_l(c_{l−1}, C_l)] φ'_{l−1}
-            delta_l = ((delta_l * system.weights[l - 1]) @ V[f"W_{l}"].T) * activations.get(m.activations[l - 2]).pair(Hs[l - 2])[1]
+            delta_l = times_dphi(l - 1, (delta_l * system.weights[l - 1]) @ V[f"W_{l}"].T)
     return system.layout.pack(dy)
