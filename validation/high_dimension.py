@@ -8,18 +8,16 @@ y = tanh(2 x_1), x ~ N(0, I_d), two tanh hidden layers, w_1 ~ N(0, I/d) i.i.d., 
 i.i.d., v ~ N(0, 1)) at d = 10, 100, 1000.  The limit is the reduced system (SPEC §7: the first
 layer indexed by (a⁰, β⁰), the data by (z, r), ζ per pair), stepped by **Euler with Δt = ε**:
 online SGD is Euler on noisy gradients, so the O(ε) time error cancels between the two (the
-RK4 limit is solved too and sup_t |L_euler − L_rk4| reported).  The networks are real
-The limit's z rule is Gauss–Hermite with 48 nodes instead of the preset's 16: tanh(2z) has
+RK4 limit is solved too and sup_t |L_euler − L_rk4| reported).  The limit's z rule is Gauss–Hermite with 48 nodes instead of the preset's 16: tanh(2z) has
 poles at z = ±iπ/4, so Gauss–Hermite converges slowly — the preset's rule leaves the limit's
 loss off by 0.0105 at t = 0 (½E tanh²(2z) = 0.31763; 48 nodes: 2e−4) and its ŷ by 0.012
-(sup-time RMS against 64 nodes; 48 nodes: 1.6e−4), a floor as large as the width-512 error at
-d = 10.  The networks do not use the rule (they train on samples of the law).  The
+(sup-time RMS against 64 nodes; 48 nodes: 1.6e−4), a floor 0.4 × the width-512 error at d = 10.  The networks do not use the rule (they train on samples of the law).  The
 d-dimensional networks (``Config.finite_problem``, the unreduced twin), trained by online SGD
 (fresh batch of B = 256 points of the law every step, ε = solver.dt = 0.05) at widths
 64 … 512, 10 seeds each; compared with ``mfpde.analysis.compare``.  Widths 64 … 512 rather
 than 128 … 1024: the replica spread, not the width, limits the rate's accuracy (a run's
-sup-time error is dominated by one random mode, the shift of its escape from the initial
-plateau, so its relative spread is ≈ 0.5), and at a fixed budget the smaller widths allow
+sup-time error has a relative spread of 0.4–0.6 across seeds, presumably because one random
+mode dominates it: the shift of the run's escape from the initial plateau), and at a fixed budget the smaller widths allow
 2.5× the replicas; the online noise also stays further below the width error.
 
 The rate is fitted to the **sup-time RMS error of ŷ on the probes** (x = (s, 0, …, 0)), not to
