@@ -442,7 +442,8 @@ def from_dict(raw: Mapping, source: str = "<dict>", base_dir: str | Path | None 
         from mfpde.problem.iid import make_iid
 
         checks.table(raw["iid"], "iid")
-        red_plan = red_mod.plan(raw, model.input_dim)
+        reasons: list[str] = []
+        red_plan = red_mod.plan(raw, model.input_dim, reasons)
         if red_plan is not None:   # SPEC §7: the first layer on (a⁰, β⁰), the data on (z, r), ζ per pair
             raw = red_mod.resolved(raw, red_plan)
             d_true = model.input_dim
@@ -451,7 +452,13 @@ def from_dict(raw: Mapping, source: str = "<dict>", base_dir: str | Path | None 
             emb, note_list = make_iid(checks.table(raw["iid"], "iid"), model, d=d_true,
                                       coord_rules={red_plan.k: red_mod.radius_coordinate(red_plan)})
         else:
-            emb, note_list = make_iid(checks.table(raw["iid"], "iid"), model)
+            try:
+                emb, note_list = make_iid(checks.table(raw["iid"], "iid"), model)
+            except ConfigError as exc:   # e.g. a tensor rule on R^1000: say why the reduction did not apply
+                if reasons and model.input_dim >= 3:
+                    raise ConfigError(exc.key, f"{str(exc).split(': ', 1)[-1]} (the isotropic-Gaussian reduction of "
+                                      f"SPEC §7, which needs no rule on R^d, does not apply: {reasons[0]})") from None
+                raise
         notes = tuple(note_list)
         sizes = [r.size for r in emb.rules]
     else:

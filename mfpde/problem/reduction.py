@@ -52,10 +52,12 @@ class Plan:
         return self.d - self.k
 
 
-def _fail(forced: bool, key: str, why: str):
+def _fail(forced: bool, key: str, why: str, reasons: list | None = None):
     if forced:
         raise ConfigError(key, f"breaks the isotropic-Gaussian reduction (SPEC §7): {why}; "
                                f"set iid.reduction = \"none\" to solve on R^d")
+    if reasons is not None:
+        reasons.append(f"{key}: {why}")
     return None
 
 
@@ -107,7 +109,7 @@ def _radius_table(spec: Any, key: str, default_size: int) -> dict:
     return {"kind": "chi", "size": checks.get(spec, "size", key, checks.integer, default_size, lo=1, hi=64)}
 
 
-def plan(raw: Mapping, d: int) -> Plan | None:
+def plan(raw: Mapping, d: int, reasons: list | None = None) -> Plan | None:
     """The reduction of a configuration with ``[iid]`` and model.input_dim = ``d``, or None.
 
     ``auto`` returns None quietly when the symmetry does not hold; ``isotropic_gaussian`` raises
@@ -116,6 +118,7 @@ def plan(raw: Mapping, d: int) -> Plan | None:
     no symmetry) with a k-index target; 1-D per-coordinate rules for z and for the layer-1 index;
     a test table that is a teacher law on the same d (reduced alike), or any finite set (its
     points are reduced exactly: the limit's output depends on x only through (Ux, |P⊥x|)).
+    ``reasons`` (a list) collects why ``auto`` did not apply ("key: why").
     """
     iid = raw.get("iid")
     if not isinstance(iid, Mapping):
@@ -124,33 +127,36 @@ def plan(raw: Mapping, d: int) -> Plan | None:
     if mode == "none":
         return None
     forced = mode == KIND
+
+    def _fail_r(key, why):
+        return _fail(forced, key, why, reasons)
     w1 = iid.get("w_1")
     if isinstance(w1, Mapping) and (w1.get("law", "normal") != "normal" or w1.get("mean", 0.0) != 0.0):
-        return _fail(forced, "iid.w_1", "the first-layer law must be normal with mean 0 (isotropic)")
+        return _fail_r("iid.w_1", "the first-layer law must be normal with mean 0 (isotropic)")
     if checks.is_number(w1):
-        return _fail(forced, "iid.w_1", "a constant first-layer weight is not an isotropic Gaussian law")
+        return _fail_r("iid.w_1", "a constant first-layer weight is not an isotropic Gaussian law")
     data = raw.get("data", {})
     train = data.get("train") if isinstance(data, Mapping) else None
     if not isinstance(train, Mapping) or train.get("kind") != "teacher":
-        return _fail(forced, "data.train.kind", "the training data must be a teacher law x ~ N(0, s² I_d), y = f*(Ux) "
+        return _fail_r("data.train.kind", "the training data must be a teacher law x ~ N(0, s² I_d), y = f*(Ux) "
                                                 "(a finite data set or a class mixture has no such symmetry)")
     if "rule" not in train:
-        return _fail(forced, "data.train.sample", "a finite sample of the law is not rotation invariant; integrate the "
+        return _fail_r("data.train.sample", "a finite sample of the law is not rotation invariant; integrate the "
                                                   "law by a rule (data.train.rule)")
     k, U, why = _teacher_index(train, d, "data.train")
     if why:
-        return _fail(forced, "data.train.teacher", why)
+        return _fail_r("data.train.teacher", why)
     if d - k < (1 if forced else 2):
-        return _fail(forced, "data.train.teacher", f"the target has k = {k} index directions in d = {d}: "
+        return _fail_r("data.train.teacher", f"the target has k = {k} index directions in d = {d}: "
                                                    f"nothing is left to reduce (d − k = {d - k})")
     why = _one_dim_rule(train, "data.train")
     if why:
-        return _fail(forced, "data.train.rule", why)
+        return _fail_r("data.train.rule", why)
     rules = iid.get("rules", {}) if isinstance(iid.get("rules", {}), Mapping) else {}
     l1key = "iid.rules.layer_1" if "layer_1" in rules else "iid.rule"
     l1 = rules.get("layer_1", iid.get("rule", {"kind": "gaussian_trapezoid", "size": 32}))
     if not isinstance(l1, Mapping) or l1.get("kind", "gaussian_trapezoid") not in PER_COORDINATE:
-        return _fail(forced, l1key, "the layer-1 index rule must be a per-coordinate rule "
+        return _fail_r(l1key, "the layer-1 index rule must be a per-coordinate rule "
                                     f"({' or '.join(PER_COORDINATE)}) for the reduced index (a⁰, β⁰)")
     test = data.get("test") if isinstance(data, Mapping) else None
     parts = {"train": train}
@@ -158,14 +164,14 @@ def plan(raw: Mapping, d: int) -> Plan | None:
         kt, Ut, why = _teacher_index(test, d, "data.test")
         same = kt == k and ((U is None and Ut is None) or (U is not None and Ut is not None and np.allclose(U, Ut)))
         if why or not same:
-            return _fail(forced, "data.test.teacher", why or "the test law's target must have the training target's "
+            return _fail_r("data.test.teacher", why or "the test law's target must have the training target's "
                                                              "index directions (or use a test sample)")
         why = _one_dim_rule(test, "data.test")
         if why:
-            return _fail(forced, "data.test.rule", why)
+            return _fail_r("data.test.rule", why)
         parts["test"] = test
     elif isinstance(test, Mapping) and test.get("kind") == "gaussian_classes" and "rule" in test:
-        return _fail(forced, "data.test", "a gaussian_classes test law integrated by a rule has no reduced form here "
+        return _fail_r("data.test", "a gaussian_classes test law integrated by a rule has no reduced form here "
                                           "(give it as a sample)")
     size = l1.get("size", 32)
     radius = _radius_table(iid.get("radius_rule"), "iid.radius_rule", RADIUS_DEFAULT)

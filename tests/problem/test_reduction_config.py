@@ -165,3 +165,13 @@ def test_the_finite_twin_is_d_dimensional():
     W = net.embedding.w_1.node_values(net.embedding.rules[0].nodes, 50, "init.w_1")
     # the first-layer weights are N(0, I/d) in R^50: E|w|² = 1 within sampling error (4000·50 draws)
     assert abs(np.mean(np.sum(W ** 2, axis=1)) - 1.0) < 5 * np.sqrt(2.0 / 50 / 4000)
+
+
+def test_auto_says_why_it_did_not_apply_when_the_general_rule_fails():
+    raw = cfg(iid__w_1={"law": "uniform", "low": -0.1, "high": 0.1}, iid__radius_rule=None, iid__zeta_rule=None,
+              data__train__radius_rule=None)
+    with pytest.raises(ConfigError) as e:
+        C.from_dict(raw)
+    msg = str(e.value)
+    assert e.value.key == "iid.rule.size" and "6^51" in msg   # w_1 ∈ R^50 and v⁰ (L = 1)
+    assert "does not apply: iid.w_1" in msg and "\n" not in msg
