@@ -14,7 +14,7 @@ trapezoid of 24 nodes; Gauss–Hermite converges slowly on tanh(2z), whose poles
 the network errors.  The networks do not use the rule (they train on samples of the law).  The
 d-dimensional networks (``Config.finite_problem``, the unreduced twin), trained by online SGD
 (fresh batch of B = 256 points of the law every step, ε = solver.dt = 0.05) at widths
-64 … 512, 10 seeds each; compared with ``mfpde.analysis.compare``.  Widths 64 … 512 rather
+64 … 512, 20 seeds each (10 gave pooled rates 0.44 and 0.34 in two runs: replica noise; docs/high_dimension.md); compared with ``mfpde.analysis.compare``.  Widths 64 … 512 rather
 than 128 … 1024: the replica spread, not the width, limits the rate's accuracy (a run's
 sup-time error has a relative spread of 0.4–0.6 across seeds, presumably because one random
 mode dominates it: the shift of the run's escape from the initial plateau), and at a fixed budget the smaller widths allow
@@ -77,7 +77,7 @@ RESULTS = common.DEFAULT_OUT / "high_dimension.json"
 FIG_SGD = "high_dimension_sgd.png"
 FIG_SWEEP = "high_dimension.png"
 SIZES = {
-    "full": {"dims": [10, 100, 1000], "widths": [64, 128, 256, 512], "replicas": 10, "t_end": 10.0, "every": 0.5,
+    "full": {"dims": [10, 100, 1000], "widths": [64, 128, 256, 512], "replicas": 20, "t_end": 10.0, "every": 0.5,
              "batch": 256},
     "quick": {"dims": [10, 100], "widths": [64, 128, 256], "replicas": 4, "t_end": 4.0, "every": 0.5, "batch": 256},
 }
