@@ -543,6 +543,25 @@ def scalar_pair(acts, code, x, fns):
     return np.nan, np.nan
 
 
+@njit(inline="always")
+def _preact_row(h, b, x, wT, ncols):
+    """h = b + Σ_{j < ncols} x_j wT[j] (b empty: no bias): the first layer's pre-activation of one data
+    row x, for every node.  The one home of this loop for the fused passes (first layer, shallow,
+    reduced): the same arithmetic in each, so their results agree bit for bit where they coincide."""
+    Q = h.shape[0]
+    if b.shape[0] > 0:
+        for q in range(Q):
+            h[q] = b[q]
+    else:
+        for q in range(Q):
+            h[q] = 0.0
+    for j in range(ncols):
+        xj = x[j]
+        wj = wT[j]
+        for q in range(Q):
+            h[q] += xj * wj[q]
+
+
 @njit
 def _activate_rows(r0, r1, H, A, P, S, b, w, code, fns, acts):
     """Rows r0..r1−1: H += b (if given); A = φ(H), P = φ'(H), S = A·ω.  Rows go to the activation
@@ -580,18 +599,7 @@ def _activate_first_rows(r0, r1, X, wT, H, A, P, S, b, w, code, fns, acts):
     for m0 in range(r0, r1, g):
         m1 = min(m0 + g, r1)
         for m in range(m0, m1):
-            h = H[m]
-            if b.shape[0] > 0:
-                for q in range(Q):
-                    h[q] = b[q]
-            else:
-                for q in range(Q):
-                    h[q] = 0.0
-            for j in range(d):
-                x = X[m, j]
-                wj = wT[j]
-                for q in range(Q):
-                    h[q] += x * wj[q]
+            _preact_row(H[m], b, X[m], wT, d)
         pair_block(acts, code, hf[m0 * Q:m1 * Q], af[m0 * Q:m1 * Q], pf[m0 * Q:m1 * Q], _unpack_fns(fns))
         for m in range(m0, m1):
             a = A[m]
@@ -721,18 +729,8 @@ def _red_forward_rows(r0, r1, X, wT, H, A, P, S, b, w, zeta, zrho, code, fns, ac
     pb = scr[(2 + 2 * G) * Q:(2 + 3 * G) * Q]
     f = _unpack_fns(fns)
     for m in range(r0, r1):
-        # the same arithmetic as _activate_first_rows on the k columns z (J = 1, ζ = 0 gives its h)
-        if b.shape[0] > 0:
-            for q in range(Q):
-                base[q] = b[q]
-        else:
-            for q in range(Q):
-                base[q] = 0.0
-        for c in range(k):
-            x = X[m, c]
-            wc = wT[c]
-            for q in range(Q):
-                base[q] += x * wc[q]
+        # the arithmetic of _activate_first_rows on the k columns z (J = 1, ζ = 0 gives its h)
+        _preact_row(base, b, X[m], wT, k)
         r = X[m, k]
         wb = wT[k]
         for q in range(Q):
@@ -1149,18 +1147,9 @@ def _shallow_rows(r0, r1, y, lay, X, Y, rho, lossp, work, fns, ex, c, backward, 
     param = lossp[1]
     obo = lay[7]
     loss = 0.0
+    bias = y[ob:ob + Q] if hasb else y[0:0]
     for m in range(r0, r1):
-        if hasb:
-            for q in range(Q):
-                h[q] = y[ob + q]
-        else:
-            for q in range(Q):
-                h[q] = 0.0
-        for j in range(d):
-            x = X[m, j]
-            wj = wT[j]
-            for q in range(Q):
-                h[q] += x * wj[q]
+        _preact_row(h, bias, X[m], wT, d)
         if backward:
             pair_block(acts, code, h, a, p, fns)
         else:
