@@ -70,7 +70,7 @@ def _teacher_index(spec: Mapping, d: int, key: str):
     if kind == "single_index_tanh":
         if "direction" not in t:
             return 1, None, None
-        u = np.asarray(t["direction"], dtype=float).reshape(-1)
+        u = checks.array(t["direction"], f"{key}.teacher.direction").reshape(-1)   # read before validation: checked
         if u.size != d or not np.all(np.isfinite(u)) or not np.any(u != 0):
             return None, None, f"{key}.teacher.direction is not a non-zero vector of d = {d} numbers"
         u = u / np.max(np.abs(u))

@@ -175,3 +175,12 @@ def test_auto_says_why_it_did_not_apply_when_the_general_rule_fails():
     msg = str(e.value)
     assert e.value.key == "iid.rule.size" and "6^51" in msg   # w_1 ∈ R^50 and v⁰ (L = 1)
     assert "does not apply: iid.w_1" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("direction", ["tanh", {"a": 1}, [[1.0, 2.0]], [1.0, "x"]])
+def test_a_malformed_direction_is_a_config_error_not_a_crash(direction):
+    # found by make fuzz (seed 1021984816): the reduction reads the teacher before data.py validates it
+    raw = cfg(data__train__teacher={"kind": "single_index_tanh", "direction": direction})
+    with pytest.raises(ConfigError) as e:
+        C.from_dict(raw)
+    assert "data.train.teacher.direction" in str(e.value)   # as its key, or as why the reduction did not apply
