@@ -494,9 +494,15 @@ def from_dict(raw: Mapping, source: str = "<dict>", base_dir: str | Path | None 
     checks.check_keys(dt, ("train", "test"), "data")
     if "train" not in dt:
         raise ConfigError("data.train", "is required")
+    d_model = model.input_dim if reduction is None else reduction.d
     for part in ("train", "test"):
         if part in dt:
-            _check_data_size(checks.table(dt[part], f"data.{part}"), f"data.{part}")
+            table = checks.table(dt[part], f"data.{part}")
+            d_law = table.get("d")   # a population law's d must be the model's, before anything d-long is built
+            if table.get("kind") in ("teacher", "gaussian_classes") and checks.is_integer(d_law) and d_law != d_model:
+                raise ConfigError(f"data.{part}.d", f"must equal model.input_dim = {d_model}, got {d_law}")
+            _check_data_size(table, f"data.{part}")
+
     def data_part(part):
         spec = checks.table(dt[part], f"data.{part}")
         if reduction is not None and part in red_plan.data_radius:

@@ -184,3 +184,13 @@ def test_a_malformed_direction_is_a_config_error_not_a_crash(direction):
     with pytest.raises(ConfigError) as e:
         C.from_dict(raw)
     assert "data.train.teacher.direction" in str(e.value)   # as its key, or as why the reduction did not apply
+
+
+def test_a_law_of_another_dimension_is_refused_before_it_is_built():
+    # found by make fuzz (seed 590930082): data.train.d = 10⁹ built a 10⁹-long teacher direction (OOM)
+    with pytest.raises(ConfigError, match=r"data.train.d: must equal model.input_dim = 50"):
+        C.from_dict(cfg(data__train__d=10 ** 9))
+    small = cfg(data__train__d=10 ** 9, model__input_dim=1, iid__reduction="none", iid__radius_rule=None,
+                iid__zeta_rule=None, data__train__radius_rule=None)
+    with pytest.raises(ConfigError, match=r"data.train.d: must equal model.input_dim = 1"):
+        C.from_dict(small)   # the unreduced path too
