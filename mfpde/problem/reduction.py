@@ -73,8 +73,9 @@ def _teacher_index(spec: Mapping, d: int, key: str):
         u = checks.array(t["direction"], f"{key}.teacher.direction").reshape(-1)   # read before validation: checked
         if u.size != d or not np.all(np.isfinite(u)) or not np.any(u != 0):
             return None, None, f"{key}.teacher.direction is not a non-zero vector of d = {d} numbers"
-        u = u / np.max(np.abs(u))
-        u = u / np.linalg.norm(u)
+        from mfpde.problem.data import SingleIndexTanh
+
+        u = SingleIndexTanh(u).direction   # the teacher's own normalization: U is exactly its direction
         nz = np.flatnonzero(u)
         if nz.size == 1 and nz[0] == 0 and u[0] > 0:
             return 1, None, None

@@ -81,6 +81,7 @@ class System:
         # SPEC §7 reduced first layer: layer 1's edge field = kernels.RED_EDGE, its R field = J and
         # its off_ρ field point at the ζ rule, appended to ω as ρ_1..ρ_J then ζ_1..ζ_J
         self.reduction = problem.reduction
+        self._probe_inputs = None   # the probes in the kernels' coordinates (observe)
         if self.reduction is not None:
             self.zeta_nodes, self.zeta_weights = _zeta_rule(self.reduction, problem)
             J = self.zeta_nodes.shape[0]
@@ -199,7 +200,7 @@ class System:
         if p.test is not None:
             out["loss_test"], out["error_test"], _ = self.evaluate(y, p.test.X, p.test.Y, p.test.weights)
         if p.probes is not None and len(p.probes):
-            if getattr(self, "_probe_inputs", None) is None:   # the probes are points of R^d; reduced once
+            if self._probe_inputs is None:   # the probes are points of R^d; reduced once
                 self._probe_inputs = p.probes if self.reduction is None else self.reduction.reduce(p.probes)
             out["yhat_probe"] = self.predict(y, self._probe_inputs)
         return out
