@@ -157,8 +157,14 @@ def simd() -> dict:
     else:
         target = name
         target_simd = "AVX-512" if name in _AVX512_CPUS else "AVX2" if name in _AVX2_CPUS else "unknown"
+    from mfpde import _jit
+
+    ours = _jit.VECTOR_FEATURES is not None and features == _jit.VECTOR_FEATURES
     return {"host_cpu": host_name, "host_simd": width(host_feats), "numba_cpu_name": target, "simd": target_simd,
-            "numba_cpu_features": features or None}
+            "numba_cpu_features": features or None,
+            "vector_width": ("512 (mfpde: host features, -prefer-256-bit)" if ours else
+                             "LLVM's choice for the target" + (" (MFPDE_VECTOR_WIDTH=256)"
+                                                               if os.environ.get("MFPDE_VECTOR_WIDTH") == "256" else ""))}
 
 
 TORCH_PIN = "torch==2.13.0"
@@ -266,8 +272,9 @@ def describe_environment(env: dict) -> str:
              f"cpu: {env['cpu']} ({env['cpus_usable']} usable of {env['cpu_count']}); "
              f"load average {' '.join(f'{x:.2f}' for x in env['loadavg'] or [])}",
              f"simd: Numba compiles for {env['numba_cpu_name']} ({env['simd']}); host {env['host_cpu']} "
-             f"({env['host_simd']})" + (f", NUMBA_CPU_FEATURES={env['numba_cpu_features']}"
-                                        if env.get("numba_cpu_features") else ""),
+             f"({env['host_simd']}); vector width {env.get('vector_width')}"
+             + (f", NUMBA_CPU_FEATURES={env['numba_cpu_features']}"
+                if env.get("numba_cpu_features") and not str(env.get("vector_width", "")).startswith("512") else ""),
              f"numba: threading layer {env['numba_threading_layer']}, NUMBA_NUM_THREADS = {env['numba_num_threads']}"
              f" (in use {env['numba_threads_in_use']})"]
     for b in env["blas"]:

@@ -12,6 +12,15 @@ that import this module (:func:`kernel_sources`, found by scanning mfpde/ and so
 (a fresh clone, or any edit, recompiles once).  ``MFPDE_JIT_CACHE=0`` disables caching; an
 explicit ``NUMBA_CACHE_DIR`` set by the user is respected.
 
+Vector width.  LLVM tunes most AVX-512 CPUs to prefer 256-bit vectors (a frequency penalty of
+early Skylake-X chips), which halves the lanes of the elementwise loops (activations, fused
+passes).  Where the host has AVX-512 and the user has set neither ``NUMBA_CPU_NAME`` nor
+``NUMBA_CPU_FEATURES``, mfpde sets ``NUMBA_CPU_FEATURES`` to the host's own features plus
+``-prefer-256-bit`` before anything is compiled (:data:`VECTOR_FEATURES`): the same instruction
+set, 512-bit loops (measured: tanh's φ/φ' 1.3× faster in registers, the L = 1 Euler step 12 %;
+docs/benchmarks.md).  ``MFPDE_VECTOR_WIDTH=256`` keeps LLVM's choice; any other value than 256 or
+512 is refused at import.  Child processes inherit the variable, so they compile the same code.
+
 Threads.  OpenMP's default busy-waiting makes every parallel region cost milliseconds on a
 loaded machine, so ``OMP_WAIT_POLICY=passive`` is the default here, and kernels run their
 elementwise passes serially below ``PARALLEL_MIN`` elements.
@@ -52,7 +61,42 @@ def _source_hash(package: Path | None = None) -> str:
 
 CACHE = os.environ.get("MFPDE_JIT_CACHE", "1") != "0"
 
+
+def _vector_features() -> str | None:
+    """The NUMBA_CPU_FEATURES value that lifts LLVM's 256-bit preference on an AVX-512 host, or
+    None (no AVX-512, a user's own NUMBA_CPU_NAME/NUMBA_CPU_FEATURES, MFPDE_VECTOR_WIDTH=256, or
+    Numba's CPU target already built by code compiled before mfpde was imported)."""
+    width = os.environ.get("MFPDE_VECTOR_WIDTH", "512").strip()
+    if width not in ("256", "512"):
+        from mfpde.errors import ConfigError
+
+        raise ConfigError("MFPDE_VECTOR_WIDTH", f"must be 256 or 512, got {width!r}")
+    if width == "256" or os.environ.get("NUMBA_CPU_NAME") or os.environ.get("NUMBA_CPU_FEATURES"):
+        return None
+    import sys
+
+    reg = sys.modules.get("numba.core.registry")
+    if reg is not None and "_toplevel_target_context" in reg.cpu_target.__dict__:
+        return None                                   # too late: kernels would mix two targets
+    from llvmlite import binding as ll
+
+    try:
+        feats = ll.get_host_cpu_features()
+    except RuntimeError:                              # a platform that cannot report its features
+        return None
+    if not feats.get("avx512f", False):
+        return None
+    return feats.flatten() + ",-prefer-256-bit"
+
+
+VECTOR_FEATURES = _vector_features()
+if VECTOR_FEATURES is not None:
+    os.environ["NUMBA_CPU_FEATURES"] = VECTOR_FEATURES
+
 import numba  # noqa: E402
+
+if VECTOR_FEATURES is not None:
+    numba.config.CPU_FEATURES = VECTOR_FEATURES      # numba imported before mfpde: its config too
 from numba.core.errors import NumbaExperimentalFeatureWarning  # noqa: E402
 
 if CACHE and not os.environ.get("NUMBA_CACHE_DIR"):

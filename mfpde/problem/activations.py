@@ -10,7 +10,8 @@ llvmlite, mfpde._jit and mfpde.errors only.
 Kernel API.  ``pair_block(code, h, a, p, fns)`` writes a[i] = φ(h[i]), p[i] = φ'(h[i]) over
 1-D float64 C-contiguous arrays of equal length (a, p distinct from h); ``phi_block(code, h,
 a, fns)`` writes φ only.  Each built-in has its own non-inlined block kernel (``_tanh_block``
-…), compiled once however many kernels call it; user codes loop over their pair.  The scalar
+…), compiled once however many kernels call it, and a dot-row kernel (``_tanh_dot_row(x, w, c, u,
+a, p)``: a = φ(x w + c), p = φ'(x w + c), returns Σ a u) for the fused one-hidden-layer pass; user codes loop over their pair.  The scalar
 ``phi_dphi(code, x, fns)`` and ``tanh_fast(x)`` are inlined into their callers and built on
 the same scalar functions (one source of truth).
 
@@ -492,6 +493,88 @@ def _gelu_block(h, a, p):
 def _gelu_phi_block(h, a):
     for i in range(h.shape[0]):
         a[i] = _gelu_pair(h[i])[0]
+
+
+# Dot-row kernels of the fused one-hidden-layer pass (mfpde.system.kernels._shallow_rows): for
+# h_i = x·w_i + c_i, a_i = φ(h_i), p_i = φ'(h_i) and the return value Σ_i a_i u_i, in one loop
+# (the pre-activation, φ/φ' and the output's dot product never leave registers between them).
+# One per built-in, not inlined, like the block kernels above.
+
+@njit
+def _identity_dot_row(x, w, c, u, a, p):
+    s = 0.0
+    for i in range(w.shape[0]):
+        t, d = _identity_pair(x * w[i] + c[i])
+        a[i] = t
+        p[i] = d
+        s += t * u[i]
+    return s
+
+
+@njit
+def _tanh_dot_row(x, w, c, u, a, p):
+    s = 0.0
+    for i in range(w.shape[0]):
+        t, d = _tanh_pair(x * w[i] + c[i])
+        a[i] = t
+        p[i] = d
+        s += t * u[i]
+    return s
+
+
+@njit
+def _relu_dot_row(x, w, c, u, a, p):
+    s = 0.0
+    for i in range(w.shape[0]):
+        t, d = _relu_pair(x * w[i] + c[i])
+        a[i] = t
+        p[i] = d
+        s += t * u[i]
+    return s
+
+
+@njit
+def _sigmoid_dot_row(x, w, c, u, a, p):
+    s = 0.0
+    for i in range(w.shape[0]):
+        t, d = _sigmoid_pair(x * w[i] + c[i])
+        a[i] = t
+        p[i] = d
+        s += t * u[i]
+    return s
+
+
+@njit
+def _erf_dot_row(x, w, c, u, a, p):
+    s = 0.0
+    for i in range(w.shape[0]):
+        t, d = _erf_pair(x * w[i] + c[i])
+        a[i] = t
+        p[i] = d
+        s += t * u[i]
+    return s
+
+
+@njit
+def _softplus_dot_row(x, w, c, u, a, p):
+    s = 0.0
+    for i in range(w.shape[0]):
+        t, d = _softplus_pair(x * w[i] + c[i])
+        a[i] = t
+        p[i] = d
+        s += t * u[i]
+    return s
+
+
+@njit
+def _gelu_dot_row(x, w, c, u, a, p):
+    s = 0.0
+    for i in range(w.shape[0]):
+        t, d = _gelu_pair(x * w[i] + c[i])
+        a[i] = t
+        p[i] = d
+        s += t * u[i]
+    return s
 
 
 @njit

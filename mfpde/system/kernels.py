@@ -207,6 +207,7 @@ PAR, EDGES, SHALLOW, FUSE0, ACTS, RED = range(6)
 RED_EDGE = -1   # layer 1's edge field in ``lay``: the reduced first layer of SPEC §7 (see :func:`_red_forward_rows`)
 N_BUILTIN = 7   # activation codes 0..6 (mfpde.problem.activations); flag 7 = any user activation
 ROW_GROUP = 2048   # elements per call of the activation kernels (16 KB per array: L1-resident)
+SHALLOW_ROWS = 4   # data rows per block of the fused L = 1 pass with K = 1 (their drift terms added in one sweep)
 FUSE_D = 16   # first layers with d ≤ FUSE_D compute X·w₁ᵀ in their elementwise pass (no GEMM, no H array)
 
 
@@ -333,9 +334,8 @@ def work_size(lay, M: int, var: tuple, threads: int) -> int:
 
 @njit(inline="always")
 def _extra_size(Q0, d, K, T, rs):
-    # transposes w₁ᵀ [d, Q0], (ω v)ᵀ and vᵀ [K, Q0]; per thread: accumulators [d + 1 + K, Q0],
-    # row buffers h, a, p [3, Q0], φ'_out and ∂loss scratch [2, K], and rs more for a reduced
-    # first layer (:func:`_red_scratch`)
+    # transposes w₁ᵀ [d, Q0], (ω v)ᵀ and vᵀ [K, Q0]; per thread: the L = 1 pass's chunk
+    # (:func:`_chunk_size`), and rs more for a reduced first layer (:func:`_red_scratch`)
     return Q0 * (d + 2 * K) + T * (_chunk_size(Q0, d, K) + rs)
 
 
@@ -357,7 +357,9 @@ def _red_scratch(lay):
 
 @njit(inline="always")
 def _chunk_size(Q, d, K):
-    return Q * (d + 4 + K) + 2 * K
+    # accumulators [d + 1 + K, Q], b + Σ x w of a row [Q], a and p of SHALLOW_ROWS rows [2 R, Q],
+    # φ'_out and ∂loss [2, K]
+    return Q * (d + 2 + K + 2 * SHALLOW_ROWS) + 2 * K
 
 
 @njit(inline="always")
@@ -420,6 +422,52 @@ _phi_user = _static_switch(_user_phi_block)
 @njit
 def _nan_fill(a):
     a[:] = np.nan   # an activation the variant was not compiled for: fail loudly
+
+
+@njit
+def _user_dot_row(code, x, w, c, u, a, p, fns):
+    s = 0.0
+    for i in range(w.shape[0]):
+        t, d = user_pair(fns, code - USER_CODE0, x * w[i] + c[i])
+        a[i] = t
+        p[i] = d
+        s += t * u[i]
+    return s
+
+
+_dot_identity = _static_switch(act._identity_dot_row, 0.0)
+_dot_tanh = _static_switch(act._tanh_dot_row, 0.0)
+_dot_relu = _static_switch(act._relu_dot_row, 0.0)
+_dot_sigmoid = _static_switch(act._sigmoid_dot_row, 0.0)
+_dot_erf = _static_switch(act._erf_dot_row, 0.0)
+_dot_softplus = _static_switch(act._softplus_dot_row, 0.0)
+_dot_gelu = _static_switch(act._gelu_dot_row, 0.0)
+_dot_user = _static_switch(_user_dot_row, 0.0)
+
+
+@njit(inline="always")
+def pair_dot_row(acts, code, x, w, c, u, a, p, fns):
+    """h = x w + c, a = φ(h), p = φ'(h) over 1-D arrays; returns Σ a u (the built-in's own dot-row
+    kernel, compiled per use like :func:`pair_block`; an unset flag gives NaN)."""
+    if code == 0 and acts[0] is not None:
+        return _dot_identity(acts[0], x, w, c, u, a, p)
+    elif code == 1 and acts[1] is not None:
+        return _dot_tanh(acts[1], x, w, c, u, a, p)
+    elif code == 2 and acts[2] is not None:
+        return _dot_relu(acts[2], x, w, c, u, a, p)
+    elif code == 3 and acts[3] is not None:
+        return _dot_sigmoid(acts[3], x, w, c, u, a, p)
+    elif code == 4 and acts[4] is not None:
+        return _dot_erf(acts[4], x, w, c, u, a, p)
+    elif code == 5 and acts[5] is not None:
+        return _dot_softplus(acts[5], x, w, c, u, a, p)
+    elif code == 6 and acts[6] is not None:
+        return _dot_gelu(acts[6], x, w, c, u, a, p)
+    elif code >= USER_CODE0 and acts[7] is not None:
+        return _dot_user(acts[7], code, x, w, c, u, a, p, fns)
+    _nan_fill(a)
+    _nan_fill(p)
+    return np.nan
 
 
 @njit(inline="always")
@@ -1117,16 +1165,73 @@ def _shallow_setup(y, args):
 
 
 @njit
+def _shallow_back_block(m, R, X, Gout, arows, prows, vT, acc, d):
+    """The drift terms of rows m..m+R−1 (R = SHALLOW_ROWS, K = 1) in one sweep over the nodes:
+    acc_v += Σ_r a_r g_r, δ_r = p_r g_r v, acc_b += Σ_r δ_r, acc_w[j] += Σ_r δ_r x_rj (for d = 1 in
+    the same sweep; else δ_r replaces p_r and one sweep per input coordinate follows).  Each
+    accumulator is read and written once per R rows instead of once per row."""
+    Q = vT.shape[1]
+    g0 = Gout[m, 0]
+    g1 = Gout[m + 1, 0]
+    g2 = Gout[m + 2, 0]
+    g3 = Gout[m + 3, 0]
+    a0, a1, a2, a3 = arows[0], arows[1], arows[2], arows[3]
+    p0, p1, p2, p3 = prows[0], prows[1], prows[2], prows[3]
+    v0 = vT[0]
+    av = acc[d + 1]
+    ab = acc[d]
+    if d == 1:
+        x0 = X[m, 0]
+        x1 = X[m + 1, 0]
+        x2 = X[m + 2, 0]
+        x3 = X[m + 3, 0]
+        aw = acc[0]
+        for q in range(Q):
+            vq = v0[q]
+            d0 = p0[q] * (g0 * vq)
+            d1 = p1[q] * (g1 * vq)
+            d2 = p2[q] * (g2 * vq)
+            d3 = p3[q] * (g3 * vq)
+            av[q] += (a0[q] * g0 + a1[q] * g1) + (a2[q] * g2 + a3[q] * g3)
+            ab[q] += (d0 + d1) + (d2 + d3)
+            aw[q] += (d0 * x0 + d1 * x1) + (d2 * x2 + d3 * x3)
+        return
+    for q in range(Q):
+        vq = v0[q]
+        d0 = p0[q] * (g0 * vq)
+        d1 = p1[q] * (g1 * vq)
+        d2 = p2[q] * (g2 * vq)
+        d3 = p3[q] * (g3 * vq)
+        p0[q] = d0
+        p1[q] = d1
+        p2[q] = d2
+        p3[q] = d3
+        av[q] += (a0[q] * g0 + a1[q] * g1) + (a2[q] * g2 + a3[q] * g3)
+        ab[q] += (d0 + d1) + (d2 + d3)
+    for j in range(d):
+        x0 = X[m, j]
+        x1 = X[m + 1, j]
+        x2 = X[m + 2, j]
+        x3 = X[m + 3, j]
+        aw = acc[j]
+        for q in range(Q):
+            aw[q] += (p0[q] * x0 + p1[q] * x1) + (p2[q] * x2 + p3[q] * x3)
+
+
+@njit
 def _shallow_rows(r0, r1, y, lay, X, Y, rho, lossp, work, fns, ex, c, backward, acts):
     """Rows r0..r1−1 of the fused one-hidden-layer pass, chunk ``c`` of the scratch region.
 
-    Per row m: h = w₁·x_m + b (from w₁ᵀ), a = φ(h), p = φ'(h) (row buffers), ŷ_m = Σ_q a (ω v) + b_out,
-    the loss and G_out,m; with ``backward``: acc_v[k] += a G_out,mk, δ = p Σ_k G_out,mk v_k,
-    acc_w[j] += δ x_mj, acc_b += δ.  Returns Σ ρ loss of the rows."""
+    Per row m: h = w₁·x_m + b (from w₁ᵀ), a = φ(h), p = φ'(h) and ŷ_m = Σ_q a (ω v)_q + b_out in one
+    loop (:func:`pair_dot_row`; the first d − 1 coordinates and b are summed before it, the last
+    inside), the loss and G_out,m; with ``backward``: acc_v[k] += a G_out,mk, δ = p Σ_k G_out,mk v_k,
+    acc_w[j] += δ x_mj, acc_b += δ, for K = 1 in blocks of SHALLOW_ROWS rows
+    (:func:`_shallow_back_block`).  Returns Σ ρ loss of the rows."""
     fns = _unpack_fns(fns)
     d = lay[1]
     K = lay[2]
     M = X.shape[0]
+    R = SHALLOW_ROWS
     Q, code, hasb, oW, ob, oo = _layer(lay, 0)
     wT = ex[:d * Q].reshape((d, Q))
     uT = ex[d * Q:(d + K) * Q].reshape((K, Q))
@@ -1134,11 +1239,11 @@ def _shallow_rows(r0, r1, y, lay, X, Y, rho, lossp, work, fns, ex, c, backward, 
     base = (d + 2 * K) * Q + c * _chunk_size(Q, d, K)
     acc = ex[base:base + (d + 1 + K) * Q].reshape((d + 1 + K, Q))   # rows: w (d), b, v (K)
     r = base + (d + 1 + K) * Q
-    h = ex[r:r + Q]
-    a = ex[r + Q:r + 2 * Q]
-    p = ex[r + 2 * Q:r + 3 * Q]
-    dphi = ex[r + 3 * Q:r + 3 * Q + K]
-    grad = ex[r + 3 * Q + K:r + 3 * Q + 2 * K]
+    hc = ex[r:r + Q]                                     # b + Σ_{j < d−1} x_j w_j of a row
+    arows = ex[r + Q:r + (1 + R) * Q].reshape((R, Q))
+    prows = ex[r + (1 + R) * Q:r + (1 + 2 * R) * Q].reshape((R, Q))
+    dphi = ex[r + (1 + 2 * R) * Q:r + (1 + 2 * R) * Q + K]
+    grad = ex[r + (1 + 2 * R) * Q + K:r + (1 + 2 * R) * Q + 2 * K]
     Hout = _buf(work, 0, M, K)
     Gout = _buf(work, M * K, M, K)
     Yhat = _buf(work, 2 * M * K, M, K)
@@ -1148,59 +1253,78 @@ def _shallow_rows(r0, r1, y, lay, X, Y, rho, lossp, work, fns, ex, c, backward, 
     obo = lay[7]
     loss = 0.0
     bias = y[ob:ob + Q] if hasb else y[0:0]
-    for m in range(r0, r1):
-        _preact_row(h, bias, X[m], wT, d)
-        if backward:
-            pair_block(acts, code, h, a, p, fns)
-        else:
-            phi_block(acts, code, h, a, fns)
-        for k in range(K):
-            uk = uT[k]
-            s = 0.0
-            for q in range(Q):
-                s += a[q] * uk[q]
-            if lay[5]:
-                s += y[obo + k]
-            Hout[m, k] = s
-        loss += _output_row(m, ocode, lcode, param, Y, rho, Hout, Gout, Yhat, dphi, grad, fns, acts)
-        if backward and K == 1 and d == 1:
-            # the common shape in one pass over the row (L2-resident): v, b and w accumulators
-            g = Gout[m, 0]
-            x = X[m, 0]
-            v0 = vT[0]
-            av = acc[2]
-            ab = acc[1]
-            aw = acc[0]
-            for q in range(Q):
-                av[q] += a[q] * g
-                dl = p[q] * (g * v0[q])
-                ab[q] += dl
-                aw[q] += dl * x
-        elif backward:
+    if d == 1 and hasb:
+        cq = bias
+    else:
+        cq = hc
+        if d == 1:
+            hc[:] = 0.0
+    wl = wT[d - 1]
+    blocked = backward and K == 1
+    m = r0
+    while m < r1:
+        nr = R if (blocked and m + R <= r1) else 1
+        for i in range(nr):
+            mm = m + i
+            if d > 1:
+                _preact_row(hc, bias, X[mm], wT, d - 1)
+            a = arows[i]
+            p = prows[i]
+            s0 = pair_dot_row(acts, code, X[mm, d - 1], wl, cq, uT[0], a, p, fns)
             for k in range(K):
-                g = Gout[m, k]
-                av = acc[d + 1 + k]
+                s = s0
+                if k > 0:
+                    uk = uT[k]
+                    s = 0.0
+                    for q in range(Q):
+                        s += a[q] * uk[q]
+                if lay[5]:
+                    s += y[obo + k]
+                Hout[mm, k] = s
+            loss += _output_row(mm, ocode, lcode, param, Y, rho, Hout, Gout, Yhat, dphi, grad, fns, acts)
+        if nr == R:
+            _shallow_back_block(m, R, X, Gout, arows, prows, vT, acc, d)
+        elif backward:
+            a = arows[0]
+            p = prows[0]
+            if K == 1 and d == 1:
+                g = Gout[m, 0]
+                x = X[m, 0]
+                v0 = vT[0]
+                av = acc[2]
+                ab = acc[1]
+                aw = acc[0]
                 for q in range(Q):
                     av[q] += a[q] * g
-            if K == 1:
-                g = Gout[m, 0]
-                v0 = vT[0]
-                for q in range(Q):
-                    p[q] = p[q] * (g * v0[q])
+                    dl = p[q] * (g * v0[q])
+                    ab[q] += dl
+                    aw[q] += dl * x
             else:
+                for k in range(K):
+                    g = Gout[m, k]
+                    av = acc[d + 1 + k]
+                    for q in range(Q):
+                        av[q] += a[q] * g
+                if K == 1:
+                    g = Gout[m, 0]
+                    v0 = vT[0]
+                    for q in range(Q):
+                        p[q] = p[q] * (g * v0[q])
+                else:
+                    for q in range(Q):
+                        s = 0.0
+                        for k in range(K):
+                            s += Gout[m, k] * vT[k, q]
+                        p[q] = p[q] * s
+                for j in range(d):
+                    x = X[m, j]
+                    aw = acc[j]
+                    for q in range(Q):
+                        aw[q] += p[q] * x
+                ab = acc[d]
                 for q in range(Q):
-                    s = 0.0
-                    for k in range(K):
-                        s += Gout[m, k] * vT[k, q]
-                    p[q] = p[q] * s
-            for j in range(d):
-                x = X[m, j]
-                aw = acc[j]
-                for q in range(Q):
-                    aw[q] += p[q] * x
-            ab = acc[d]
-            for q in range(Q):
-                ab[q] += p[q]
+                    ab[q] += p[q]
+        m += nr
     return loss
 
 

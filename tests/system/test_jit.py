@@ -62,3 +62,69 @@ def test_a_first_default_solve_compiles_only_the_kernels_its_problem_reaches(tmp
     assert "activations._tanh_block" in names and "explicit.rk_fixed" in names   # the positive controls
     compiled = sorted(n for n in names if re.search(r"parallel|_edge_|jvp\.|shallow|sigmoid|relu|erf|softplus|gelu", n))
     assert compiled == []
+
+
+def _in_fresh_python(code: str, **env_changes) -> str:
+    """stdout of ``code`` in a new interpreter whose environment has no NUMBA_CPU_* / MFPDE_VECTOR_WIDTH
+    (those of the test process: mfpde set NUMBA_CPU_FEATURES there) except ``env_changes``."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "MFPDE_VECTOR_WIDTH")}
+    env.update(env_changes, MFPDE_JIT_CACHE="0", NUMBA_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+_ZMM_PROBE = """
+import os, numpy as np
+import mfpde._jit as j
+@j.njit
+def f(a, b):
+    for i in range(a.shape[0]):
+        a[i] = a[i] * b[i] + 1.0
+f(np.ones(64), np.ones(64))
+asm = f.inspect_asm(f.signatures[0])
+print("FEATURES", j.VECTOR_FEATURES is not None, os.environ.get("NUMBA_CPU_FEATURES", "")[-16:])
+print("ZMM", "%zmm" in asm)
+"""
+
+
+def _host_has_avx512() -> bool:
+    from llvmlite import binding as ll
+    try:
+        return bool(ll.get_host_cpu_features().get("avx512f", False))
+    except RuntimeError:
+        return False
+
+
+def test_on_an_avx512_host_loops_get_512_bit_vectors_unless_asked_for_256():
+    out = _in_fresh_python(_ZMM_PROBE)
+    if _host_has_avx512():
+        assert "FEATURES True ,-prefer-256-bit" in out, out
+        assert "ZMM True" in out, out               # the elementwise loop runs on 8 doubles per instruction
+    else:
+        assert "FEATURES False" in out and "ZMM False" in out, out
+    keep = _in_fresh_python(_ZMM_PROBE, MFPDE_VECTOR_WIDTH="256")
+    assert "FEATURES False" in keep, keep          # LLVM's own choice, NUMBA_CPU_FEATURES left unset
+
+
+def test_a_users_own_numba_cpu_setting_or_an_earlier_numba_compile_is_respected():
+    from llvmlite import binding as ll
+    host = ll.get_host_cpu_features().flatten()
+    out = _in_fresh_python(_ZMM_PROBE, NUMBA_CPU_FEATURES=host)
+    assert "FEATURES False" in out and not out.split("FEATURES False ")[1].startswith(",-prefer-256-bit"), out
+    before = _in_fresh_python("import numba\n@numba.njit\ndef g(x):\n    return x + 1\ng(1)\n" + _ZMM_PROBE)
+    assert "FEATURES False" in before, before      # the CPU target was built already: one target per process
+
+
+def test_a_bad_vector_width_is_refused_with_one_line(tmp_path):
+    env = dict(os.environ, MFPDE_VECTOR_WIDTH="1024")
+    env.pop("NUMBA_CPU_FEATURES", None)
+    code = subprocess.run([sys.executable, "-c", "import mfpde._jit"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert code.returncode != 0 and "ConfigError: MFPDE_VECTOR_WIDTH: must be 256 or 512, got '1024'" in code.stderr
+    cli = subprocess.run([sys.executable, "-c", "import sys; from mfpde.cli import main; sys.exit(main())", "solve",
+                          "-o", str(tmp_path / "d.nc")], env=env, capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 2, cli.stderr[-2000:]
+    assert cli.stderr.strip().splitlines() == ["mfpde: error: MFPDE_VECTOR_WIDTH: must be 256 or 512, got '1024'"]
+    assert not (tmp_path / "d.nc").exists()

@@ -303,7 +303,16 @@ def _rules_mc(rng):
     return [quadrature.monte_carlo(9, 2, seed=4).with_tracers(rng.normal(size=(4, 2)))]
 
 
+def _rules_gh_tracers(rng):
+    r = quadrature.tensor(quadrature.gauss_hermite(4), quadrature.gauss_hermite(3, 0.2, 1.5))
+    return [r.with_tracers(rng.normal(size=(3, 2)))]
+
+
+# the L = 1 cases with K = 1 run the fused pass in blocks of kernels.SHALLOW_ROWS = 4 rows: M = 11 is
+# two blocks and a tail of 3 single rows, each checked against the independent network
 REF_CASES = [
+    RefCase(("tanh",), "mse", 1, (True,), True, _rules_gh_tracers, 1, id="L1-K1-d1-bias-gh-tracers-mse"),
+    RefCase(("gelu",), "huber", 1, (False,), False, _rules_gh_tracers, 3, out_act="tanh", id="L1-K1-d3-gelu-huber"),
     RefCase(("tanh", "tanh"), "huber", 1, (True, True), True, _rules_gh_trap, 2, id="L2-gh-trapezoid-tracers-huber"),
     RefCase(("sigmoid", "gelu", "softplus"), "softmax_ce", 3, (True, False, True), True, _rules_mixed3, 3,
             id="L3-legendre-user-sobol-softmax"),
