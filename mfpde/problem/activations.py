@@ -125,11 +125,18 @@ def _est8(t, t2, t4, c0, c1, c2, c3, c4, c5, c6, c7):
 @njit(inline="always")
 def _exp_reduce(hi, lo):
     """(k, q) with exp(hi + lo) = 2^k (1 + q), |q| ≤ e^{ln2/2} − 1, for hi ≤ 0 clamped at
-    −750 and |lo| ≪ 1.  r = hi − k ln2 is exact by fma (Cody–Waite with a 32-bit ln2 head);
+    −750 and |lo| ≪ 1 (:func:`_exp_reduce_in_range`; NaN stays NaN: numba's max keeps a NaN first
+    argument)."""
+    return _exp_reduce_in_range(max(hi, _EXP_MIN), lo)
+
+
+@njit(inline="always")
+def _exp_reduce_in_range(hc, lo):
+    """:func:`_exp_reduce` for −750 ≤ hc ≤ 0 already (no clamp; a caller whose argument is bounded
+    saves the select).  r = hc − k ln2 is exact by fma (Cody–Waite with a 32-bit ln2 head);
     expm1(r) = r + r² P(r) with P the degree-10 Chebyshev fit of (e^r − 1 − r)/r² on
     [−ln2/2, ln2/2] (error 1.4e-18, from 50-digit arithmetic), evaluated by Estrin's scheme
     (dependency depth 4 instead of Horner's 10: the loops are latency-bound)."""
-    hc = max(hi, _EXP_MIN)
     k = np.rint((hc + lo) * _INV_LN2)
     r1 = _fma(-k, _LN2_HI, hc)            # exact
     r2 = lo - k * _LN2_LO
@@ -260,8 +267,8 @@ def _tanh_pair(x):
     1 − t² for |x| < 0.35, where it does not cancel), z = −2|x|, e = e^z, with one division;
     1 + e is taken as 2 + expm1(z) where e > 1/2."""
     ax = abs(x)
-    z = -2.0 * min(ax, 375.0)
-    k, q = _exp_reduce(z, 0.0)
+    z = -2.0 * min(ax, 375.0)             # in [−750, 0]; NaN stays NaN (numba's min keeps a NaN first argument)
+    k, q = _exp_reduce_in_range(z, 0.0)
     s = _pow2(k)
     em1 = s * q + (s - 1.0)               # expm1(z): exact s − 1 for k ≥ −53, else ≈ −1
     e = _fma(q, s, s)                     # one rounding, subnormal e included (s is exact)
@@ -273,7 +280,8 @@ def _tanh_pair(x):
     # sech²: 1 − t² is free of cancellation for |x| < 0.35 (t² < 0.12); beyond it 4e·r², whose
     # relative accuracy does not decay where 1 − t² would cancel
     d = _fma(-tm, tm, 1.0) if near0 else (4.0 * e) * (r * r)
-    return (t if x == x else x), (d if x == x else x)
+    # NaN needs no select here: z, q, e, em1, r, t and d are all NaN for NaN x (tested)
+    return t, d
 
 
 @njit(inline="always")

@@ -196,6 +196,17 @@ def test_nan_and_infinities(name):
     assert np.isnan(a[0]) and np.isnan(p[0]), f"{name}: NaN must propagate to φ and φ'"
     up, lo, dup, dlo = LIMITS[name]
     assert (a[1], a[2], p[1], p[2]) == (up, lo, dup, dlo)
+    # NaN inside vector lanes too (a 3-element array runs the scalar remainder loop only), among
+    # finite neighbours of every size, and the neighbours unaffected
+    rng = np.random.default_rng(5)
+    x = rng.normal(scale=8.0, size=203)
+    where = np.array([0, 1, 7, 8, 16, 33, 64, 100, 150, 202])
+    x[where] = np.nan
+    a, p = _pairs_block(name, x)
+    assert np.isnan(a[where]).all() and np.isnan(p[where]).all(), f"{name}: NaN must propagate in every lane"
+    keep = np.setdiff1d(np.arange(x.size), where)
+    fa, fp = _pairs_block(name, x[keep])
+    assert np.array_equal(a[keep], fa) and np.array_equal(p[keep], fp)
 
 
 def test_named_limits():
