@@ -637,18 +637,19 @@ def _activate_rows(r0, r1, H, A, P, S, b, w, code, fns, acts):
 
 @njit
 def _activate_first_rows(r0, r1, X, wT, H, A, P, S, b, w, code, fns, acts):
-    """Rows r0..r1−1 of the fused first layer: H = X·w₁ᵀ (+ b) from w₁ᵀ [d, Q], then φ, φ', S = A·ω
-    (rows grouped for the activation kernel as in :func:`_activate_rows`)."""
+    """Rows r0..r1−1 of the fused first layer: h = X·w₁ᵀ (+ b) from w₁ᵀ [d, Q] into a group-sized
+    scratch (H is not written: nothing reads it), then A = φ(h), P = φ'(h), S = A·ω (rows grouped
+    for the activation kernel as in :func:`_activate_rows`)."""
     d, Q = wT.shape
-    hf = H.reshape(H.size)
     af = A.reshape(A.size)
     pf = P.reshape(P.size)
     g = max(1, ROW_GROUP // Q)
+    hs = np.empty(g * Q)     # the group's pre-activations: cache-resident, never written to H (memory traffic)
     for m0 in range(r0, r1, g):
         m1 = min(m0 + g, r1)
         for m in range(m0, m1):
-            _preact_row(H[m], b, X[m], wT, d)
-        pair_block(acts, code, hf[m0 * Q:m1 * Q], af[m0 * Q:m1 * Q], pf[m0 * Q:m1 * Q], _unpack_fns(fns))
+            _preact_row(hs[(m - m0) * Q:(m - m0 + 1) * Q], b, X[m], wT, d)
+        pair_block(acts, code, hs[:(m1 - m0) * Q], af[m0 * Q:m1 * Q], pf[m0 * Q:m1 * Q], _unpack_fns(fns))
         for m in range(m0, m1):
             a = A[m]
             s = S[m]
@@ -725,19 +726,20 @@ def _first_drift_rows(r0, r1, G, P, X, acc):
     """Rows r0..r1−1 of the fused first-layer drift: δ = G·φ'; acc[j] += δ x_j (j < d), acc[d] += δ."""
     Q = G.shape[1]
     d = X.shape[1]
+    dl = np.empty(Q)                    # δ of one row: cache-resident (G is only read: no write-back)
     for m in range(r0, r1):
         g = G[m]
         p = P[m]
         for q in range(Q):
-            g[q] = g[q] * p[q]          # δ, in place of G (not read again)
+            dl[q] = g[q] * p[q]
         for j in range(d):
             x = X[m, j]
             aj = acc[j]
             for q in range(Q):
-                aj[q] += g[q] * x
+                aj[q] += dl[q] * x
         ab = acc[d]
         for q in range(Q):
-            ab[q] += g[q]
+            ab[q] += dl[q]
 
 
 @njit(parallel=True)
