@@ -285,7 +285,8 @@ def test_builtin_numpy_pairs_agree_with_kernels():
 # ---------------------------------------------------------------------- vectorization
 
 # (identity's φ-only block is a copy, which LLVM turns into a memcpy call: not checked)
-BLOCKS = [f"_{n}_block" for n in NAMES] + [f"_{n}_phi_block" for n in NAMES if n != "identity"]
+BLOCKS = [f"_{n}_block" for n in NAMES] + [f"_{n}_phi_block" for n in NAMES if n != "identity"] + \
+    [f"_{n}_dot_row" for n in NAMES]      # the fused L = 1 pass: x·w + c, φ, φ' and Σ φ u in one loop
 # a libm (or compiler-rt) function named anywhere in the assembly: a scalar call in the loop
 _LIBM = re.compile(r"\b(exp|expm1|tanh|erf|erfc|log|log1p|pow|ldexp|fma|rint|floor|copysign)(@PLT)?\b")
 
@@ -299,7 +300,10 @@ def _asm_of(mod, name):
     opts = {k: v for k, v in disp.targetoptions.items() if k != "nopython"}
     fresh = numba.njit(**{**opts, "cache": False})(disp.py_func)
     arr = types.float64[::1]
-    sig = (arr, arr) if name.endswith("_phi_block") else (arr, arr, arr)
+    if name.endswith("_dot_row"):
+        sig = (types.float64, arr, arr, arr, arr, arr)
+    else:
+        sig = (arr, arr) if name.endswith("_phi_block") else (arr, arr, arr)
     fresh.compile(sig)
     return fresh.inspect_asm(sig)
 
@@ -350,3 +354,25 @@ def test_blocks_vectorize_for_avx2_haswell():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "BAD []" in out.stdout, out.stdout[-2000:]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_dot_row_is_the_pair_and_its_dot_product(name):
+    """_<name>_dot_row(x, w, c, u, a, p) — the fused L = 1 pass — writes the same φ, φ' as the block
+    kernel at h = x·w + c (here x = 1, c = 0: h = w exactly) and returns Σ φ u."""
+    rng = np.random.default_rng(3)
+    h = np.concatenate([rng.normal(scale=6.0, size=1000), [np.nan, np.inf, -np.inf, 0.0, -0.0]])
+    u = rng.normal(size=h.size)
+    a, p = np.empty_like(h), np.empty_like(h)
+    s = getattr(A, f"_{name}_dot_row")(1.0, h, np.zeros_like(h), u, a, p)
+    ra, rp = _pairs_block(name, h)
+    assert np.array_equal(a, ra, equal_nan=True) and np.array_equal(p, rp, equal_nan=True)
+    assert np.isnan(s)                                   # the NaN input reaches the sum
+    fin = slice(0, 1000)
+    s = getattr(A, f"_{name}_dot_row")(1.0, h[fin], np.zeros(1000), u[fin], a[fin], p[fin])
+    assert s == pytest.approx(float(np.dot(ra[fin], u[fin])), rel=1e-13, abs=1e-13)
+    # x and c enter as x·w + c (x = 2 and w = h/2: x·w = h exactly; + c rounds once, as numpy's h + c)
+    c = rng.normal(size=1000)
+    getattr(A, f"_{name}_dot_row")(2.0, h[fin] / 2.0, c, u[fin], a[fin], p[fin])
+    ra, rp = _pairs_block(name, h[fin] + c)
+    assert np.array_equal(a[fin], ra) and np.array_equal(p[fin], rp)
