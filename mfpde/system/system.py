@@ -27,6 +27,14 @@ from mfpde.system.layout import Layout
 from mfpde.problem.model import Problem
 
 
+def aligned_empty(n: int) -> np.ndarray:
+    """An uninitialized float64 array of n elements whose data starts on a 64-byte boundary (a cache
+    line; the kernels' scratch offsets are multiples of 8 doubles from there: kernels._round8)."""
+    buf = np.empty(n + 8)
+    o = (-buf.ctypes.data % 64) // 8
+    return buf[o:o + n]
+
+
 class SysArgs(NamedTuple):
     """Everything the compiled kernels read besides the state: the one argument every kernel and
     stepper passes through (Numba types a NamedTuple like a tuple; read it by field name)."""
@@ -127,7 +135,7 @@ class System:
         # read-only views: the kernels never write the data, and one Numba type for every data set
         # (writable and read-only arrays are different types: each would compile the kernels again)
         X, Y, rho = (_readonly(np.ascontiguousarray(a, dtype=float)) for a in (X, Y, rho))
-        work = np.empty(kernels.work_size(self.lay, X.shape[0], self.variant, self._threads))
+        work = aligned_empty(kernels.work_size(self.lay, X.shape[0], self.variant, self._threads))
         return SysArgs(self.lay, self.omega, X, Y, rho, self.sched, self.sched_flat, self.lossp, work,
                        activations.user_functions(), self.variant)
 

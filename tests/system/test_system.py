@@ -474,3 +474,25 @@ def test_euler_matches_fullbatch_gd(L: int, loss: str):
     assert _rel(sol.y, expected) <= 1e-12
     for name, a in system.views(sol.y).items():
         assert _rel(a, P[name]) <= 1e-12, name
+
+
+@pytest.mark.parametrize("case", [c for c in REF_CASES if c.id.startswith(("L1-K1-d1", "L2-gh"))], ids=lambda c: c.id)
+def test_the_work_buffer_and_its_scratch_chunks_start_on_cache_lines(case: RefCase):
+    """The kernels' scratch region and each per-thread chunk start on 64-byte boundaries (a zmm load
+    that straddles two cache lines cost the L = 1 pass 12 %): the buffer is allocated aligned and
+    every offset into it is a multiple of 8 doubles, whatever M, K and Q are (here M = 11)."""
+    from mfpde.system import kernels
+    system, *_ = _ref_setup(case, 7)
+    for s_ in (system, System(system.problem, parallel=True)):
+        sa = s_.sysargs
+        assert sa.work.ctypes.data % 64 == 0
+        lay, M = sa.lay, sa.X.shape[0]
+        shallow = s_.variant[kernels.SHALLOW] is not None
+        ex = kernels._extra.py_func(sa.work, lay, M, shallow)
+        assert ex.ctypes.data % 64 == 0
+        Q, d, K = int(lay[kernels.HEADER]), int(lay[1]), int(lay[2])
+        base = kernels._acc_base.py_func(Q, d, K)
+        cs = kernels._chunk_size.py_func(Q, d, K)
+        assert base % 8 == 0 and cs % 8 == 0 and base >= Q * (d + 2 * K) and cs >= Q * (d + 2 + K + 8) + 2 * K
+        T = kernels._threads.py_func(sa.work, lay, M, shallow)
+        assert T >= 1 and base + T * cs <= ex.size
