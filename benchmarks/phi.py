@@ -4,12 +4,13 @@
 p[i] = φ'(h[i]) — the elementwise pass each hidden layer makes over its [M, Q]
 pre-activations.  It is timed for every built-in activation (tanh, sigmoid, erf, softplus,
 gelu, relu) on N ≈ 3.3·10⁶ doubles (26 MB per array: far beyond the caches, as in the RHS of
-a large problem), against a compiled streaming multiply–add over the same arrays,
-a[i] = h[i]·c + d, p[i] = h[i]·e (one read and two writes per element, like the pass itself:
-the memory-bound floor), in the same interleaved loop, single-threaded.  Reported:
-ns per element of each, and pair_block ÷ multiply–add as the median of per-round ratios
-(issue 15's target: ≤ 2).  Each activation's output is first checked against its numpy
-reference (``Activation.pair``) to 1e-12 relative.  Imports numpy, mfpde.
+a large problem; 64-byte aligned, as the kernels' work buffer), against a compiled streaming
+multiply–add over the same arrays, a[i] = h[i]·c + d, p[i] = h[i]·e (one read and two writes
+per element, like the pass itself: the memory-bound floor), in the same interleaved loop,
+single-threaded.  Reported: ns per element of each, and pair_block ÷ multiply–add as the
+median of per-round ratios (issue 15's target: ≤ 2).  Each activation's output is first
+checked against its numpy reference (``Activation.pair``) to 1e-12 relative.  Imports numpy,
+mfpde.
 """
 from __future__ import annotations
 
@@ -52,9 +53,11 @@ def run(quick: bool = False, log=print) -> list[dict]:
     n = QUICK_N if quick else N
     repeats, target = (3, 0.02) if quick else (9, 0.1)
     rng = np.random.default_rng(7)
-    h = 4.0 * rng.standard_normal(n)         # pre-activations of unit-to-large scale, both signs
-    a = np.empty(n)
-    p = np.empty(n)
+    from mfpde.system.system import aligned_empty
+
+    # 64-byte aligned like the kernels' work buffer (numpy aligns large arrays to 16 bytes only)
+    h, a, p = aligned_empty(n), aligned_empty(n), aligned_empty(n)
+    h[:] = 4.0 * rng.standard_normal(n)       # pre-activations of unit-to-large scale, both signs
     fns = activations.user_functions()
     # each activation computes what its numpy reference does (so the pass does the real work)
     k = 20_000
