@@ -16,8 +16,10 @@ reduced first layer: its R is then the size J of the ζ rule, whose weights ρ_j
 ``omega[off_ρ:off_ρ + J]`` and nodes ζ_j right after (:func:`_red_forward_rows`).
 Work buffer per hidden layer: H, A = φ(H), P = φ'(H), S = A·ω, G (δ), each [M, Q] (none for
 the fused one-hidden-layer path); then H_out, G_out, Ŷ, each [M, K]; then a scratch region
-(transposes, per-thread accumulators and row buffers, :func:`work_size`).  After
-``backward_drift`` the buffers H, P are overwritten.  A reduced first layer keeps
+(transposes, per-thread accumulators and row buffers, :func:`work_size`), which starts on a
+64-byte boundary of the aligned buffer, as each per-thread chunk does (:func:`_round8`).  After
+``backward_drift`` the buffers H, P are overwritten; the fused first layer never writes its H
+(its pre-activations live in a cache-sized scratch).  A reduced first layer keeps
 A = Σ_j ρ_j φ(h), P = Σ_j ρ_j φ'(h) and, in its H, Σ_j ρ_j ζ_j φ'(h).
 
 Compile-time variants.  ``sysargs`` (:class:`mfpde.system.system.SysArgs`: lay, omega, X, Y,
