@@ -11,9 +11,9 @@ Kernel API.  ``pair_block(code, h, a, p, fns)`` writes a[i] = φ(h[i]), p[i] = �
 1-D float64 C-contiguous arrays of equal length (a, p distinct from h); ``phi_block(code, h,
 a, fns)`` writes φ only.  Each built-in has its own non-inlined block kernel (``_tanh_block``
 …), compiled once however many kernels call it, and a dot-row kernel (``_tanh_dot_row(x, w, c, u,
-a, p)``: a = φ(x w + c), p = φ'(x w + c), returns Σ a u) for the fused one-hidden-layer pass; user codes loop over their pair.  The scalar
-``phi_dphi(code, x, fns)`` and ``tanh_fast(x)`` are inlined into their callers and built on
-the same scalar functions (one source of truth).
+a, p)``: a = φ(x w + c), p = φ'(x w + c), returns Σ a u) for the fused one-hidden-layer pass;
+user codes loop over their pair.  The scalar ``phi_dphi(code, x, fns)`` and ``tanh_fast(x)``
+are inlined into their callers and built on the same scalar functions (one source of truth).
 
 Vectorization.  Every built-in φ/φ' is straight-line code: selects instead of branches, no
 libm call (exp, expm1, log1p and erfc are evaluated here: Cody–Waite reduction with an exact

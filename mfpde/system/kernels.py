@@ -389,8 +389,10 @@ def _blocks_size(lay, M, shallow):
 
 
 @njit(inline="always")
-def _aligned_empty(n):
-    """An uninitialized float64 array of n elements starting on a 64-byte boundary."""
+def aligned_empty(n):
+    """An uninitialized float64 array of n elements starting on a 64-byte boundary (a cache line):
+    the kernels' row scratch, and through its ``py_func`` the work buffer (System) and the benchmark
+    arrays (one home for both)."""
     buf = np.empty(n + 8)
     o = ((64 - buf.ctypes.data % 64) % 64) // 8
     return buf[o:o + n]
@@ -669,7 +671,7 @@ def _activate_first_rows(r0, r1, X, wT, H, A, P, S, b, w, code, fns, acts):
     af = A.reshape(A.size)
     pf = P.reshape(P.size)
     g = max(1, ROW_GROUP // Q)
-    hs = _aligned_empty(g * Q)   # the group's pre-activations: cache-resident, never written to H (memory traffic)
+    hs = aligned_empty(g * Q)   # the group's pre-activations: cache-resident, never written to H (memory traffic)
     for m0 in range(r0, r1, g):
         m1 = min(m0 + g, r1)
         for m in range(m0, m1):
@@ -751,7 +753,7 @@ def _first_drift_rows(r0, r1, G, P, X, acc):
     """Rows r0..r1−1 of the fused first-layer drift: δ = G·φ'; acc[j] += δ x_j (j < d), acc[d] += δ."""
     Q = G.shape[1]
     d = X.shape[1]
-    dl = _aligned_empty(Q)              # δ of one row: cache-resident (G is only read: no write-back)
+    dl = aligned_empty(Q)              # δ of one row: cache-resident (G is only read: no write-back)
     for m in range(r0, r1):
         g = G[m]
         p = P[m]

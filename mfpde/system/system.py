@@ -27,12 +27,9 @@ from mfpde.system.layout import Layout
 from mfpde.problem.model import Problem
 
 
-def aligned_empty(n: int) -> np.ndarray:
-    """An uninitialized float64 array of n elements whose data starts on a 64-byte boundary (a cache
-    line; the kernels' scratch offsets are multiples of 8 doubles from there: kernels._round8)."""
-    buf = np.empty(n + 8)
-    o = (-buf.ctypes.data % 64) // 8
-    return buf[o:o + n]
+# a float64 array starting on a 64-byte boundary: the kernels' scratch offsets are multiples of
+# 8 doubles from there (kernels._round8); kernels.aligned_empty is the one home, compiled code calls it too
+aligned_empty = kernels.aligned_empty.py_func
 
 
 class SysArgs(NamedTuple):
